@@ -1,0 +1,11 @@
+"""paddle_resnet: residual networks on CIFAR, reproduced with PaddlePaddle."""
+import warnings
+
+# Paddle >= 3.0 warns on every import when ccache is missing; it concerns compiling C++
+# extensions, which this package never does, and would otherwise open every log.
+warnings.filterwarnings("ignore", message="No ccache found")
+# Paddle's BatchNorm repeats this notice for every model in train mode; it describes the
+# behaviour every CIFAR recipe expects.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean")
+
+__version__ = "0.1.0"

@@ -1,0 +1,104 @@
+"""Command-line entry points shared by tools/*.py and the console scripts."""
+import argparse
+import os
+import sys
+from typing import Callable, List, Optional
+
+from .errors import ConfigError, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, like every other usage error here
+        self.exit(2, f"{self.prog}: error: {message}; see --help\n")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = _Parser(description=description)
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
+def add_config_args(p: argparse.ArgumentParser, required: bool = True):
+    p.add_argument("-c", "--config", required=required, help="yaml config (see configs/)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. -o train.epochs=5 (repeatable)")
+
+
+def run(main: Callable[[argparse.Namespace], Optional[int]], p: argparse.ArgumentParser,
+        argv: Optional[List[str]] = None) -> int:
+    """Parse, run, and turn user errors into one line on stderr with a non-zero exit."""
+    args = p.parse_args(argv)
+    try:
+        return main(args) or 0
+    except UserError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except ValueError as e:  # from the model zoo: bad architecture arguments
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return ConfigError.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def train_main(argv=None) -> int:
+    p = parser("Train a model on CIFAR.")
+    add_config_args(p)
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="CHECKPOINT",
+                   help="continue a run: from output_dir/latest.pdckpt, or CHECKPOINT")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished or abandoned run in output_dir")
+
+    def main(args):
+        from .config import load_config
+        from .engine import checkpoint as ckpt
+        from .engine.trainer import Trainer
+        cfg = load_config(args.config, args.override)
+        resume = args.resume
+        if resume == "":
+            resume = ckpt.checkpoint_path(cfg["output_dir"], "latest")
+        if resume is not None and args.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other; pick one")
+        Trainer(cfg, resume=resume, overwrite=args.overwrite).fit()
+
+    return run(main, p, argv)
+
+
+def eval_main(argv=None) -> int:
+    p = parser("Evaluate a checkpoint: loss, top-1, top-5, per-class accuracy, confusion.")
+    add_config_args(p, required=False)
+    p.add_argument("-w", "--weights", required=True, metavar="CHECKPOINT",
+                   help="a .pdckpt written by tools/train.py (e.g. output/resnet20/best.pdckpt)")
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--out", default=None,
+                   help="where to write eval.json and confusion.png (default: beside the "
+                        "checkpoint)")
+
+    def main(args):
+        from .engine.evaluate_checkpoint import evaluate_checkpoint
+        evaluate_checkpoint(args.config, args.override, args.weights, args.split,
+                            args.out or os.path.dirname(os.path.abspath(args.weights)))
+
+    return run(main, p, argv)
+
+
+def summary_main(argv=None) -> int:
+    p = parser("Parameters and FLOPs of every registered model.")
+    p.add_argument("models", nargs="*", help="model names (default: all)")
+    p.add_argument("--num-classes", type=int, default=10)
+
+    def main(args):
+        from .models.registry import get_builder
+        from .models.summary import format_table, summarize
+        for name in args.models:
+            try:
+                get_builder(name)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        print(format_table(summarize(args.models or None, args.num_classes)))
+
+    return run(main, p, argv)

@@ -1,0 +1,54 @@
+"""Batches from in-memory uint8 arrays, reproducible from (seed, epoch, batch index)."""
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+import paddle
+
+from .augment import AUGMENTATIONS, normalize
+from .cifar import Split
+
+
+class BatchLoader:
+    def __init__(self, split: Split, batch_size: int, mean, std, augment: str = "none",
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}")
+        self.split = split
+        self.batch_size = batch_size
+        self.mean, self.std = mean, std
+        self.augment = AUGMENTATIONS[augment]
+        self.shuffle = shuffle
+        # Dropping the ragged last batch keeps BN statistics away from tiny batches, but a
+        # set smaller than one batch still yields that one batch.
+        self.drop_last = drop_last and len(split) >= batch_size
+        self.seed = seed
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return len(self.split) // self.batch_size
+        return -(-len(self.split) // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return min(len(self) * self.batch_size, len(self.split))
+
+    def order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.split))
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
+
+    def batch_arrays(self, epoch: int, index: int, order: Optional[np.ndarray] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+        order = self.order(epoch) if order is None else order
+        picked = order[index * self.batch_size:(index + 1) * self.batch_size]
+        images = self.split.images[picked]
+        if self.augment is not None:
+            images = self.augment(images, np.random.default_rng([self.seed, epoch, index, 1]))
+        return normalize(images, self.mean, self.std), self.split.labels[picked]
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
+        """Batches `start`.. of `epoch`; resuming at batch k skips straight to it."""
+        order = self.order(epoch)
+        for index in range(start, len(self)):
+            images, labels = self.batch_arrays(epoch, index, order)
+            yield paddle.to_tensor(images), paddle.to_tensor(labels)

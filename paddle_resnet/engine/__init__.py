@@ -1,0 +1,1 @@
+"""Training, evaluation, checkpoints, meters and run logs."""

@@ -1,0 +1,124 @@
+"""Checkpoints: one file per state, written atomically (temp file, fsync, rename), so a
+crash mid-write leaves the previous checkpoint readable and never a partial file."""
+import io
+import os
+import pickle
+import zipfile
+from typing import Any, Dict
+
+import paddle
+
+from ..errors import CheckpointError
+
+FORMAT_VERSION = 1
+SUFFIX = ".pdckpt"
+TEMP_MARK = ".tmp-"
+
+
+def checkpoint_path(output_dir: str, name: str) -> str:
+    return os.path.join(output_dir, name + SUFFIX)
+
+
+def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
+    state = dict(state, format_version=FORMAT_VERSION)
+    buffer = io.BytesIO()
+    paddle.save(state, buffer)
+    directory = os.path.dirname(os.path.abspath(path))
+    temp = os.path.join(directory, f"{TEMP_MARK}{os.getpid()}-{os.path.basename(path)}")
+    try:
+        with open(temp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except OSError as e:
+        try:
+            os.remove(temp)
+        except OSError:
+            pass
+        raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}; the "
+                              "previous checkpoint is unchanged; free space or fix "
+                              "permissions, then resume") from None
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # makes the rename itself durable
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a {SUFFIX} file "
+                              "written by tools/train.py (latest or best in the run's "
+                              "output directory)")
+    try:
+        with open(path, "rb") as f:
+            state = paddle.load(io.BytesIO(f.read()), return_numpy=False)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
+            zipfile.BadZipFile, OSError, AttributeError, ImportError, IndexError) as e:
+        raise CheckpointError(f"{path} is not a readable paddle_resnet checkpoint (truncated "
+                              f"or another format: {type(e).__name__}); use the run's "
+                              "latest or best checkpoint") from None
+    if not isinstance(state, dict) or "model" not in state or "format_version" not in state:
+        raise CheckpointError(f"{path} is not a paddle_resnet checkpoint (no model state or "
+                              "format version); use a checkpoint written by tools/train.py")
+    if state["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {state['format_version']}, newer "
+                              f"than this version of paddle_resnet reads ({FORMAT_VERSION}); "
+                              "upgrade paddle_resnet")
+    return state
+
+
+def load_model_state(model: paddle.nn.Layer, state_dict: Dict[str, Any], path: str) -> None:
+    """Load weights, naming the first mismatch instead of Paddle's silent partial load."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [k for k in own if k in state_dict and
+              list(own[k].shape) != list(state_dict[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if shapes:
+            key = shapes[0]
+            parts.append(f"{len(shapes)} of another shape (e.g. {key}: "
+                         f"{list(state_dict[key].shape)} in the checkpoint, "
+                         f"{list(own[key].shape)} in the model)")
+        raise CheckpointError(f"{path} does not fit this model: " + "; ".join(parts) +
+                              "; check model.name, model.num_classes and model.shortcut")
+    model.set_state_dict(state_dict)
+
+
+def _rename_accumulators(state: Dict[str, Any], names: Dict[str, str]) -> Dict[str, Any]:
+    """Rename keys `<param name>_<accumulator>` through `names` (longest prefix wins)."""
+    ordered = sorted(names, key=len, reverse=True)
+    renamed = {}
+    for key, value in state.items():
+        prefix = next((p for p in ordered if key.startswith(p + "_")), None)
+        if isinstance(value, dict):
+            value = _rename_accumulators(value, names)
+            renamed[key] = value
+        elif prefix is None:
+            renamed[key] = value
+        else:
+            renamed[names[prefix] + key[len(prefix):]] = value
+    return renamed
+
+
+def optimizer_state_for_saving(optimizer, model: paddle.nn.Layer) -> Dict[str, Any]:
+    """Paddle keys optimizer state by unique parameter names (`conv2d_38.w_0`) that depend
+    on how many layers the process built before; a checkpoint keys it by the model's
+    structured names (`layer1.0.conv1.weight`) so it loads into any fresh process."""
+    names = {p.name: f"@{structured}" for structured, p in model.named_parameters()}
+    return _rename_accumulators(optimizer.state_dict(), names)
+
+
+def load_optimizer_state(optimizer, model: paddle.nn.Layer, state: Dict[str, Any]) -> None:
+    names = {f"@{structured}": p.name for structured, p in model.named_parameters()}
+    optimizer.set_state_dict(_rename_accumulators(state, names))

@@ -1,0 +1,43 @@
+"""Evaluation: loss, top-1, top-5 and the confusion matrix over a loader."""
+from typing import Dict
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+
+@paddle.no_grad()
+def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
+             with_confusion: bool = False) -> Dict:
+    was_training = model.training
+    model.eval()
+    loss_sum = paddle.zeros([], dtype="float64")
+    top1 = paddle.zeros([], dtype="int64")
+    top5 = paddle.zeros([], dtype="int64")
+    predictions = []
+    count = 0
+    try:
+        for images, labels in loader.epoch(0):
+            logits = model(images)
+            loss_sum += F.cross_entropy(logits, labels, reduction="sum").astype("float64")
+            k = min(5, num_classes)
+            best = paddle.topk(logits, k, axis=1)[1]
+            hits = best == labels.unsqueeze(1)
+            top1 += hits[:, 0].astype("int64").sum()
+            top5 += hits.astype("int64").sum()
+            count += labels.shape[0]
+            if with_confusion:
+                predictions.append(best[:, 0])
+    finally:
+        model.train(was_training)
+    result = {"loss": float(loss_sum) / count, "top1": 100.0 * int(top1) / count,
+              "top5": 100.0 * int(top5) / count, "samples": count}
+    if with_confusion:
+        predicted = paddle.concat(predictions).numpy()
+        truth = loader.split.labels[:count]
+        confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        np.add.at(confusion, (truth, predicted), 1)
+        result["confusion"] = confusion
+        with np.errstate(invalid="ignore"):
+            result["per_class_top1"] = 100.0 * np.diag(confusion) / confusion.sum(axis=1)
+    return result

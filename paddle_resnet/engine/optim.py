@@ -1,0 +1,87 @@
+"""Optimisers and per-iteration learning-rate schedules built from the config."""
+import math
+from typing import Sequence
+
+import paddle
+from paddle.optimizer.lr import LRScheduler
+
+
+class IterationSchedule(LRScheduler):
+    """Learning rate as a function of the global iteration, with optional linear warm-up.
+
+    Stepping every iteration (not every epoch) makes the rate a pure function of the step
+    count, so a run resumed mid-epoch continues on exactly the same curve. `last_epoch`
+    is Paddle's name for the step counter.
+    """
+
+    def __init__(self, peak_lr: float, total_steps: int, kind: str = "constant",
+                 warmup_steps: int = 0, milestones: Sequence[float] = (0.5, 0.75),
+                 gamma: float = 0.1, min_lr: float = 0.0, pct_start: float = 0.3):
+        self.peak_lr = peak_lr
+        self.total_steps = max(1, total_steps)
+        self.kind = kind
+        self.warmup_steps = warmup_steps
+        self.milestone_steps = [round(m * self.total_steps) for m in milestones]
+        self.gamma = gamma
+        self.min_lr = min_lr
+        self.pct_start = pct_start
+        super().__init__(learning_rate=peak_lr)
+
+    def _annealed(self, progress: float) -> float:
+        """Cosine from peak_lr down to min_lr as progress goes 0 -> 1."""
+        return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return self.peak_lr * (step + 1) / self.warmup_steps
+        if self.kind == "constant":
+            return self.peak_lr
+        if self.kind == "multistep":
+            drops = sum(step >= m for m in self.milestone_steps)
+            return self.peak_lr * self.gamma ** drops
+        after_warmup = step - self.warmup_steps
+        span = max(1, self.total_steps - self.warmup_steps)
+        if self.kind == "cosine":
+            return self._annealed(min(1.0, after_warmup / span))
+        if self.kind == "onecycle":
+            # Smith & Topin 2017: cosine rise from peak/25 to the peak, then cosine decay
+            # (the defaults of torch's OneCycleLR).
+            rise = max(1, round(self.pct_start * span))
+            start = self.peak_lr / 25.0
+            if after_warmup < rise:
+                return start + (self.peak_lr - start) * 0.5 * (1 - math.cos(math.pi * after_warmup / rise))
+            return self._annealed(min(1.0, (after_warmup - rise) / max(1, span - rise)))
+        raise ValueError(f"unknown schedule {self.kind!r}")
+
+    def get_lr(self) -> float:
+        return self.lr_at(max(0, self.last_epoch))
+
+
+def build_schedule(cfg, steps_per_epoch: int) -> IterationSchedule:
+    return IterationSchedule(
+        peak_lr=cfg["optimizer.lr"], total_steps=cfg["train.epochs"] * steps_per_epoch,
+        kind=cfg["schedule.name"],
+        warmup_steps=round(cfg["schedule.warmup_epochs"] * steps_per_epoch),
+        milestones=cfg["schedule.milestones"], gamma=cfg["schedule.gamma"],
+        min_lr=cfg["schedule.min_lr"], pct_start=cfg["schedule.pct_start"])
+
+
+def build_optimizer(cfg, parameters, schedule: LRScheduler) -> paddle.optimizer.Optimizer:
+    clip = cfg["train.grad_clip"]
+    grad_clip = paddle.nn.ClipGradByGlobalNorm(clip) if clip else None
+    decay = cfg["optimizer.weight_decay"] or None
+    name = cfg["optimizer.name"]
+    beta1, beta2 = cfg["optimizer.betas"]
+    if name == "sgd":
+        return paddle.optimizer.Momentum(
+            learning_rate=schedule, momentum=cfg["optimizer.momentum"], parameters=parameters,
+            use_nesterov=cfg["optimizer.nesterov"], weight_decay=decay, grad_clip=grad_clip)
+    if name == "adam":
+        return paddle.optimizer.Adam(learning_rate=schedule, beta1=beta1, beta2=beta2,
+                                     parameters=parameters, weight_decay=decay,
+                                     grad_clip=grad_clip)
+    if name == "adamw":
+        return paddle.optimizer.AdamW(learning_rate=schedule, beta1=beta1, beta2=beta2,
+                                      parameters=parameters, weight_decay=decay or 0.0,
+                                      grad_clip=grad_clip)
+    raise ValueError(f"unknown optimizer {name!r}")

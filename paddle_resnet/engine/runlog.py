@@ -1,0 +1,59 @@
+"""What a run tells its user: readable lines on the terminal and in `train.log`, and the
+same records as JSON lines in `metrics.jsonl` for plots and comparisons to read back."""
+import json
+import os
+import sys
+import time
+from typing import Any, Dict, Iterator, List, TextIO
+
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "train.log"
+
+
+class RunLog:
+    def __init__(self, output_dir: str, stream: TextIO = None):
+        self.stream = stream or sys.stdout
+        self.output_dir = output_dir
+        self._text = open(os.path.join(output_dir, LOG_FILE), "a", encoding="utf-8")
+        self._json = open(os.path.join(output_dir, METRICS_FILE), "a", encoding="utf-8")
+
+    def info(self, message: str) -> None:
+        # Whole lines only: a carriage-return progress bar turns into garbage in a file.
+        print(message, file=self.stream, flush=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        for line in message.splitlines():
+            self._text.write(f"[{stamp}] {line}\n")
+        self._text.flush()
+
+    def record(self, record: Dict[str, Any]) -> None:
+        self._json.write(json.dumps(record, sort_keys=True) + "\n")
+        self._json.flush()
+
+    def close(self) -> None:
+        self._text.close()
+        self._json.close()
+
+
+def read_metrics(path: str) -> List[Dict[str, Any]]:
+    """Records of a run's metrics.jsonl (a path to the file or to the run directory)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, METRICS_FILE)
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def iter_kind(records: List[Dict[str, Any]], kind: str) -> Iterator[Dict[str, Any]]:
+    return (r for r in records if r.get("kind") == kind)
+
+
+def truncate_metrics(output_dir: str, global_step: int) -> None:
+    """Forget records past a checkpoint, so a resumed run's log reads as one run's."""
+    path = os.path.join(output_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        return
+    kept = [r for r in read_metrics(path) if r.get("global_step", 0) <= global_step]
+    temp = path + ".tmp"
+    with open(temp, "w", encoding="utf-8") as f:
+        for record in kept:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
+    os.replace(temp, path)

@@ -1,0 +1,333 @@
+"""The training loop: timed steps, per-epoch evaluation, checkpoints and exact resume."""
+import glob
+import os
+import signal
+import sys
+import threading
+import time
+from typing import Any, Dict, Optional, TextIO
+
+import paddle
+import paddle.nn.functional as F
+
+from ..config import Config
+from ..data import MEAN_STD, BatchLoader, load_cifar
+from ..device import use_device
+from ..errors import CheckpointError, ConfigError, UserError
+from ..models import build_model, count_parameters
+from . import checkpoint as ckpt
+from .evaluator import evaluate
+from .meters import RunClock, format_duration
+from .optim import build_optimizer, build_schedule
+from .runlog import LOG_FILE, METRICS_FILE, RunLog, truncate_metrics
+
+CONFIG_FILE = "config.yaml"
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, LOG_FILE)
+
+
+class Interrupted(UserError):
+    """The run stopped on a signal after writing a resumable checkpoint."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+def previous_run_files(output_dir: str):
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
+    return found + sorted(os.path.basename(p) for p in
+                          glob.glob(os.path.join(output_dir, "*" + ckpt.SUFFIX)))
+
+
+def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool) -> None:
+    existing = previous_run_files(output_dir) if os.path.isdir(output_dir) else []
+    if existing and not resuming:
+        if not overwrite:
+            raise ConfigError(f"output_dir {output_dir} already holds a run ({existing[0]}); "
+                              "add --resume to continue it, --overwrite to replace it, or "
+                              "set -o output_dir=NEW_DIR")
+        for name in existing:
+            os.remove(os.path.join(output_dir, name))
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        probe = os.path.join(output_dir, ckpt.TEMP_MARK + "probe")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"output_dir {output_dir} is not writable ({e.strerror}); set "
+                          "-o output_dir=DIR to a writable directory") from None
+
+
+def label_smoothed_cross_entropy(logits, labels, epsilon: float):
+    if epsilon == 0:
+        return F.cross_entropy(logits, labels)
+    # Szegedy et al. 2016: mix the one-hot target with the uniform distribution.
+    log_probs = F.log_softmax(logits, axis=1)
+    nll = -paddle.take_along_axis(log_probs, labels.unsqueeze(1), axis=1).squeeze(1)
+    return ((1 - epsilon) * nll - epsilon * log_probs.mean(axis=1)).mean()
+
+
+class Trainer:
+    def __init__(self, cfg: Config, resume: Optional[str] = None, overwrite: bool = False,
+                 stream: TextIO = None):
+        self.cfg = cfg
+        self.output_dir = cfg["output_dir"]
+        self.resume_path = resume
+        self.overwrite = overwrite
+        self.stream = stream or sys.stdout
+        self._stop_signal: Optional[int] = None
+        self._step_hook = None  # called after every step; tests use it to interrupt
+
+    # --- set-up --------------------------------------------------------------------------
+    def _build(self):
+        cfg = self.cfg
+        resume_state = ckpt.load_checkpoint(self.resume_path) if self.resume_path else None
+        if resume_state is not None:
+            stored = resume_state.get("config", {}).get("model", {}).get("name")
+            if stored != cfg["model.name"]:
+                raise CheckpointError(f"{self.resume_path} holds a {stored} run but the config "
+                                      f"says model.name = {cfg['model.name']}; resume with "
+                                      "the run's own config")
+        prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite)
+        self.place = use_device(cfg["device"])
+        paddle.seed(cfg["seed"])
+        train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
+                                          cfg["data.train_samples"], cfg["data.test_samples"],
+                                          cfg["data.val_samples"])
+        self.eval_name = "val" if cfg["data.val_samples"] else "test"
+        mean, std = MEAN_STD[cfg["data.dataset"]]
+        batch = cfg["train.batch_size"]
+        self.train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
+                                        shuffle=True, drop_last=True, seed=cfg["seed"])
+        self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std)
+        self.model = build_model(cfg["model.name"], **cfg.model_kwargs())
+        self.schedule = build_schedule(cfg, len(self.train_loader))
+        self.optimizer = build_optimizer(cfg, self.model.parameters(), self.schedule)
+        epochs = cfg["train.epochs"]
+        every = cfg["train.eval_every"]
+        self.eval_epochs = {e for e in range(1, epochs + 1) if e % every == 0 or e == epochs}
+        self.clock = RunClock(len(self.train_loader), epochs, len(evaluation),
+                              len(self.eval_epochs), self.train_loader.batch_size)
+        self.state = {"epoch": 0, "batch_index": 0, "global_step": 0, "best_top1": None,
+                      "best_epoch": None, "elapsed": 0.0, "evals_done": 0,
+                      "train_sums": self._zero_sums()}
+        if resume_state is not None:
+            self._restore(resume_state)
+
+    @staticmethod
+    def _zero_sums() -> Dict[str, paddle.Tensor]:
+        # Kept on the device and read back only when logging: no host sync per step.
+        return {"loss": paddle.zeros([], "float64"), "top1": paddle.zeros([], "int64"),
+                "top5": paddle.zeros([], "int64"), "samples": paddle.zeros([], "int64")}
+
+    def _restore(self, state: Dict[str, Any]):
+        ckpt.load_model_state(self.model, state["model"], self.resume_path)
+        ckpt.load_optimizer_state(self.optimizer, self.model, state["optimizer"])
+        self.schedule.set_state_dict(state["schedule"])
+        if state.get("rng") is not None:
+            paddle.set_rng_state(state["rng"])
+        for key in self.state:
+            if key in state["progress"]:
+                self.state[key] = state["progress"][key]
+        truncate_metrics(self.output_dir, self.state["global_step"])
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def _checkpoint_state(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": ckpt.optimizer_state_for_saving(self.optimizer, self.model),
+                "schedule": self.schedule.state_dict(), "rng": paddle.get_rng_state(),
+                "progress": dict(self.state), "config": self.cfg.to_dict()}
+
+    def _save(self, *names: str):
+        state = self._checkpoint_state()
+        for name in names:
+            ckpt.save_checkpoint(ckpt.checkpoint_path(self.output_dir, name), state)
+
+    # --- signals -------------------------------------------------------------------------
+    def _on_signal(self, signum, frame):
+        if self._stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: leave now; checkpoints are atomic
+        self._stop_signal = signum
+        self.log.info(f"{signal.Signals(signum).name} received: finishing this step and "
+                      "writing a resumable checkpoint (Ctrl-C again to quit at once)")
+
+    def request_stop(self, signum: int = signal.SIGINT):
+        self._stop_signal = signum
+
+    def _install_signal_handlers(self):
+        self._previous_handlers = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_signal_handlers(self):
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+
+    # --- the loop ------------------------------------------------------------------------
+    def fit(self) -> Dict[str, Any]:
+        self._build()
+        self.log = RunLog(self.output_dir, self.stream)
+        self._install_signal_handlers()
+        try:
+            return self._run()
+        finally:
+            self._restore_signal_handlers()
+            self.log.close()
+
+    def _announce(self):
+        cfg = self.cfg
+        with open(os.path.join(self.output_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
+            f.write(cfg.dump())
+        s = self.state
+        if self.resume_path:
+            self.log.info(f"resumed from {self.resume_path} at epoch {s['epoch'] + 1}, "
+                          f"iteration {s['batch_index']}, global step {s['global_step']}")
+        self.log.info("config:\n" + cfg.dump().rstrip())
+        self.log.info(
+            f"model {cfg['model.name']} ({count_parameters(self.model):,} parameters) on "
+            f"{self.place}; {self.train_loader.num_samples:,} training images per epoch in "
+            f"{len(self.train_loader)} iterations of {self.train_loader.batch_size}; "
+            f"{len(self.eval_loader.split):,} {self.eval_name} images; output in "
+            f"{self.output_dir}")
+
+    def _run(self) -> Dict[str, Any]:
+        self._announce()
+        cfg = self.cfg
+        epochs = cfg["train.epochs"]
+        self.model.train()
+        run_start = time.perf_counter() - self.state["elapsed"]
+        last_record = None
+        while self.state["epoch"] < epochs:
+            epoch = self.state["epoch"]
+            self._train_epoch(epoch, run_start)
+            if self._stop_signal is not None:
+                break
+            last_record = self._end_epoch(epoch, run_start)
+        if self._stop_signal is not None:
+            self.state["elapsed"] = time.perf_counter() - run_start
+            self._save("latest")
+            s = self.state
+            message = (f"interrupted at epoch {s['epoch'] + 1}, iteration {s['batch_index']}; "
+                       f"saved {ckpt.checkpoint_path(self.output_dir, 'latest')}; resume "
+                       "with the same command plus --resume")
+            self.log.info(message)
+            raise Interrupted(message, self._stop_signal)
+        summary = {"best_top1": self.state["best_top1"], "best_epoch": self.state["best_epoch"],
+                   "elapsed": time.perf_counter() - run_start}
+        if last_record is not None:
+            summary.update(last_record)
+        self.log.info(f"done in {format_duration(summary['elapsed'])}; best {self.eval_name} "
+                      f"top-1 {summary['best_top1']:.2f}% at epoch {summary['best_epoch']}; "
+                      f"checkpoints in {self.output_dir}")
+        return summary
+
+    def _train_epoch(self, epoch: int, run_start: float):
+        cfg, s = self.cfg, self.state
+        steps = len(self.train_loader)
+        log_every = cfg["train.log_every"]
+        smoothing = cfg["train.label_smoothing"]
+        sums = s["train_sums"]
+        window_start, window_images = time.perf_counter(), 0
+        step_start = time.perf_counter()
+        for images, labels in self.train_loader.epoch(epoch, start=s["batch_index"]):
+            logits = self.model(images)
+            loss = label_smoothed_cross_entropy(logits, labels, smoothing)
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.clear_grad()
+            self.schedule.step()
+            with paddle.no_grad():
+                batch = labels.shape[0]
+                hits = paddle.topk(logits, min(5, logits.shape[1]), axis=1)[1] == labels.unsqueeze(1)
+                sums["loss"] += loss.detach().astype("float64") * batch
+                sums["top1"] += hits[:, 0].astype("int64").sum()
+                sums["top5"] += hits.astype("int64").sum()
+                sums["samples"] += batch
+            s["batch_index"] += 1
+            s["global_step"] += 1
+            window_images += batch
+            now = time.perf_counter()
+            self.clock.record_step(now - step_start)
+            step_start = now
+            if s["batch_index"] % log_every == 0 or s["batch_index"] == steps:
+                self._log_progress(epoch, loss, sums, window_images / (now - window_start),
+                                   now - run_start)
+                window_start, window_images = time.perf_counter(), 0
+            if self._step_hook is not None:
+                self._step_hook(self)
+            if self._stop_signal is not None:
+                return
+
+    def _log_progress(self, epoch, loss, sums, ips, elapsed):
+        cfg, s = self.cfg, self.state
+        steps = len(self.train_loader)
+        samples = int(sums["samples"])
+        record = {
+            "kind": "train_iter", "epoch": epoch + 1, "iter": s["batch_index"],
+            "global_step": s["global_step"], "loss": float(loss),
+            "avg_loss": float(sums["loss"]) / samples,
+            "top1": 100.0 * int(sums["top1"]) / samples, "lr": self.optimizer.get_lr(),
+            "ips": ips, "elapsed": elapsed, "eta_epoch": self.clock.eta_epoch(s["batch_index"]),
+            "eta_run": self.clock.eta_run(s["global_step"], s["evals_done"]),
+        }
+        self.log.record(record)
+        self.log.info(
+            f"epoch {epoch + 1}/{cfg['train.epochs']}  iter {s['batch_index']}/{steps}  "
+            f"loss {record['loss']:.4f} (avg {record['avg_loss']:.4f})  "
+            f"top1 {record['top1']:.2f}%  lr {record['lr']:.6f}  {ips:.1f} img/s  "
+            f"elapsed {format_duration(elapsed)}  "
+            f"eta epoch {format_duration(record['eta_epoch'])}  "
+            f"eta run {format_duration(record['eta_run'])}")
+
+    def _end_epoch(self, epoch: int, run_start: float) -> Dict[str, Any]:
+        cfg, s = self.cfg, self.state
+        sums = s["train_sums"]
+        samples = int(sums["samples"])
+        record = {"kind": "epoch", "epoch": epoch + 1, "global_step": s["global_step"],
+                  "train_loss": float(sums["loss"]) / samples,
+                  "train_top1": 100.0 * int(sums["top1"]) / samples,
+                  "train_top5": 100.0 * int(sums["top5"]) / samples,
+                  "lr": self.optimizer.get_lr()}
+        if epoch + 1 in self.eval_epochs:
+            eval_start = time.perf_counter()
+            result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"])
+            eval_seconds = time.perf_counter() - eval_start
+            self.clock.record_eval(eval_seconds)
+            s["evals_done"] += 1
+            record.update({f"{self.eval_name}_loss": result["loss"],
+                           f"{self.eval_name}_top1": result["top1"],
+                           f"{self.eval_name}_top5": result["top5"],
+                           "eval_seconds": eval_seconds})
+        improved = (f"{self.eval_name}_top1" in record and
+                    (s["best_top1"] is None or record[f"{self.eval_name}_top1"] > s["best_top1"]))
+        if improved:
+            s["best_top1"], s["best_epoch"] = record[f"{self.eval_name}_top1"], epoch + 1
+        s["epoch"], s["batch_index"] = epoch + 1, 0
+        s["train_sums"] = self._zero_sums()
+        s["elapsed"] = time.perf_counter() - run_start
+        record.update({"best_top1": s["best_top1"], "best_epoch": s["best_epoch"],
+                       "elapsed": s["elapsed"]})
+        names = ["latest"] + (["best"] if improved else [])
+        every = cfg["train.checkpoint_every"]
+        if every and (epoch + 1) % every == 0:
+            names.append(f"epoch_{epoch + 1:03d}")
+        self._save(*names)
+        self.log.record(record)
+        self.log.info(self._epoch_line(record))
+        return record
+
+    def _epoch_line(self, r: Dict[str, Any]) -> str:
+        name = self.eval_name
+        line = (f"epoch {r['epoch']}/{self.cfg['train.epochs']} done  "
+                f"train loss {r['train_loss']:.4f} top1 {r['train_top1']:.2f}% "
+                f"top5 {r['train_top5']:.2f}%")
+        if f"{name}_top1" in r:
+            line += (f"  {name} loss {r[f'{name}_loss']:.4f} top1 {r[f'{name}_top1']:.2f}% "
+                     f"top5 {r[f'{name}_top5']:.2f}% ({format_duration(r['eval_seconds'])})")
+        if r["best_top1"] is not None:
+            line += f"  best {r['best_top1']:.2f}% (epoch {r['best_epoch']})"
+        eta = self.clock.eta_run(self.state["global_step"], self.state["evals_done"])
+        return line + (f"  elapsed {format_duration(r['elapsed'])}  "
+                       f"eta run {format_duration(eta)}")

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="paddle_resnet",
+    version="0.1.0",
+    description="Residual networks on CIFAR with PaddlePaddle: a faithful, reproducible "
+                "reproduction with plain and DenseNet baselines",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["paddle_resnet", "paddle_resnet.*"]),
+    python_requires=">=3.9",
+    # Paddle itself comes per platform (see README): `[cpu]` installs the CPU build from
+    # PyPI; GPU users install paddlepaddle-gpu from Paddle's own index first. The two
+    # builds share the `paddle` module and cannot be installed together.
+    install_requires=["numpy", "pyyaml", "matplotlib", "pillow", "visualdl"],
+    extras_require={
+        "cpu": ["paddlepaddle>=3.0"],
+        "test": ["pytest", "hypothesis"],
+    },
+    entry_points={
+        "console_scripts": [
+            "paddle-resnet-train=paddle_resnet.cli:train_main",
+            "paddle-resnet-eval=paddle_resnet.cli:eval_main",
+            "paddle-resnet-summary=paddle_resnet.cli:summary_main",
+        ],
+    },
+)

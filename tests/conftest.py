@@ -1,0 +1,82 @@
+import io
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
+sys.path.insert(0, ROOT)
+
+
+def _add(tar: tarfile.TarFile, name: str, payload) -> None:
+    data = pickle.dumps(payload)
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def class_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Images whose colour tells the class, so a short run can learn something."""
+    base = rng.integers(0, 256, size=(10, 3), dtype=np.int64)
+    noise = rng.integers(-40, 41, size=(len(labels), 3, 32, 32))
+    images = np.clip(base[labels % 10][:, :, None, None] + noise, 0, 255).astype(np.uint8)
+    return images.reshape(len(labels), 3072)
+
+
+def make_archive(path: str, dataset: str = "cifar10", train_per_batch: int = 40,
+                 test: int = 100, seed: int = 0) -> str:
+    """A tiny archive in the official python layout that paddle.vision.datasets reads."""
+    rng = np.random.default_rng(seed)
+    classes = 10 if dataset == "cifar10" else 100
+    key = b"labels" if dataset == "cifar10" else b"fine_labels"
+    folder = "cifar-10-batches-py" if dataset == "cifar10" else "cifar-100-python"
+    train_names = ([f"data_batch_{i}" for i in range(1, 6)] if dataset == "cifar10"
+                   else ["train"])
+    with tarfile.open(path, "w:gz") as tar:
+        for name in train_names:
+            count = train_per_batch if dataset == "cifar10" else 5 * train_per_batch
+            labels = rng.integers(0, classes, size=count)
+            _add(tar, f"{folder}/{name}", {b"data": class_images(labels, rng),
+                                          key: labels.tolist()})
+        labels = rng.integers(0, classes, size=test)
+        _add(tar, f"{folder}/{'test_batch' if dataset == 'cifar10' else 'test'}",
+             {b"data": class_images(labels, rng), key: labels.tolist()})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar10(tmp_path_factory):
+    return make_archive(str(tmp_path_factory.mktemp("data") / "cifar-10-python.tar.gz"))
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar100(tmp_path_factory):
+    return make_archive(str(tmp_path_factory.mktemp("data100") / "cifar-100-python.tar.gz"),
+                        dataset="cifar100")
+
+
+@pytest.fixture(scope="session")
+def real_cifar10():
+    """The real CIFAR-10 (JPEG re-encoded) from ../shared/data, built once and cached."""
+    maker = os.path.join(SHARED_DATA, "make_cifar10.py")
+    if not os.path.isfile(maker):
+        if os.environ.get("CI"):
+            pytest.fail(f"{maker} is missing; CI runs with ../shared beside the clone")
+        pytest.skip("real CIFAR-10 (../shared/data) is not available here")
+    cache = os.path.join(os.path.expanduser("~"), ".cache", "paddle_resnet_tests")
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, "cifar-10-python.tar.gz")
+    if not os.path.isfile(path):
+        subprocess.run([sys.executable, maker, path], check=True)
+    return path
+
+
+def run_tool(tool: str, *args, env=None, timeout=600):
+    """Run tools/<tool>.py as a user would; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", f"{tool}.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)

@@ -1,0 +1,126 @@
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_archive
+from paddle_resnet.data import BatchLoader, MEAN_STD, load_cifar, load_split
+from paddle_resnet.data import cifar as cifar_module
+from paddle_resnet.data.augment import normalize, notebook_recipe, pad_crop_flip
+from paddle_resnet.errors import DataError
+
+
+def test_loads_official_layout(tiny_cifar10):
+    train = load_split("cifar10", "train", tiny_cifar10)
+    test = load_split("cifar10", "test", tiny_cifar10)
+    assert train.images.shape == (200, 32, 32, 3) and train.images.dtype == np.uint8
+    assert test.images.shape == (100, 32, 32, 3)
+    assert train.labels.dtype == np.int64 and 0 <= train.labels.min() <= train.labels.max() < 10
+
+
+def test_loads_cifar100(tiny_cifar100):
+    train, _, test = load_cifar("cifar100", tiny_cifar100)
+    assert len(train) == 200 and len(test) == 100
+
+
+def test_subsets_and_validation_split_are_deterministic_and_disjoint(tiny_cifar10):
+    train, val, test = load_cifar("cifar10", tiny_cifar10, train_samples=50, test_samples=30,
+                                  val_samples=40)
+    again = load_cifar("cifar10", tiny_cifar10, train_samples=50, test_samples=30,
+                       val_samples=40)
+    assert (len(train), len(val), len(test)) == (50, 40, 30)
+    np.testing.assert_array_equal(train.images, again[0].images)
+    np.testing.assert_array_equal(val.images, again[1].images)
+    flat = lambda s: {im.tobytes() for im in s.images}  # noqa: E731
+    assert not flat(train) & flat(val)
+
+
+def test_missing_archive_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist; pass the path of cifar-10-python"):
+        load_split("cifar10", "train", str(tmp_path / "missing.tar.gz"))
+
+
+def test_truncated_archive_is_a_clear_error(tiny_cifar10, tmp_path):
+    data = open(tiny_cifar10, "rb").read()
+    path = tmp_path / "truncated.tar.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="not a readable cifar-10-python.tar.gz"):
+        load_split("cifar10", "train", str(path))
+
+
+def test_wrong_format_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.tar.gz"
+    path.write_bytes(b"these are not the images you are looking for" * 100)
+    with pytest.raises(DataError, match="not a readable"):
+        load_split("cifar10", "train", str(path))
+
+
+def test_wrong_dataset_archive_is_a_clear_error(tiny_cifar100):
+    with pytest.raises(DataError, match="holds no cifar10 train batches"):
+        load_split("cifar10", "train", tiny_cifar100)
+
+
+def test_offline_without_archive_fails_fast(tmp_path, monkeypatch):
+    import time
+    import paddle.dataset.common
+    monkeypatch.setattr(paddle.dataset.common, "DATA_HOME", str(tmp_path))
+    monkeypatch.setattr(cifar_module, "DOWNLOAD_HOST", "dataset.invalid")
+    start = time.monotonic()
+    with pytest.raises(DataError) as info:
+        load_split("cifar10", "train", None)
+    assert time.monotonic() - start < 15
+    message = str(info.value)
+    assert "cannot be reached" in message and "-o data.data_file=PATH" in message
+    assert os.path.join(str(tmp_path), "cifar", "cifar-10-python.tar.gz") in message
+
+
+def test_pad_crop_flip_gives_crops_of_the_padded_image():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+    out = pad_crop_flip(images, np.random.default_rng(1))
+    assert out.shape == images.shape and out.dtype == np.uint8
+    padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    flips = 0
+    for i in range(len(images)):
+        found = None
+        for top in range(9):
+            for left in range(9):
+                crop = padded[i, top:top + 32, left:left + 32]
+                if np.array_equal(out[i], crop):
+                    found = "plain"
+                elif np.array_equal(out[i], crop[:, ::-1]):
+                    found = "flipped"
+        assert found is not None
+        flips += found == "flipped"
+    assert 16 < flips < 48
+
+
+def test_notebook_recipe_keeps_shape_and_changes_colour():
+    images = np.random.default_rng(0).integers(0, 256, size=(32, 32, 32, 3), dtype=np.uint8)
+    out = notebook_recipe(images, np.random.default_rng(1))
+    assert out.shape == images.shape and out.dtype == np.uint8
+    assert not np.array_equal(np.sort(out, axis=None), np.sort(images, axis=None))
+
+
+def test_normalize_is_per_channel_standardisation():
+    images = np.full((2, 32, 32, 3), 128, dtype=np.uint8)
+    mean, std = MEAN_STD["cifar10"]
+    out = normalize(images, mean, std)
+    assert out.shape == (2, 3, 32, 32) and out.dtype == np.float32
+    np.testing.assert_allclose(out[0, :, 0, 0], (128 / 255 - np.array(mean)) / np.array(std),
+                               rtol=1e-5)
+
+
+def test_loader_is_reproducible_and_resumable(tiny_cifar10):
+    train = load_split("cifar10", "train", tiny_cifar10)
+    mean, std = MEAN_STD["cifar10"]
+    loader = BatchLoader(train, 32, mean, std, augment="standard", shuffle=True,
+                         drop_last=True, seed=5)
+    assert len(loader) == 6 and loader.num_samples == 192
+    full = [(x.numpy(), y.numpy()) for x, y in loader.epoch(3)]
+    tail = [(x.numpy(), y.numpy()) for x, y in loader.epoch(3, start=4)]
+    for (xa, ya), (xb, yb) in zip(full[4:], tail):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    other_epoch = next(iter(loader.epoch(4)))[1].numpy()
+    assert not np.array_equal(other_epoch, full[0][1])
