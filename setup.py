@@ -22,6 +22,7 @@ setup(
             "paddle-resnet-train=paddle_resnet.cli:train_main",
             "paddle-resnet-eval=paddle_resnet.cli:eval_main",
             "paddle-resnet-summary=paddle_resnet.cli:summary_main",
+            "paddle-resnet-predict=paddle_resnet.cli:predict_main",
         ],
     },
 )

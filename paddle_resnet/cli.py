@@ -102,3 +102,22 @@ def summary_main(argv=None) -> int:
         print(format_table(summarize(args.models or None, args.num_classes)))
 
     return run(main, p, argv)
+
+
+def predict_main(argv=None) -> int:
+    p = parser("Classify image files (any size; resized to 32x32) with a checkpoint.")
+    p.add_argument("paths", nargs="+", help="image files or folders of images")
+    p.add_argument("-w", "--weights", required=True, metavar="CHECKPOINT",
+                   help="a .pdckpt written by tools/train.py")
+    p.add_argument("-k", "--topk", type=int, default=3, help="classes to show per image")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key of the checkpoint's config, e.g. -o device=cpu")
+
+    def main(args):
+        from .predict import predict
+        if args.topk < 1:
+            raise ConfigError(f"--topk {args.topk} must be at least 1")
+        return predict(args.weights, args.paths, args.topk, args.json, args.override)
+
+    return run(main, p, argv)

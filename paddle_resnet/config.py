@@ -61,7 +61,7 @@ SCHEMA: Dict[str, Option] = {
     "model.num_classes": Option(None, int, "number of output classes", low=2, nullable=True,
                                 null_means="taken from the dataset (10 or 100)"),
     "model.depth": Option(None, int, "depth for `cifar_resnet`/`cifar_plain` (6n+2)", low=8,
-                          nullable=True, null_means="the model's own depth"),
+                          high=2000, nullable=True, null_means="the model's own depth"),
     "model.shortcut": Option(None, str, "shortcut option of He et al. Sec. 3.3",
                              choices=("A", "B", "C"), nullable=True,
                              null_means="the paper's choice: A for CIFAR nets, B for 18-152"),
@@ -210,7 +210,11 @@ def _flatten(tree: Mapping, where: str, prefix: str = "") -> Dict[str, Any]:
             raise ConfigError(f"{where}config keys must be strings, got {name!r}")
         if key in SCHEMA:
             flat[key] = value
-        elif isinstance(value, dict) and name in SECTIONS and not prefix:
+        elif name in SECTIONS and not prefix:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}section {key!r} must be a mapping of its keys "
+                                  f"(e.g. {next(k for k in SCHEMA if k.startswith(key + '.'))}"
+                                  f": ...), got {value!r}")
             flat.update(_flatten(value, where, prefix=f"{key}."))
         else:
             raise _unknown_key(key, where)

@@ -74,7 +74,9 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
     result = evaluate(model, loader, num_classes, with_confusion=True)
     names = class_names(cfg["data.dataset"], num_classes)
     best = progress.get("best_top1")
+    partial = progress.get("batch_index", 0)
     header = (f"{weights}: {cfg['model.name']} trained {progress.get('epoch', '?')} epoch(s)"
+              + (f" and {partial} iteration(s) of the next (interrupted)" if partial else "")
               + (f", best top-1 {best:.2f}% at epoch {progress.get('best_epoch')}"
                  if best is not None else "") + f"; evaluated on {split} ({place})")
     print(format_report(result, names, header))

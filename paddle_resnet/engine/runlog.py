@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Any, Dict, Iterator, List, TextIO
 
+from ..errors import UserError
+
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "train.log"
 
@@ -21,13 +23,19 @@ class RunLog:
         # Whole lines only: a carriage-return progress bar turns into garbage in a file.
         print(message, file=self.stream, flush=True)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        for line in message.splitlines():
-            self._text.write(f"[{stamp}] {line}\n")
-        self._text.flush()
+        self._write(self._text, "".join(f"[{stamp}] {line}\n" for line in message.splitlines()))
 
     def record(self, record: Dict[str, Any]) -> None:
-        self._json.write(json.dumps(record, sort_keys=True) + "\n")
-        self._json.flush()
+        self._write(self._json, json.dumps(record, sort_keys=True) + "\n")
+
+    def _write(self, f: TextIO, text: str) -> None:
+        try:
+            f.write(text)
+            f.flush()
+        except OSError as e:
+            raise UserError(f"cannot write {f.name}: {e.strerror or e}; free space or fix "
+                            "permissions, then resume with --resume (the last checkpoint is "
+                            "intact)") from None
 
     def close(self) -> None:
         self._text.close()

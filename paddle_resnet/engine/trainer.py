@@ -50,6 +50,8 @@ def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool) -> None
             os.remove(os.path.join(output_dir, name))
     try:
         os.makedirs(output_dir, exist_ok=True)
+        for stale in glob.glob(os.path.join(output_dir, ckpt.TEMP_MARK + "*")):
+            os.remove(stale)  # half-written checkpoints of a killed run, never read
         probe = os.path.join(output_dir, ckpt.TEMP_MARK + "probe")
         with open(probe, "w"):
             pass
@@ -178,8 +180,13 @@ class Trainer:
 
     def _announce(self):
         cfg = self.cfg
-        with open(os.path.join(self.output_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
-            f.write(cfg.dump())
+        path = os.path.join(self.output_dir, CONFIG_FILE)
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(cfg.dump())
+        except OSError as e:
+            raise UserError(f"cannot write {path}: {e.strerror or e}; free space or fix "
+                            "permissions") from None
         s = self.state
         if self.resume_path:
             self.log.info(f"resumed from {self.resume_path} at epoch {s['epoch'] + 1}, "
@@ -205,6 +212,8 @@ class Trainer:
             if self._stop_signal is not None:
                 break
             last_record = self._end_epoch(epoch, run_start)
+            if self._stop_signal is not None:
+                break
         if self._stop_signal is not None:
             self.state["elapsed"] = time.perf_counter() - run_start
             self._save("latest")
