@@ -100,9 +100,10 @@ def load_split(dataset: str, mode: str, data_file: Optional[str] = None) -> Spli
         if download and not os.path.isfile(default_archive(dataset)):
             raise DataError(_missing_data_message(dataset, f"downloading {dataset} failed "
                                                   f"({type(e).__name__})")) from None
+        detail = (str(e).splitlines() or [""])[0].rstrip(":")
         raise DataError(f"{where} is not a readable {ARCHIVE_NAMES[dataset]} in the official "
-                        f"python layout ({type(e).__name__}: {e}); re-download or rebuild it"
-                        ) from None
+                        f"python layout ({type(e).__name__}: {detail}); re-download or "
+                        "rebuild it") from None
     if len(raw.data) == 0:
         raise DataError(f"{where} holds no {dataset} {mode} batches; is it the "
                         f"{ARCHIVE_NAMES[dataset]} archive of this dataset?")
