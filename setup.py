@@ -23,6 +23,7 @@ setup(
             "paddle-resnet-eval=paddle_resnet.cli:eval_main",
             "paddle-resnet-summary=paddle_resnet.cli:summary_main",
             "paddle-resnet-predict=paddle_resnet.cli:predict_main",
+            "paddle-resnet-compare=paddle_resnet.cli:compare_main",
         ],
     },
 )

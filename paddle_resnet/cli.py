@@ -121,3 +121,17 @@ def predict_main(argv=None) -> int:
         return predict(args.weights, args.paths, args.topk, args.json, args.override)
 
     return run(main, p, argv)
+
+
+def compare_main(argv=None) -> int:
+    p = parser("Compare runs: a markdown table and plots from their metrics.jsonl.")
+    p.add_argument("runs", nargs="+", help="run directories, globs ('output/*') or a folder "
+                                           "of runs")
+    p.add_argument("--out", default="comparison", help="where to write comparison.md and "
+                                                       "the PNG plots (default: comparison/)")
+
+    def main(args):
+        from .compare import compare
+        compare(args.runs, args.out)
+
+    return run(main, p, argv)

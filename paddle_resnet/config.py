@@ -95,6 +95,16 @@ SCHEMA: Dict[str, Option] = {
     "train.log_every": Option(50, int, "print a progress line every N iterations", low=1),
     "train.checkpoint_every": Option(0, int, "also keep `epoch_NNN` every k epochs "
                                      "(0 = only `latest` and `best`)", low=0),
+    # --- logging and diagnostics -----------------------------------------------------
+    "log.visualdl": Option(True, bool, "write VisualDL records into output_dir "
+                           "(`visualdl --logdir output` shows every run)"),
+    "log.histogram_every": Option(5, int, "weight and gradient histograms every k epochs "
+                                  "(0 = never)", low=0),
+    "log.grad_vanish_below": Option(1e-6, float, "warn when a stage's gradient L2 norm falls "
+                                    "below this at a logged step", low=0.0),
+    "log.grad_explode_above": Option(1e3, float, "warn when a stage's gradient L2 norm rises "
+                                     "above this at a logged step", low=0.0,
+                                     low_exclusive=True),
     # --- optimiser and schedule --------------------------------------------------------
     "optimizer.name": Option("sgd", str, "optimiser", choices=("sgd", "adam", "adamw")),
     "optimizer.lr": Option(0.1, float, "peak learning rate", low=0.0, low_exclusive=True),

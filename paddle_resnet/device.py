@@ -31,3 +31,9 @@ def use_device(spec: str) -> str:
     place = resolve_device(spec)
     paddle.device.set_device(place)
     return place
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a `paddle.distributed.launch` job, or the only process."""
+    import paddle.distributed as dist
+    return dist.get_rank() == 0

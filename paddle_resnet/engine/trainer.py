@@ -12,17 +12,25 @@ import paddle.nn.functional as F
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import use_device
+from ..device import is_main_process, use_device
 from ..errors import CheckpointError, ConfigError, UserError
-from ..models import build_model, count_parameters
+from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
 from .evaluator import evaluate
 from .meters import RunClock, format_duration
 from .optim import build_optimizer, build_schedule
-from .runlog import LOG_FILE, METRICS_FILE, RunLog, truncate_metrics
+from .runlog import LOG_FILE, METRICS_FILE, RunLog, read_metrics, truncate_metrics
+from .visual import VisualDLLog, model_arrays, stage_norms
 
 CONFIG_FILE = "config.yaml"
+HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "train.batch_size",
+               "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "schedule.name",
+               "seed")
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, LOG_FILE)
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; the run stops without saving the broken weights."""
 
 
 class Interrupted(UserError):
@@ -109,6 +117,7 @@ class Trainer:
         epochs = cfg["train.epochs"]
         every = cfg["train.eval_every"]
         self.eval_epochs = {e for e in range(1, epochs + 1) if e % every == 0 or e == epochs}
+        self._first_bad_step = paddle.full([], -1, "int64")
         self.clock = RunClock(len(self.train_loader), epochs, len(evaluation),
                               len(self.eval_epochs), self.train_loader.batch_size)
         self.state = {"epoch": 0, "batch_index": 0, "global_step": 0, "best_top1": None,
@@ -171,11 +180,13 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         self._build()
         self.log = RunLog(self.output_dir, self.stream)
+        self.vdl = VisualDLLog(self.output_dir, self.cfg["log.visualdl"] and is_main_process())
         self._install_signal_handlers()
         try:
             return self._run()
         finally:
             self._restore_signal_handlers()
+            self.vdl.close()
             self.log.close()
 
     def _announce(self):
@@ -198,6 +209,19 @@ class Trainer:
             f"{len(self.train_loader)} iterations of {self.train_loader.batch_size}; "
             f"{len(self.eval_loader.split):,} {self.eval_name} images; output in "
             f"{self.output_dir}")
+        if self.resume_path:
+            self.vdl.replay(read_metrics(self.output_dir), self.eval_name)
+        else:
+            self.log.record({"kind": "run", "global_step": 0, "model": cfg["model.name"],
+                             "params": count_parameters(self.model),
+                             "flops": count_flops(self.model), "device": self.place,
+                             "train_images": self.train_loader.num_samples,
+                             "eval_images": len(self.eval_loader.split),
+                             "eval_split": self.eval_name, "epochs": cfg["train.epochs"],
+                             "batch_size": cfg["train.batch_size"]})
+            self.vdl.graph(self.model, self.log)
+        self.vdl.hparams({key: cfg[key] for key in HPARAM_KEYS},
+                         ["eval/top1", "eval/loss", "train/loss"])
 
     def _run(self) -> Dict[str, Any]:
         self._announce()
@@ -215,6 +239,7 @@ class Trainer:
             if self._stop_signal is not None:
                 break
         if self._stop_signal is not None:
+            self._check_finite()
             self.state["elapsed"] = time.perf_counter() - run_start
             self._save("latest")
             s = self.state
@@ -238,15 +263,23 @@ class Trainer:
         log_every = cfg["train.log_every"]
         smoothing = cfg["train.label_smoothing"]
         sums = s["train_sums"]
+        histogram_every = cfg["log.histogram_every"]
         window_start, window_images = time.perf_counter(), 0
-        step_start = time.perf_counter()
+        step_start = self._epoch_start = time.perf_counter()
+        self._histograms = None
         for images, labels in self.train_loader.epoch(epoch, start=s["batch_index"]):
             logits = self.model(images)
             loss = label_smoothed_cross_entropy(logits, labels, smoothing)
             loss.backward()
             self.optimizer.step()
+            will_log = (s["batch_index"] + 1) % log_every == 0 or s["batch_index"] + 1 == steps
+            norms = stage_norms(self.model) if will_log else None
+            if (s["batch_index"] + 1 == steps and histogram_every
+                    and (epoch + 1) % histogram_every == 0 and self.vdl.enabled):
+                self._histograms = model_arrays(self.model, with_grads=True)
             self.optimizer.clear_grad()
             self.schedule.step()
+            self._track_finite(loss, s["global_step"] + 1)
             with paddle.no_grad():
                 batch = labels.shape[0]
                 hits = paddle.topk(logits, min(5, logits.shape[1]), axis=1)[1] == labels.unsqueeze(1)
@@ -260,16 +293,57 @@ class Trainer:
             now = time.perf_counter()
             self.clock.record_step(now - step_start)
             step_start = now
-            if s["batch_index"] % log_every == 0 or s["batch_index"] == steps:
+            if will_log:
+                self._check_finite()
                 self._log_progress(epoch, loss, sums, window_images / (now - window_start),
-                                   now - run_start)
+                                   now - run_start, norms)
                 window_start, window_images = time.perf_counter(), 0
             if self._step_hook is not None:
                 self._step_hook(self)
             if self._stop_signal is not None:
                 return
 
-    def _log_progress(self, epoch, loss, sums, ips, elapsed):
+    def _track_finite(self, loss, step: int):
+        # Remember the first step whose loss was NaN/inf without a host sync per step.
+        bad = paddle.logical_not(paddle.isfinite(loss))
+        first = self._first_bad_step
+        self._first_bad_step = paddle.where(
+            paddle.logical_and(bad, first < 0), paddle.full([], step, "int64"), first)
+
+    def _check_finite(self):
+        step = int(self._first_bad_step)
+        if step < 0:
+            return
+        steps = len(self.train_loader)
+        latest = ckpt.checkpoint_path(self.output_dir, "latest")
+        kept = (f"the last good checkpoint {latest} is kept" if os.path.exists(latest)
+                else "no checkpoint was written")
+        message = (f"the loss became non-finite at step {step} (epoch {(step - 1) // steps + 1}, "
+                   f"iteration {(step - 1) % steps + 1}); {kept}; lower optimizer.lr, add "
+                   "schedule.warmup_epochs or set train.grad_clip")
+        self.log.record({"kind": "error", "global_step": self.state["global_step"],
+                         "message": message})
+        self.log.info(message)
+        raise NonFiniteLoss(message)
+
+    def _warn_on_gradients(self, norms, step: int):
+        low, high = self.cfg["log.grad_vanish_below"], self.cfg["log.grad_explode_above"]
+        for stage, norm in norms["grad"].items():
+            if norm < low:
+                layer, value = norms["smallest"][stage]
+                problem = f"vanishing: {norm:.2e} < log.grad_vanish_below = {low:g}"
+            elif norm > high:
+                layer, value = norms["largest"][stage]
+                problem = f"exploding: {norm:.2e} > log.grad_explode_above = {high:g}"
+            else:
+                continue
+            message = (f"warning: step {step}: gradient norm of {stage} is {problem}; "
+                       f"{'smallest' if norm < low else 'largest'} in {layer} ({value:.2e})")
+            self.log.record({"kind": "warning", "global_step": step, "stage": stage,
+                             "layer": layer, "grad_norm": norm, "message": message})
+            self.log.info(message)
+
+    def _log_progress(self, epoch, loss, sums, ips, elapsed, norms):
         cfg, s = self.cfg, self.state
         steps = len(self.train_loader)
         samples = int(sums["samples"])
@@ -281,7 +355,12 @@ class Trainer:
             "ips": ips, "elapsed": elapsed, "eta_epoch": self.clock.eta_epoch(s["batch_index"]),
             "eta_run": self.clock.eta_run(s["global_step"], s["evals_done"]),
         }
+        if norms is not None:
+            record["grad_norms"], record["weight_norms"] = norms["grad"], norms["weight"]
         self.log.record(record)
+        self.vdl.train_iter(record)
+        if norms is not None:
+            self._warn_on_gradients(norms, s["global_step"])
         self.log.info(
             f"epoch {epoch + 1}/{cfg['train.epochs']}  iter {s['batch_index']}/{steps}  "
             f"loss {record['loss']:.4f} (avg {record['avg_loss']:.4f})  "
@@ -298,7 +377,8 @@ class Trainer:
                   "train_loss": float(sums["loss"]) / samples,
                   "train_top1": 100.0 * int(sums["top1"]) / samples,
                   "train_top5": 100.0 * int(sums["top5"]) / samples,
-                  "lr": self.optimizer.get_lr()}
+                  "lr": self.optimizer.get_lr(),
+                  "epoch_seconds": time.perf_counter() - self._epoch_start}
         if epoch + 1 in self.eval_epochs:
             eval_start = time.perf_counter()
             result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"])
@@ -324,6 +404,10 @@ class Trainer:
             names.append(f"epoch_{epoch + 1:03d}")
         self._save(*names)
         self.log.record(record)
+        self.vdl.epoch(record, self.eval_name)
+        if self._histograms is not None:
+            for kind, arrays in self._histograms.items():
+                self.vdl.histograms(arrays, kind, epoch + 1)
         self.log.info(self._epoch_line(record))
         return record
 

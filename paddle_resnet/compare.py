@@ -1,0 +1,148 @@
+"""`tools/compare.py`: runs side by side, as a markdown table and PNG plots, read back from
+each run's `metrics.jsonl` and `config.yaml`."""
+import glob
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+import yaml
+
+from .engine.meters import format_duration
+from .engine.runlog import METRICS_FILE, read_metrics
+from .errors import UserError
+
+
+def find_runs(patterns: Sequence[str]) -> List[str]:
+    """Run directories from paths and globs; a folder of runs stands for its runs."""
+    runs = []
+    for pattern in patterns:
+        is_glob = glob.has_magic(pattern)
+        for path in sorted(glob.glob(pattern)) if is_glob else [pattern]:
+            if os.path.isfile(os.path.join(path, METRICS_FILE)):
+                runs.append(path)
+                continue
+            nested = sorted(os.path.dirname(p) for p in
+                            glob.glob(os.path.join(path, "*", METRICS_FILE)))
+            if nested or is_glob:
+                runs += nested
+            elif os.path.isdir(path):
+                raise UserError(f"{path} holds no run (no {METRICS_FILE}); pass run "
+                                "directories written by tools/train.py")
+            else:
+                raise UserError(f"{path} does not exist; pass run directories (or a glob "
+                                "such as 'output/*')")
+    if not runs:
+        raise UserError(f"no runs found in {' '.join(patterns)}; pass run directories "
+                        "written by tools/train.py")
+    return list(dict.fromkeys(runs))
+
+
+def summarize_run(path: str) -> Dict:
+    try:
+        records = read_metrics(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {os.path.join(path, METRICS_FILE)}: {e}") from None
+    config_path = os.path.join(path, "config.yaml")
+    config = {}
+    if os.path.isfile(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    run = next((r for r in records if r.get("kind") == "run"), {})
+    epochs = [r for r in records if r.get("kind") == "epoch"]
+    iters = [r for r in records if r.get("kind") == "train_iter"]
+    split = run.get("eval_split", "test")
+    evaluated = [r for r in epochs if f"{split}_top1" in r]
+    label = os.path.basename(os.path.normpath(path))
+    return {
+        "run": label, "path": path,
+        "model": run.get("model") or config.get("model", {}).get("name", "?"),
+        "params": run.get("params"), "flops": run.get("flops"), "split": split,
+        "epochs_done": len(epochs),
+        "epochs_planned": config.get("train", {}).get("epochs", run.get("epochs")),
+        "best_top1": max((r[f"{split}_top1"] for r in evaluated), default=None),
+        "final_top1": evaluated[-1][f"{split}_top1"] if evaluated else None,
+        "final_train_error": 100 - epochs[-1]["train_top1"] if epochs else None,
+        "wall_time": epochs[-1]["elapsed"] if epochs else None,
+        "ips": float(np.median([r["ips"] for r in iters])) if iters else None,
+        "curves": {
+            "epoch": [r["epoch"] for r in epochs],
+            "train_loss": [r["train_loss"] for r in epochs],
+            "train_error": [100 - r["train_top1"] for r in epochs],
+            "eval_epoch": [r["epoch"] for r in evaluated],
+            "eval_top1": [r[f"{split}_top1"] for r in evaluated],
+            "eval_error": [100 - r[f"{split}_top1"] for r in evaluated],
+        },
+    }
+
+
+def _fmt(value, pattern="{:.2f}", missing="–"):
+    return missing if value is None else pattern.format(value)
+
+
+def markdown_table(runs: List[Dict]) -> str:
+    lines = ["| run | model | parameters | FLOPs | epochs | best top-1 | final top-1 | "
+             "final train error | wall time | images/s |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in runs:
+        split = "" if r["split"] == "test" else f" ({r['split']})"
+        lines.append(
+            f"| {r['run']} | {r['model']} | {_fmt(r['params'], '{:,}')} | "
+            f"{_fmt(r['flops'] and r['flops'] / 1e6, '{:.1f}M')} | "
+            f"{r['epochs_done']}/{_fmt(r['epochs_planned'], '{}')} | "
+            f"{_fmt(r['best_top1'], '{:.2f}%')}{split} | {_fmt(r['final_top1'], '{:.2f}%')} | "
+            f"{_fmt(r['final_train_error'], '{:.2f}%')} | "
+            f"{format_duration(r['wall_time']) if r['wall_time'] is not None else '–'} | "
+            f"{_fmt(r['ips'], '{:.1f}')} |")
+    return "\n".join(lines)
+
+
+PLOTS = {
+    "test_top1.png": ("eval_epoch", "eval_top1", "test top-1 accuracy (%)",
+                      "Test top-1 accuracy per epoch"),
+    "train_loss.png": ("epoch", "train_loss", "training loss (cross-entropy)",
+                       "Training loss per epoch"),
+    "train_error.png": ("epoch", "train_error", "training error (%)",
+                        "Training error per epoch (He et al. Fig. 6: plain vs residual)"),
+}
+
+
+def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    written = []
+    for filename, (x_key, y_key, ylabel, title) in PLOTS.items():
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for r in runs:
+            x, y = r["curves"][x_key], r["curves"][y_key]
+            if not x:
+                continue
+            # Plain nets dashed, as in the paper's figure; residual and others solid.
+            style = "--" if r["model"].startswith("plain") else "-"
+            ax.plot(x, y, style, marker="o", markersize=3, label=f"{r['run']} ({r['model']})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = os.path.join(out_dir, filename)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def compare(patterns: Sequence[str], out_dir: str) -> str:
+    runs = [summarize_run(path) for path in find_runs(patterns)]
+    os.makedirs(out_dir, exist_ok=True)
+    table = markdown_table(runs)
+    table_path = os.path.join(out_dir, "comparison.md")
+    with open(table_path, "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    plots = plot_runs(runs, out_dir)
+    print(table)
+    print(f"\nwrote {table_path} and {', '.join(plots)}")
+    return table

@@ -1,0 +1,148 @@
+"""VisualDL logging (on the main process only), in the tags of hapi's VisualDL callback:
+`train/...` per logged iteration (step = global iteration), `eval/...` and `time/...` per
+epoch (step = epoch), per-stage gradient and weight norms, histograms and hparams.
+
+VisualDL reads one record file per run directory and truncates a file it reopens, so a
+resumed run writes a fresh file and first replays the scalars of `metrics.jsonl` (already
+cut back to the checkpoint): the curves continue instead of restarting.
+"""
+import glob
+import os
+from typing import Any, Dict, Iterable, Optional
+
+import numpy as np
+
+from ..errors import ConfigError
+
+RECORD_FILE = "vdlrecords.paddle_resnet.log"
+
+
+def stage_of(parameter_name: str) -> str:
+    """`layer2.0.conv1.weight` -> `layer2`; stems and DenseNet blocks get their own name."""
+    parts = parameter_name.split(".")
+    if parts[0] in ("conv1", "bn1"):
+        return "stem"
+    if parts[0] == "features" and len(parts) > 1:
+        return f"features.{parts[1]}"
+    return parts[0]
+
+
+class VisualDLLog:
+    def __init__(self, output_dir: str, enabled: bool):
+        self.writer = None
+        if not enabled:
+            return
+        try:
+            from visualdl import LogWriter
+        except ImportError:
+            raise ConfigError("log.visualdl is true but visualdl is not installed; "
+                              "pip install visualdl, or set -o log.visualdl=false") from None
+        for old in glob.glob(os.path.join(output_dir, "vdlrecords*")):
+            os.remove(old)
+        self.writer = LogWriter(logdir=output_dir, file_name=RECORD_FILE)
+
+    @property
+    def enabled(self) -> bool:
+        return self.writer is not None
+
+    def _scalars(self, prefix: str, values: Dict[str, Any], step: int):
+        for name, value in values.items():
+            if value is not None:
+                self.writer.add_scalar(f"{prefix}/{name}", float(value), step)
+
+    def train_iter(self, record: Dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        step = record["global_step"]
+        self._scalars("train", {k: record.get(k) for k in ("loss", "top1", "lr", "ips")}, step)
+        self._scalars("grad_norm", record.get("grad_norms", {}), step)
+        self._scalars("weight_norm", record.get("weight_norms", {}), step)
+
+    def epoch(self, record: Dict[str, Any], eval_name: str) -> None:
+        if not self.enabled:
+            return
+        step = record["epoch"]
+        self._scalars("eval", {k: record.get(f"{eval_name}_{k}")
+                               for k in ("loss", "top1", "top5")}, step)
+        self._scalars("time", {"epoch_s": record.get("epoch_seconds")}, step)
+        self._scalars("epoch", {"train_loss": record.get("train_loss"),
+                                "train_top1": record.get("train_top1")}, step)
+
+    def replay(self, records: Iterable[Dict[str, Any]], eval_name: str) -> None:
+        for record in records:
+            if record.get("kind") == "train_iter":
+                self.train_iter(record)
+            elif record.get("kind") == "epoch":
+                self.epoch(record, eval_name)
+
+    def histograms(self, arrays: Dict[str, np.ndarray], kind: str, epoch: int) -> None:
+        if self.enabled:
+            for stage, values in arrays.items():
+                self.writer.add_histogram(f"{kind}/{stage}", values, epoch, buckets=30)
+
+    def hparams(self, hparams: Dict[str, Any], metrics: Iterable[str]) -> None:
+        if self.enabled:
+            clean = {k: (v if isinstance(v, (int, float, str)) else str(v))
+                     for k, v in hparams.items() if v is not None}
+            self.writer.add_hparams(clean, list(metrics))
+
+    def graph(self, model, log) -> None:
+        """The model graph, where VisualDL can trace it (its add_graph saves the model
+        through paddle.jit, which not every Paddle version accepts)."""
+        if not self.enabled:
+            return
+        import warnings
+        try:
+            from paddle.static import InputSpec
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, [InputSpec([1, 3, 32, 32], "float32")])
+        except Exception as e:  # noqa: BLE001 - optional feature, never fatal
+            log.info(f"note: VisualDL could not draw the model graph "
+                     f"({type(e).__name__}); scalars and histograms are unaffected")
+
+    def close(self) -> None:
+        if self.enabled:
+            self.writer.close()
+
+
+def model_arrays(model, with_grads: bool) -> Dict[str, Dict[str, np.ndarray]]:
+    """Weights (and gradients) of every trainable parameter, concatenated per stage."""
+    weights: Dict[str, list] = {}
+    grads: Dict[str, list] = {}
+    for name, p in model.named_parameters():
+        if p.stop_gradient:
+            continue
+        weights.setdefault(stage_of(name), []).append(p.numpy().ravel())
+        if with_grads and p.grad is not None:
+            grads.setdefault(stage_of(name), []).append(p.grad.numpy().ravel())
+    join = lambda d: {k: np.concatenate(v) for k, v in d.items()}  # noqa: E731
+    return {"weights": join(weights), "grads": join(grads)}
+
+
+def stage_norms(model) -> Optional[Dict[str, Any]]:
+    """Per-stage L2 norms of gradients and weights, and the parameter whose gradient is
+    smallest and largest in each stage (to name the layer in a warning). One host
+    read-back for the whole model."""
+    import paddle
+    names, grads, weights = [], [], []
+    for name, p in model.named_parameters():
+        if p.stop_gradient or p.grad is None:
+            continue
+        names.append(name)
+        grads.append((p.grad.astype("float32") ** 2).sum())
+        weights.append((p.astype("float32") ** 2).sum())
+    if not names:
+        return None
+    squares = paddle.stack([paddle.stack(grads), paddle.stack(weights)]).numpy().astype(np.float64)
+    result: Dict[str, Any] = {"grad": {}, "weight": {}, "smallest": {}, "largest": {}}
+    for stage in dict.fromkeys(stage_of(n) for n in names):
+        index = [i for i, n in enumerate(names) if stage_of(n) == stage]
+        result["grad"][stage] = float(np.sqrt(squares[0, index].sum()))
+        result["weight"][stage] = float(np.sqrt(squares[1, index].sum()))
+        per_parameter = np.sqrt(squares[0, index])
+        result["smallest"][stage] = (names[index[int(per_parameter.argmin())]],
+                                     float(per_parameter.min()))
+        result["largest"][stage] = (names[index[int(per_parameter.argmax())]],
+                                    float(per_parameter.max()))
+    return result

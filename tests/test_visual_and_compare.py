@@ -1,0 +1,107 @@
+"""VisualDL records, gradient-flow diagnostics, and tools/compare.py."""
+import numpy as np
+import paddle
+import pytest
+
+from conftest import run_tool
+from paddle_resnet.config import load_config
+from paddle_resnet.engine.runlog import read_metrics
+from paddle_resnet.engine.trainer import Interrupted, NonFiniteLoss, Trainer
+from paddle_resnet.engine.visual import RECORD_FILE, stage_of
+
+EXPECTED_SCALARS = {"train/loss", "train/top1", "train/lr", "train/ips", "eval/loss",
+                    "eval/top1", "eval/top5", "time/epoch_s", "grad_norm/stem",
+                    "grad_norm/layer1", "grad_norm/layer2", "grad_norm/layer3", "grad_norm/fc",
+                    "weight_norm/layer3"}
+
+
+def config(archive, out, *extra):
+    return load_config(None, [f"data.data_file={archive}", f"output_dir={out}",
+                              "train.epochs=2", "train.batch_size=32", "train.log_every=2",
+                              "data.test_samples=40", "log.histogram_every=1", *extra])
+
+
+def read_board(run_dir):
+    from visualdl import LogReader
+    return LogReader(file_path=str(run_dir / RECORD_FILE))
+
+
+def steps_of(reader, tag):
+    return [record.id for record in reader.get_data("scalar", tag)]
+
+
+def test_visualdl_reads_back_every_tag(tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    Trainer(config(tiny_cifar10, out)).fit()
+    reader = read_board(out)
+    tags = reader.get_tags()
+    assert EXPECTED_SCALARS <= set(tags["scalar"])
+    assert {"weights/layer1", "grads/layer1", "grads/fc"} <= set(tags["histogram"])
+    assert tags.get("hyper_parameters")
+    assert steps_of(reader, "train/loss") == [2, 4, 6, 8, 10, 12]
+    assert steps_of(reader, "eval/top1") == [1, 2]
+
+
+def test_resumed_run_continues_the_curves(tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    trainer = Trainer(config(tiny_cifar10, out))
+    trainer._step_hook = lambda t: t.state["global_step"] == 9 and t.request_stop()
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    Trainer(config(tiny_cifar10, out), resume=str(out / "latest.pdckpt")).fit()
+    reader = read_board(out)
+    assert steps_of(reader, "train/loss") == [2, 4, 6, 8, 10, 12]
+    assert steps_of(reader, "eval/top1") == [1, 2]
+
+
+def test_exploding_gradient_warning_names_the_layer(tiny_cifar10, tmp_path, capsys):
+    out = tmp_path / "run"
+    Trainer(config(tiny_cifar10, out, "train.epochs=1", "log.grad_explode_above=1e-9",
+                   "log.visualdl=false")).fit()
+    printed = capsys.readouterr().out
+    assert "warning: step 2: gradient norm of layer1 is exploding" in printed
+    assert "largest in layer1." in printed
+    warnings = [r for r in read_metrics(str(out)) if r["kind"] == "warning"]
+    assert {w["stage"] for w in warnings} >= {"stem", "layer1", "layer2", "layer3", "fc"}
+    assert all(stage_of(w["layer"]) == w["stage"] for w in warnings)
+
+
+def test_vanishing_gradient_warning(tiny_cifar10, tmp_path, capsys):
+    Trainer(config(tiny_cifar10, tmp_path / "run", "train.epochs=1",
+                   "log.grad_vanish_below=1e9", "log.visualdl=false")).fit()
+    assert "is vanishing" in capsys.readouterr().out
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    trainer = Trainer(config(tiny_cifar10, out, "log.visualdl=false"))
+
+    def poison(t):
+        if t.state["global_step"] == 8:
+            weight = t.model.fc.weight
+            weight.set_value(paddle.full(weight.shape, float("nan")))
+
+    trainer._step_hook = poison
+    with pytest.raises(NonFiniteLoss, match="non-finite at step 9 \\(epoch 2, iteration 3\\); "
+                                            "the last good checkpoint .* is kept"):
+        trainer.fit()
+    from paddle_resnet.engine import checkpoint as ckpt
+    state = ckpt.load_checkpoint(str(out / "latest.pdckpt"))
+    assert state["progress"]["epoch"] == 1
+    assert all(np.isfinite(v.numpy()).all() for v in state["model"].values())
+
+
+def test_compare_writes_table_and_plots(tiny_cifar10, tmp_path):
+    root = tmp_path / "runs"
+    for name in ("resnet20", "plain20"):
+        Trainer(config(tiny_cifar10, root / name, f"model.name={name}",
+                       "log.visualdl=false")).fit()
+    result = run_tool("compare", str(root / "*"), "--out", str(tmp_path / "cmp"))
+    assert result.returncode == 0, result.stderr
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| resnet20 | resnet20 | 269,722 | 40.6M | 2/2 |" in table
+    assert "| plain20 | plain20 | 269,722 | 40.6M | 2/2 |" in table
+    for name in ("test_top1.png", "train_loss.png", "train_error.png"):
+        assert (tmp_path / "cmp" / name).stat().st_size > 10_000
+    missing = run_tool("compare", str(tmp_path / "nope"))
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
