@@ -15,7 +15,7 @@ setup(
     install_requires=["numpy", "pyyaml", "matplotlib", "pillow", "visualdl"],
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],
-        "test": ["pytest", "hypothesis"],
+        "test": ["pytest", "hypothesis", "selenium"],
     },
     entry_points={
         "console_scripts": [

@@ -65,8 +65,8 @@ class VisualDLLog:
         self._scalars("eval", {k: record.get(f"{eval_name}_{k}")
                                for k in ("loss", "top1", "top5")}, step)
         self._scalars("time", {"epoch_s": record.get("epoch_seconds")}, step)
-        self._scalars("epoch", {"train_loss": record.get("train_loss"),
-                                "train_top1": record.get("train_top1")}, step)
+        self._scalars("train_epoch", {"loss": record.get("train_loss"),
+                                      "top1": record.get("train_top1")}, step)
 
     def replay(self, records: Iterable[Dict[str, Any]], eval_name: str) -> None:
         for record in records:
