@@ -24,6 +24,7 @@ setup(
             "paddle-resnet-summary=paddle_resnet.cli:summary_main",
             "paddle-resnet-predict=paddle_resnet.cli:predict_main",
             "paddle-resnet-compare=paddle_resnet.cli:compare_main",
+            "paddle-resnet-export=paddle_resnet.cli:export_main",
         ],
     },
 )

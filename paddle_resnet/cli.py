@@ -4,6 +4,7 @@ import os
 import sys
 from typing import Callable, List, Optional
 
+from .device import launched_world_size
 from .errors import ConfigError, UserError
 
 
@@ -45,6 +46,30 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argumen
         return 130
 
 
+def relaunch(nproc: int, argv: Optional[List[str]], output_dir: str) -> int:
+    """Run this same command under Paddle's launcher with `nproc` processes."""
+    import subprocess
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "tools", "train.py")
+    if not os.path.isfile(script):  # installed without the tools/ folder
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_entry.py")
+    # One thread per process: the processes share the cores (Paddle defaults to 1 too).
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    # --nproc_per_node, not --devices: the latter fails on CPU-only builds.
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
+               str(nproc), "--log_dir", os.path.join(output_dir, "launch_logs"), script, *rest]
+    return subprocess.call(command, env=env)
+
+
 def train_main(argv=None) -> int:
     p = parser("Train a model on CIFAR.")
     add_config_args(p)
@@ -52,9 +77,17 @@ def train_main(argv=None) -> int:
                    help="continue a run: from output_dir/latest.pdckpt, or CHECKPOINT")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished or abandoned run in output_dir")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train data-parallel in N processes through paddle.distributed."
+                        "launch (on a CPU: one per core; train.batch_size stays global)")
 
     def main(args):
         from .config import load_config
+        if args.nproc < 1:
+            raise ConfigError(f"--nproc {args.nproc} must be at least 1")
+        if args.nproc > 1 and launched_world_size() == 1:
+            cfg = load_config(args.config, args.override)  # fail fast, before launching
+            return relaunch(args.nproc, argv, cfg["output_dir"])
         from .engine import checkpoint as ckpt
         from .engine.trainer import Trainer
         cfg = load_config(args.config, args.override)
@@ -105,10 +138,14 @@ def summary_main(argv=None) -> int:
 
 
 def predict_main(argv=None) -> int:
-    p = parser("Classify image files (any size; resized to 32x32) with a checkpoint.")
+    p = parser("Classify image files (any size; resized to 32x32) with a checkpoint or an "
+               "exported model.")
     p.add_argument("paths", nargs="+", help="image files or folders of images")
-    p.add_argument("-w", "--weights", required=True, metavar="CHECKPOINT",
-                   help="a .pdckpt written by tools/train.py")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("-w", "--weights", metavar="CHECKPOINT",
+                        help="a .pdckpt written by tools/train.py")
+    source.add_argument("-m", "--model", metavar="DIR",
+                        help="a directory written by tools/export.py (Paddle Inference)")
     p.add_argument("-k", "--topk", type=int, default=3, help="classes to show per image")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -118,7 +155,8 @@ def predict_main(argv=None) -> int:
         from .predict import predict
         if args.topk < 1:
             raise ConfigError(f"--topk {args.topk} must be at least 1")
-        return predict(args.weights, args.paths, args.topk, args.json, args.override)
+        return predict(args.paths, args.weights, args.model, args.topk, args.json,
+                       args.override)
 
     return run(main, p, argv)
 
@@ -133,5 +171,25 @@ def compare_main(argv=None) -> int:
     def main(args):
         from .compare import compare
         compare(args.runs, args.out)
+
+    return run(main, p, argv)
+
+
+def export_main(argv=None) -> int:
+    p = parser("Export a checkpoint for Paddle Inference (paddle.jit.save).")
+    p.add_argument("-c", "--config", default=None,
+                   help="yaml config (default: the one stored in the checkpoint)")
+    p.add_argument("-w", "--weights", required=True, metavar="CHECKPOINT",
+                   help="a .pdckpt written by tools/train.py")
+    p.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="directory for model.json, model.pdiparams and export.json")
+    p.add_argument("--softmax", action="store_true",
+                   help="end the exported model with a softmax (probabilities, not logits)")
+
+    def main(args):
+        from .export import export_model
+        meta = export_model(args.weights, args.output, args.config, args.softmax)
+        print(f"exported {meta['model']} (epoch {meta['epoch']}, {meta['output']}) to "
+              f"{args.output}: model.json, model.pdiparams, export.json")
 
     return run(main, p, argv)

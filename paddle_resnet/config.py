@@ -105,6 +105,9 @@ SCHEMA: Dict[str, Option] = {
     "log.grad_explode_above": Option(1e3, float, "warn when a stage's gradient L2 norm rises "
                                      "above this at a logged step", low=0.0,
                                      low_exclusive=True),
+    # --- several processes (python -m paddle.distributed.launch, or train.py --nproc) ---
+    "dist.sync_bn": Option(False, bool, "SyncBatchNorm across GPUs (BN statistics over the "
+                           "global batch); GPU only, as Paddle has no CPU kernel for it"),
     # --- optimiser and schedule --------------------------------------------------------
     "optimizer.name": Option("sgd", str, "optimiser", choices=("sgd", "adam", "adamw")),
     "optimizer.lr": Option(0.1, float, "peak learning rate", low=0.0, low_exclusive=True),

@@ -1,7 +1,49 @@
-"""Device choice in one place: `auto` | `cpu` | `gpu` | `gpu:N`."""
+"""Devices and processes in one place: device choice (`auto` | `cpu` | `gpu` | `gpu:N`) and
+data parallelism under `python -m paddle.distributed.launch`.
+
+Under the launcher every process trains on its share of each global batch and Paddle's
+DataParallel averages the gradients, so every process holds the same parameters. On a CPU
+the launcher picks the gloo backend by itself; on GPUs, NCCL, one GPU per process.
+"""
+import os
+from dataclasses import dataclass
+
 import paddle
 
 from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def launched_world_size() -> int:
+    """Processes started by paddle.distributed.launch (1 when run directly)."""
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+
+
+def init_processes() -> Processes:
+    world = launched_world_size()
+    if world == 1:
+        return Processes()
+    import paddle.distributed as dist
+    dist.init_parallel_env()
+    return Processes(dist.get_rank(), dist.get_world_size())
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a launched job, or the only process."""
+    return int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0
 
 
 def cuda_devices() -> int:
@@ -13,14 +55,16 @@ def cuda_devices() -> int:
 def resolve_device(spec: str) -> str:
     """The Paddle place string for a config `device` value, checked against the machine."""
     available = cuda_devices()
-    if spec == "auto":
-        return "gpu:0" if available else "cpu"
-    if spec == "cpu":
+    if spec == "cpu" or (spec == "auto" and not available):
         return "cpu"
-    index = 0 if spec == "gpu" else int(spec.split(":", 1)[1])
     if not paddle.device.is_compiled_with_cuda():
         raise ConfigError(f"device = {spec} but this Paddle build has no CUDA; install "
                           "paddlepaddle-gpu (see README) or use device=cpu or auto")
+    if launched_world_size() > 1:
+        # The launcher gives each process its GPU; a fixed gpu:N would put all on one.
+        selected = os.environ.get("FLAGS_selected_gpus", "0").split(",")[0]
+        return f"gpu:{int(selected)}"
+    index = 0 if spec in ("auto", "gpu") else int(spec.split(":", 1)[1])
     if index >= available:
         raise ConfigError(f"device = {spec} but {available} GPU(s) are visible; use "
                           f"gpu:0..gpu:{max(0, available - 1)} or auto")
@@ -33,7 +77,51 @@ def use_device(spec: str) -> str:
     return place
 
 
-def is_main_process() -> bool:
-    """Rank 0 of a `paddle.distributed.launch` job, or the only process."""
+def wrap_model(model: paddle.nn.Layer, processes: Processes, sync_bn: bool, place: str):
+    """(model, the layer to call in training): SyncBatchNorm and DataParallel when launched
+    on several processes. Checkpoints hold the first, whose names carry no wrapper."""
+    if sync_bn and not place.startswith("gpu"):
+        raise ConfigError("dist.sync_bn needs GPUs: Paddle has no CPU kernel for "
+                          "sync_batch_norm; set -o dist.sync_bn=false on the CPU")
+    if not processes.distributed:
+        return model, model
+    if sync_bn:
+        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model, paddle.DataParallel(model)
+
+
+def all_reduce_sum(tensor: paddle.Tensor, processes: Processes) -> paddle.Tensor:
+    """The sum over processes, as a new tensor (the argument is left as it was)."""
+    if not processes.distributed:
+        return tensor
     import paddle.distributed as dist
-    return dist.get_rank() == 0
+    total = tensor.clone()
+    dist.all_reduce(total)
+    return total
+
+
+def all_reduce_max(tensor: paddle.Tensor, processes: Processes) -> paddle.Tensor:
+    if not processes.distributed:
+        return tensor
+    import paddle.distributed as dist
+    total = tensor.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.MAX)
+    return total
+
+
+def barrier(processes: Processes) -> None:
+    if processes.distributed:
+        import paddle.distributed as dist
+        dist.barrier()
+
+
+@paddle.no_grad()
+def average_running_statistics(model: paddle.nn.Layer, processes: Processes) -> None:
+    """Average BN running statistics over processes (as timm's distribute_bn). With plain
+    BN each process updates them from its own shard only; without this, processes would
+    evaluate, and rank 0 would save, different models."""
+    if not processes.distributed:
+        return
+    for tensor in model.parameters():
+        if tensor.stop_gradient:  # Paddle keeps BN _mean/_variance among the parameters
+            tensor.set_value(all_reduce_sum(tensor, processes) / processes.world)

@@ -1,18 +1,15 @@
-"""`tools/predict.py`: classify image files with a trained checkpoint."""
+"""`tools/predict.py`: classify image files with a checkpoint or an exported model."""
 import json
 import os
 import sys
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .config import load_config
-from .data import CIFAR10_CLASSES, MEAN_STD
+from .data import MEAN_STD
 from .data.augment import normalize
-from .device import use_device
-from .engine import checkpoint as ckpt
 from .errors import UserError
-from .models import build_model
+from .export import InferenceModel, class_names, load_trained_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -43,16 +40,42 @@ def read_image(path: str) -> np.ndarray:
         raise UserError(f"not a readable image ({type(e).__name__})") from None
 
 
-def predict(weights: str, paths: Sequence[str], topk: int = 3, as_json: bool = False,
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def checkpoint_classifier(weights: str, overrides: Sequence[str]):
+    """(probabilities of a normalised batch, class names, mean, std) from a checkpoint."""
+    import paddle
+    model, cfg, _, _ = load_trained_model(weights, None, overrides)
+
+    def classify(batch: np.ndarray) -> np.ndarray:
+        with paddle.no_grad():
+            return softmax(model(paddle.to_tensor(batch)).numpy())
+
+    return (classify, class_names(cfg["data.dataset"], cfg["model.num_classes"]),
+            *MEAN_STD[cfg["data.dataset"]])
+
+
+def exported_classifier(model_dir: str):
+    model = InferenceModel(model_dir)
+    meta = model.meta
+
+    def classify(batch: np.ndarray) -> np.ndarray:
+        out = model(batch)
+        return out if meta["output"] == "softmax" else softmax(out)
+
+    return classify, meta["classes"], meta["mean"], meta["std"]
+
+
+def predict(paths: Sequence[str], weights: Optional[str] = None,
+            model_dir: Optional[str] = None, topk: int = 3, as_json: bool = False,
             overrides: Sequence[str] = ()) -> int:
-    state = ckpt.load_checkpoint(weights)
-    cfg = load_config(None, overrides, base=state.get("config"))
-    use_device(cfg["device"])
-    model = build_model(cfg["model.name"], **cfg.model_kwargs())
-    ckpt.load_model_state(model, state["model"], weights)
-    model.eval()
-    names = (list(CIFAR10_CLASSES) if cfg["data.dataset"] == "cifar10"
-             else [str(i) for i in range(cfg["model.num_classes"])])
+    if model_dir is not None:
+        classify, names, mean, std = exported_classifier(model_dir)
+    else:
+        classify, names, mean, std = checkpoint_classifier(weights, overrides)
     files = collect_files(paths)
     if not files:
         raise UserError(f"no image files found in {', '.join(paths)}; pass image files or "
@@ -68,15 +91,9 @@ def predict(weights: str, paths: Sequence[str], topk: int = 3, as_json: bool = F
             print(f"{path}: error: {e}", file=sys.stderr)
             results.append({"file": path, "error": str(e)})
     if images:
-        import paddle
-        import paddle.nn.functional as F
-        batch = normalize(np.stack(images), *MEAN_STD[cfg["data.dataset"]])
-        probabilities = []
-        with paddle.no_grad():
-            for start in range(0, len(batch), 256):
-                logits = model(paddle.to_tensor(batch[start:start + 256]))
-                probabilities.append(F.softmax(logits, axis=1).numpy())
-        probabilities = np.concatenate(probabilities)
+        batch = normalize(np.stack(images), mean, std)
+        probabilities = np.concatenate([classify(batch[start:start + 256])
+                                        for start in range(0, len(batch), 256)])
         k = min(topk, len(names))
         for path, p in zip(good, probabilities):
             best = np.argsort(-p)[:k]

@@ -124,3 +124,18 @@ def test_loader_is_reproducible_and_resumable(tiny_cifar10):
         np.testing.assert_array_equal(ya, yb)
     other_epoch = next(iter(loader.epoch(4)))[1].numpy()
     assert not np.array_equal(other_epoch, full[0][1])
+
+
+def test_process_shards_make_up_the_single_process_batch(tiny_cifar10):
+    train = load_split("cifar10", "train", tiny_cifar10)
+    mean, std = MEAN_STD["cifar10"]
+    common = dict(augment="standard", shuffle=True, drop_last=True, seed=7)
+    whole = BatchLoader(train, 32, mean, std, **common)
+    shards = [BatchLoader(train, 32, mean, std, rank=r, world=2, **common) for r in (0, 1)]
+    assert len(whole) == len(shards[0]) == len(shards[1])
+    for index in range(len(whole)):
+        x, y = whole.batch_arrays(2, index)
+        parts = [loader.batch_arrays(2, index) for loader in shards]
+        assert all(len(p[1]) == 16 for p in parts)
+        np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
+        np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)

@@ -22,3 +22,22 @@ def test_resnet20_quickstart_learns_real_cifar10(real_cifar10, tmp_path):
     assert epochs[1]["train_loss"] < epochs[0]["train_loss"]
     assert epochs[-1]["test_top1"] > 35.0, epochs[-1]
     assert summary["best_top1"] >= epochs[-1]["test_top1"]
+
+    # Export -> Paddle Inference gives dygraph's predictions on 1,000 real test images.
+    import numpy as np
+    import paddle
+    from paddle_resnet.data import MEAN_STD, load_split
+    from paddle_resnet.data.augment import normalize
+    from paddle_resnet.export import InferenceModel, export_model, load_trained_model
+    checkpoint = str(tmp_path / "run" / "best.pdckpt")
+    export_model(checkpoint, str(tmp_path / "exported"))
+    images = load_split("cifar10", "test", real_cifar10).images[:1000]
+    batch = normalize(images, *MEAN_STD["cifar10"])
+    model, *_ = load_trained_model(checkpoint)
+    with paddle.no_grad():
+        expected = np.concatenate([model(paddle.to_tensor(batch[i:i + 250])).numpy()
+                                   for i in range(0, 1000, 250)])
+    predictor = InferenceModel(str(tmp_path / "exported"))
+    got = np.concatenate([predictor(batch[i:i + 250]) for i in range(0, 1000, 250)])
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)

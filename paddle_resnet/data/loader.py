@@ -10,7 +10,8 @@ from .cifar import Split
 
 class BatchLoader:
     def __init__(self, split: Split, batch_size: int, mean, std, augment: str = "none",
-                 shuffle: bool = False, drop_last: bool = False, seed: int = 0):
+                 shuffle: bool = False, drop_last: bool = False, seed: int = 0,
+                 rank: int = 0, world: int = 1):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}")
         self.split = split
@@ -22,6 +23,9 @@ class BatchLoader:
         # set smaller than one batch still yields that one batch.
         self.drop_last = drop_last and len(split) >= batch_size
         self.seed = seed
+        # Under data parallelism each process takes its slice of every global batch; the
+        # global batch (order and augmentation) is the one a single process would draw.
+        self.rank, self.world = rank, world
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -44,7 +48,11 @@ class BatchLoader:
         images = self.split.images[picked]
         if self.augment is not None:
             images = self.augment(images, np.random.default_rng([self.seed, epoch, index, 1]))
-        return normalize(images, self.mean, self.std), self.split.labels[picked]
+        labels = self.split.labels[picked]
+        if self.world > 1:
+            mine = np.array_split(np.arange(len(picked)), self.world)[self.rank]
+            images, labels = images[mine], labels[mine]
+        return normalize(images, self.mean, self.std), labels
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         """Batches `start`.. of `epoch`; resuming at batch k skips straight to it."""

@@ -5,19 +5,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..config import load_config
-from ..data import CIFAR10_CLASSES, MEAN_STD, BatchLoader
+from ..data import MEAN_STD, BatchLoader
 from ..data.cifar import load_split, subset
-from ..device import use_device
-from ..models import build_model
-from . import checkpoint as ckpt
+from ..export import class_names, load_trained_model
 from .evaluator import evaluate
-
-
-def class_names(dataset: str, num_classes: int):
-    if dataset == "cifar10":
-        return list(CIFAR10_CLASSES)
-    return [str(i) for i in range(num_classes)]
 
 
 def format_report(result, names, header: str) -> str:
@@ -60,12 +51,7 @@ def plot_confusion(confusion: np.ndarray, names, path: str, title: str) -> None:
 
 def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], weights: str,
                         split: str, out_dir: str) -> dict:
-    state = ckpt.load_checkpoint(weights)
-    progress = state.get("progress", {})
-    cfg = load_config(config_path, overrides, base=None if config_path else state.get("config"))
-    place = use_device(cfg["device"])
-    model = build_model(cfg["model.name"], **cfg.model_kwargs())
-    ckpt.load_model_state(model, state["model"], weights)
+    model, cfg, progress, place = load_trained_model(weights, config_path, overrides)
     data = load_split(cfg["data.dataset"], split, cfg["data.data_file"])
     if split == "test":
         data = subset(data, cfg["data.test_samples"], salt=1)

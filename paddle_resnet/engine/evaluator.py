@@ -8,7 +8,9 @@ import paddle.nn.functional as F
 
 @paddle.no_grad()
 def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
-             with_confusion: bool = False) -> Dict:
+             with_confusion: bool = False, reduce=None) -> Dict:
+    """`reduce` sums a tensor over processes, so that every process reports the metrics
+    of the whole evaluation set when each evaluated its share."""
     was_training = model.training
     model.eval()
     loss_sum = paddle.zeros([], dtype="float64")
@@ -18,6 +20,8 @@ def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
     count = 0
     try:
         for images, labels in loader.epoch(0):
+            if labels.shape[0] == 0:
+                continue  # this process's share of a final batch smaller than the world
             logits = model(images)
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").astype("float64")
             k = min(5, num_classes)
@@ -30,6 +34,9 @@ def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
                 predictions.append(best[:, 0])
     finally:
         model.train(was_training)
+    if reduce is not None:
+        loss_sum, top1, top5 = reduce(loss_sum), reduce(top1), reduce(top5)
+        count = int(reduce(paddle.to_tensor(count, dtype="int64")))
     result = {"loss": float(loss_sum) / count, "top1": 100.0 * int(top1) / count,
               "top5": 100.0 * int(top5) / count, "samples": count}
     if with_confusion:

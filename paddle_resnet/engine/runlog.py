@@ -13,20 +13,26 @@ LOG_FILE = "train.log"
 
 
 class RunLog:
-    def __init__(self, output_dir: str, stream: TextIO = None):
+    def __init__(self, output_dir: str, stream: TextIO = None, enabled: bool = True):
+        """`enabled=False` (processes other than rank 0) prints and writes nothing."""
         self.stream = stream or sys.stdout
         self.output_dir = output_dir
-        self._text = open(os.path.join(output_dir, LOG_FILE), "a", encoding="utf-8")
-        self._json = open(os.path.join(output_dir, METRICS_FILE), "a", encoding="utf-8")
+        self.enabled = enabled
+        if enabled:
+            self._text = open(os.path.join(output_dir, LOG_FILE), "a", encoding="utf-8")
+            self._json = open(os.path.join(output_dir, METRICS_FILE), "a", encoding="utf-8")
 
     def info(self, message: str) -> None:
+        if not self.enabled:
+            return
         # Whole lines only: a carriage-return progress bar turns into garbage in a file.
         print(message, file=self.stream, flush=True)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self._write(self._text, "".join(f"[{stamp}] {line}\n" for line in message.splitlines()))
 
     def record(self, record: Dict[str, Any]) -> None:
-        self._write(self._json, json.dumps(record, sort_keys=True) + "\n")
+        if self.enabled:
+            self._write(self._json, json.dumps(record, sort_keys=True) + "\n")
 
     def _write(self, f: TextIO, text: str) -> None:
         try:
@@ -38,8 +44,9 @@ class RunLog:
                             "intact)") from None
 
     def close(self) -> None:
-        self._text.close()
-        self._json.close()
+        if self.enabled:
+            self._text.close()
+            self._json.close()
 
 
 def read_metrics(path: str) -> List[Dict[str, Any]]:

@@ -12,7 +12,8 @@ import paddle.nn.functional as F
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import is_main_process, use_device
+from ..device import (Processes, all_reduce_max, all_reduce_sum, average_running_statistics,
+                      barrier, init_processes, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
@@ -47,13 +48,18 @@ def previous_run_files(output_dir: str):
                           glob.glob(os.path.join(output_dir, "*" + ckpt.SUFFIX)))
 
 
-def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool) -> None:
+def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool,
+                       processes: Processes = Processes()) -> None:
+    """Refuse to mix runs; then (on rank 0 only) clear and create the directory."""
     existing = previous_run_files(output_dir) if os.path.isdir(output_dir) else []
-    if existing and not resuming:
-        if not overwrite:
-            raise ConfigError(f"output_dir {output_dir} already holds a run ({existing[0]}); "
-                              "add --resume to continue it, --overwrite to replace it, or "
-                              "set -o output_dir=NEW_DIR")
+    if existing and not resuming and not overwrite:
+        raise ConfigError(f"output_dir {output_dir} already holds a run ({existing[0]}); "
+                          "add --resume to continue it, --overwrite to replace it, or "
+                          "set -o output_dir=NEW_DIR")
+    barrier(processes)  # every process has looked before rank 0 writes anything
+    if not processes.main:
+        return
+    if not resuming:
         for name in existing:
             os.remove(os.path.join(output_dir, name))
     try:
@@ -99,7 +105,12 @@ class Trainer:
                 raise CheckpointError(f"{self.resume_path} holds a {stored} run but the config "
                                       f"says model.name = {cfg['model.name']}; resume with "
                                       "the run's own config")
-        prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite)
+        self.procs = init_processes()
+        batch = cfg["train.batch_size"]
+        if batch % self.procs.world:
+            raise ConfigError(f"train.batch_size = {batch} (the global batch) must be divisible "
+                              f"by the {self.procs.world} processes")
+        prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.place = use_device(cfg["device"])
         paddle.seed(cfg["seed"])
         train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
@@ -107,11 +118,13 @@ class Trainer:
                                           cfg["data.val_samples"])
         self.eval_name = "val" if cfg["data.val_samples"] else "test"
         mean, std = MEAN_STD[cfg["data.dataset"]]
-        batch = cfg["train.batch_size"]
+        shard = {"rank": self.procs.rank, "world": self.procs.world}
         self.train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
-                                        shuffle=True, drop_last=True, seed=cfg["seed"])
-        self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std)
-        self.model = build_model(cfg["model.name"], **cfg.model_kwargs())
+                                        shuffle=True, drop_last=True, seed=cfg["seed"], **shard)
+        self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std, **shard)
+        self.model, self.forward_model = wrap_model(
+            build_model(cfg["model.name"], **cfg.model_kwargs()), self.procs,
+            cfg["dist.sync_bn"], self.place)
         self.schedule = build_schedule(cfg, len(self.train_loader))
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.schedule)
         epochs = cfg["train.epochs"]
@@ -150,6 +163,8 @@ class Trainer:
                 "progress": dict(self.state), "config": self.cfg.to_dict()}
 
     def _save(self, *names: str):
+        if not self.procs.main:
+            return
         state = self._checkpoint_state()
         for name in names:
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.output_dir, name), state)
@@ -179,8 +194,8 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def fit(self) -> Dict[str, Any]:
         self._build()
-        self.log = RunLog(self.output_dir, self.stream)
-        self.vdl = VisualDLLog(self.output_dir, self.cfg["log.visualdl"] and is_main_process())
+        self.log = RunLog(self.output_dir, self.stream, enabled=self.procs.main)
+        self.vdl = VisualDLLog(self.output_dir, self.cfg["log.visualdl"] and self.procs.main)
         self._install_signal_handlers()
         try:
             return self._run()
@@ -206,7 +221,10 @@ class Trainer:
         self.log.info(
             f"model {cfg['model.name']} ({count_parameters(self.model):,} parameters) on "
             f"{self.place}; {self.train_loader.num_samples:,} training images per epoch in "
-            f"{len(self.train_loader)} iterations of {self.train_loader.batch_size}; "
+            f"{len(self.train_loader)} iterations of {self.train_loader.batch_size}"
+            + (f" (global batch = {self.procs.world} processes x "
+               f"{self.train_loader.batch_size // self.procs.world})"
+               if self.procs.distributed else "") + "; "
             f"{len(self.eval_loader.split):,} {self.eval_name} images; output in "
             f"{self.output_dir}")
         if self.resume_path:
@@ -218,8 +236,8 @@ class Trainer:
                              "train_images": self.train_loader.num_samples,
                              "eval_images": len(self.eval_loader.split),
                              "eval_split": self.eval_name, "epochs": cfg["train.epochs"],
-                             "batch_size": cfg["train.batch_size"]})
-            self.vdl.graph(self.model, self.log)
+                             "batch_size": cfg["train.batch_size"],
+                             "processes": self.procs.world})
         self.vdl.hparams({key: cfg[key] for key in HPARAM_KEYS},
                          ["eval/top1", "eval/loss", "train/loss"])
 
@@ -268,7 +286,7 @@ class Trainer:
         step_start = self._epoch_start = time.perf_counter()
         self._histograms = None
         for images, labels in self.train_loader.epoch(epoch, start=s["batch_index"]):
-            logits = self.model(images)
+            logits = self.forward_model(images)
             loss = label_smoothed_cross_entropy(logits, labels, smoothing)
             loss.backward()
             self.optimizer.step()
@@ -295,13 +313,27 @@ class Trainer:
             step_start = now
             if will_log:
                 self._check_finite()
-                self._log_progress(epoch, loss, sums, window_images / (now - window_start),
+                self._log_progress(epoch, loss, self._global_sums(sums),
+                                   self.procs.world * window_images / (now - window_start),
                                    now - run_start, norms)
                 window_start, window_images = time.perf_counter(), 0
             if self._step_hook is not None:
                 self._step_hook(self)
-            if self._stop_signal is not None:
+            if self._agreed_to_stop():
                 return
+
+    def _agreed_to_stop(self) -> bool:
+        """A signal reaches each process at its own moment; all stop at the same step."""
+        if not self.procs.distributed:
+            return self._stop_signal is not None
+        flag = paddle.to_tensor(self._stop_signal or 0, dtype="int64")
+        agreed = int(all_reduce_max(flag, self.procs))
+        if agreed and self._stop_signal is None:
+            self._stop_signal = agreed
+        return agreed != 0
+
+    def _global_sums(self, sums):
+        return {k: all_reduce_sum(v, self.procs) for k, v in sums.items()}
 
     def _track_finite(self, loss, step: int):
         # Remember the first step whose loss was NaN/inf without a host sync per step.
@@ -311,7 +343,12 @@ class Trainer:
             paddle.logical_and(bad, first < 0), paddle.full([], step, "int64"), first)
 
     def _check_finite(self):
-        step = int(self._first_bad_step)
+        # The smallest bad step over processes: max of the negated steps (-1 = none).
+        bad = paddle.where(self._first_bad_step < 0, paddle.full([], -2**62, "int64"),
+                           -self._first_bad_step)
+        step = -int(all_reduce_max(bad, self.procs))
+        if step == 2**62:
+            step = -1
         if step < 0:
             return
         steps = len(self.train_loader)
@@ -371,8 +408,9 @@ class Trainer:
 
     def _end_epoch(self, epoch: int, run_start: float) -> Dict[str, Any]:
         cfg, s = self.cfg, self.state
-        sums = s["train_sums"]
+        sums = self._global_sums(s["train_sums"])
         samples = int(sums["samples"])
+        average_running_statistics(self.model, self.procs)
         record = {"kind": "epoch", "epoch": epoch + 1, "global_step": s["global_step"],
                   "train_loss": float(sums["loss"]) / samples,
                   "train_top1": 100.0 * int(sums["top1"]) / samples,
@@ -381,7 +419,8 @@ class Trainer:
                   "epoch_seconds": time.perf_counter() - self._epoch_start}
         if epoch + 1 in self.eval_epochs:
             eval_start = time.perf_counter()
-            result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"])
+            result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
+                              reduce=lambda t: all_reduce_sum(t, self.procs))
             eval_seconds = time.perf_counter() - eval_start
             self.clock.record_eval(eval_seconds)
             s["evals_done"] += 1

@@ -5,6 +5,9 @@ epoch (step = epoch), per-stage gradient and weight norms, histograms and hparam
 VisualDL reads one record file per run directory and truncates a file it reopens, so a
 resumed run writes a fresh file and first replays the scalars of `metrics.jsonl` (already
 cut back to the checkpoint): the curves continue instead of restarting.
+
+No model graph: VisualDL 2.5.3's add_graph reads the `.pdmodel` file of a jit-saved model,
+which Paddle 3 no longer writes (its PIR programs are saved as `.json`).
 """
 import glob
 import os
@@ -85,21 +88,6 @@ class VisualDLLog:
             clean = {k: (v if isinstance(v, (int, float, str)) else str(v))
                      for k, v in hparams.items() if v is not None}
             self.writer.add_hparams(clean, list(metrics))
-
-    def graph(self, model, log) -> None:
-        """The model graph, where VisualDL can trace it (its add_graph saves the model
-        through paddle.jit, which not every Paddle version accepts)."""
-        if not self.enabled:
-            return
-        import warnings
-        try:
-            from paddle.static import InputSpec
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.writer.add_graph(model, [InputSpec([1, 3, 32, 32], "float32")])
-        except Exception as e:  # noqa: BLE001 - optional feature, never fatal
-            log.info(f"note: VisualDL could not draw the model graph "
-                     f"({type(e).__name__}); scalars and histograms are unaffected")
 
     def close(self) -> None:
         if self.enabled:

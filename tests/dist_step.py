@@ -1,0 +1,48 @@
+"""One data-parallel training step through the package's own pieces; run directly (one
+process) or under paddle.distributed.launch. Saves the parameters after the step and the
+global loss/accuracy sums, as numpy arrays, to argv[1] (rank 0 only)."""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import paddle  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+
+from paddle_resnet.config import load_config  # noqa: E402
+from paddle_resnet.data import MEAN_STD, BatchLoader, Split  # noqa: E402
+from paddle_resnet.device import all_reduce_sum, init_processes, wrap_model  # noqa: E402
+from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
+from paddle_resnet.models import build_model  # noqa: E402
+
+out = sys.argv[1]
+procs = init_processes()
+paddle.seed(0)
+rng = np.random.default_rng(0)
+# A global batch of 128 whose two halves are the same 64 images: each process's BN then
+# sees the statistics of the whole batch, so plain BN is exactly equivalent too.
+half = rng.integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
+labels = rng.integers(0, 10, size=64)
+split = Split(np.concatenate([half, half]), np.concatenate([labels, labels]))
+cfg = load_config(None, ["train.batch_size=128", "optimizer.lr=0.1", "train.epochs=1"])
+# In order and unaugmented, so that both shards are exactly `half` (test_data.py checks
+# that the shards of a shuffled, augmented batch make up the single-process batch).
+loader = BatchLoader(split, 128, *MEAN_STD["cifar10"], augment="none", shuffle=False,
+                     drop_last=True, seed=0, rank=procs.rank, world=procs.world)
+model, forward_model = wrap_model(build_model("resnet20"), procs, False, "cpu")
+schedule = build_schedule(cfg, len(loader))
+optimizer = build_optimizer(cfg, model.parameters(), schedule)
+images, targets = next(iter(loader.epoch(0)))
+logits = forward_model(images)
+loss = F.cross_entropy(logits, targets)
+loss.backward()
+optimizer.step()
+sums = {"loss": all_reduce_sum(loss.detach() * targets.shape[0], procs),
+        "correct": all_reduce_sum((logits.argmax(1) == targets).astype("int64").sum(), procs),
+        "samples": all_reduce_sum(paddle.to_tensor(targets.shape[0]), procs)}
+if procs.main:
+    arrays = {f"param/{k}": v.numpy() for k, v in model.state_dict().items()}
+    arrays.update({f"sum/{k}": v.numpy() for k, v in sums.items()})
+    np.savez(out, **arrays)
