@@ -8,6 +8,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+import paddle_resnet  # noqa: E402,F401  (first: it quiets Paddle's import warnings)
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 

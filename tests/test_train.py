@@ -13,7 +13,7 @@ from paddle_resnet.engine.runlog import read_metrics
 from paddle_resnet.engine.trainer import Interrupted, Trainer
 from paddle_resnet.errors import CheckpointError, ConfigError
 
-TIMING_KEYS = {"elapsed", "eval_seconds", "ips", "eta_epoch", "eta_run"}
+TIMING_KEYS = {"elapsed", "eval_seconds", "epoch_seconds", "ips", "eta_epoch", "eta_run"}
 
 
 def tiny_config(archive, output_dir, *extra):

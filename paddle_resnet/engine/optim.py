@@ -40,7 +40,7 @@ class IterationSchedule(LRScheduler):
             drops = sum(step >= m for m in self.milestone_steps)
             return self.peak_lr * self.gamma ** drops
         after_warmup = step - self.warmup_steps
-        span = max(1, self.total_steps - self.warmup_steps)
+        span = max(1, self.total_steps - self.warmup_steps - 1)  # the last step ends it
         if self.kind == "cosine":
             return self._annealed(min(1.0, after_warmup / span))
         if self.kind == "onecycle":

@@ -1,0 +1,90 @@
+"""Training throughput: the bare step (forward, backward, optimizer step on a batch that
+is already a tensor) vs this package's whole loop (data, augmentation, metrics, logging,
+ETA, VisualDL), interleaved in one run, so the loop's overhead is visible.
+
+    python benchmarks/train_loop.py --data-file cifar-10-python.tar.gz [--model resnet20]
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import paddle  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+
+import paddle_resnet  # noqa: E402,F401
+from paddle_resnet.config import load_config  # noqa: E402
+from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
+from paddle_resnet.engine.runlog import read_metrics  # noqa: E402
+from paddle_resnet.engine.trainer import Trainer  # noqa: E402
+from paddle_resnet.models import build_model  # noqa: E402
+
+
+def bare_steps(model_name, batch, steps):
+    paddle.seed(0)
+    model = build_model(model_name)
+    cfg = load_config(None, [f"model.name={model_name}"])
+    optimizer = build_optimizer(cfg, model.parameters(), build_schedule(cfg, steps))
+    images = paddle.randn([batch, 3, 32, 32])
+    labels = paddle.randint(0, 10, [batch])
+    for index in range(steps + 2):
+        if index == 2:  # the first steps allocate memory and pick kernels
+            start = time.perf_counter()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+    float(loss)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def package_loop(model_name, batch, steps, data_file):
+    with tempfile.TemporaryDirectory() as out:
+        # One epoch of `steps + 2` iterations; ips is read from the log lines after the
+        # first two (the same warm-up the bare step leaves out).
+        cfg = load_config(None, [f"model.name={model_name}", f"data.data_file={data_file}",
+                                 f"data.train_samples={batch * (steps + 2)}",
+                                 "data.test_samples=256", "train.epochs=1",
+                                 f"train.batch_size={batch}", "train.log_every=1",
+                                 "log.histogram_every=0", f"output_dir={out}/run"])
+        with open(os.devnull, "w") as quiet:
+            Trainer(cfg, stream=quiet).fit()
+        iterations = [r for r in read_metrics(f"{out}/run") if r["kind"] == "train_iter"]
+        elapsed = iterations[-1]["elapsed"] - iterations[1]["elapsed"]
+        return batch * (len(iterations) - 2) / elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-file", required=True)
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default="benchmarks/results/train_loop.json")
+    args = parser.parse_args()
+    bare, full = [], []
+    for _ in range(args.repeats):
+        bare.append(bare_steps(args.model, args.batch, args.steps))
+        full.append(package_loop(args.model, args.batch, args.steps, args.data_file))
+    b, f = statistics.median(bare), statistics.median(full)
+    print(f"| {args.model}, batch {args.batch}, {args.steps} steps x {args.repeats} | "
+          "images/s (median) | vs bare step |")
+    print("|---|---:|---:|")
+    print(f"| bare step (tensor batch, forward+backward+update) | {b:.1f} | 1.00 |")
+    print(f"| paddle_resnet loop (data, augmentation, metrics, logging every step, VisualDL) "
+          f"| {f:.1f} | {f / b:.2f} |")
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as fp:
+        json.dump({"model": args.model, "batch": args.batch, "bare": bare, "loop": full,
+                   "ratio": f / b, "paddle": paddle.__version__}, fp, indent=1)
+
+
+if __name__ == "__main__":
+    main()
