@@ -1,0 +1,56 @@
+"""The whole-batch augmentation draws from the same distribution as the per-image
+paddle.vision.transforms pipeline it replaces (the notebook's and the paper's)."""
+import numpy as np
+import paddle.vision.transforms as T
+import pytest
+from PIL import Image
+
+from paddle_resnet.data.augment import NOTEBOOK_JITTER, notebook_recipe, pad_crop_flip
+
+N = 1500
+
+
+def ks_statistic(a, b):
+    """Two-sample Kolmogorov-Smirnov distance."""
+    values = np.sort(np.concatenate([a, b]))
+    cdf_a = np.searchsorted(np.sort(a), values, side="right") / len(a)
+    cdf_b = np.searchsorted(np.sort(b), values, side="right") / len(b)
+    return np.abs(cdf_a - cdf_b).max()
+
+
+@pytest.fixture(scope="module")
+def image():
+    rng = np.random.default_rng(3)
+    # A smooth gradient plus texture: crops, flips and colour changes all show.
+    y, x = np.mgrid[0:32, 0:32]
+    base = np.stack([x * 8, y * 8, (x + y) * 4], axis=-1) + rng.integers(0, 40, (32, 32, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def per_image(image, transform):
+    return np.stack([np.asarray(transform(Image.fromarray(image))) for _ in range(N)])
+
+
+def test_pad_crop_flip_matches_random_crop_and_flip(image):
+    reference = per_image(image, T.Compose([T.RandomCrop(32, padding=4),
+                                            T.RandomHorizontalFlip()]))
+    ours = pad_crop_flip(np.repeat(image[None], N, axis=0), np.random.default_rng(0))
+    # Same expected image and same spread at every pixel (sampling error ~ 1/sqrt(N)).
+    scale = image.std()
+    assert np.abs(ours.mean(0) - reference.mean(0)).max() < 0.15 * scale
+    assert np.abs(ours.std(0) - reference.std(0)).max() < 0.15 * scale
+    # The fraction of zero-padding pixels: the crop-offset distribution.
+    assert abs((ours == 0).all(-1).mean() - (reference == 0).all(-1).mean()) < 0.01
+
+
+@pytest.mark.parametrize("statistic", ["mean", "std", "red_minus_blue"])
+def test_notebook_recipe_matches_flips_and_colour_jitter(image, statistic):
+    reference = per_image(image, T.Compose([T.RandomHorizontalFlip(), T.RandomVerticalFlip(),
+                                            T.ColorJitter(**NOTEBOOK_JITTER)]))
+    ours = notebook_recipe(np.repeat(image[None], N, axis=0), np.random.default_rng(0))
+    measure = {
+        "mean": lambda b: b.reshape(len(b), -1).mean(1),          # brightness
+        "std": lambda b: b.reshape(len(b), -1).std(1),            # contrast
+        "red_minus_blue": lambda b: (b[..., 0].astype(float) - b[..., 2]).mean((1, 2)),  # hue/sat
+    }[statistic]
+    assert ks_statistic(measure(ours), measure(reference)) < 0.1
