@@ -120,7 +120,8 @@ def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
                 continue
             # Plain nets dashed, as in the paper's figure; residual and others solid.
             style = "--" if r["model"].startswith("plain") else "-"
-            ax.plot(x, y, style, marker="o", markersize=3, label=f"{r['run']} ({r['model']})")
+            label = r["run"] if r["run"] == r["model"] else f"{r['run']} ({r['model']})"
+            ax.plot(x, y, style, marker="o", markersize=3, label=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
