@@ -1,5 +1,7 @@
 """The whole-batch augmentation draws from the same distribution as the per-image
 paddle.vision.transforms pipeline it replaces (the notebook's and the paper's)."""
+import random
+
 import numpy as np
 import paddle.vision.transforms as T
 import pytest
@@ -28,6 +30,8 @@ def image():
 
 
 def per_image(image, transform):
+    random.seed(0)  # paddle.vision.transforms draw from Python's global generator
+    np.random.seed(0)
     return np.stack([np.asarray(transform(Image.fromarray(image))) for _ in range(N)])
 
 
@@ -35,10 +39,12 @@ def test_pad_crop_flip_matches_random_crop_and_flip(image):
     reference = per_image(image, T.Compose([T.RandomCrop(32, padding=4),
                                             T.RandomHorizontalFlip()]))
     ours = pad_crop_flip(np.repeat(image[None], N, axis=0), np.random.default_rng(0))
-    # Same expected image and same spread at every pixel (sampling error ~ 1/sqrt(N)).
-    scale = image.std()
-    assert np.abs(ours.mean(0) - reference.mean(0)).max() < 0.15 * scale
-    assert np.abs(ours.std(0) - reference.std(0)).max() < 0.15 * scale
+    # The same expected value at every pixel: the difference of the two sample means in
+    # units of its standard error stays below 5 over all 3,072 values (a two-sided tail
+    # of 6e-7 each), where a wrong padding or flip rate gives tens.
+    a, b = ours.astype(float), reference.astype(float)
+    standard_error = np.sqrt((a.var(0) + b.var(0)) / N) + 1e-9
+    assert (np.abs(a.mean(0) - b.mean(0)) / standard_error).max() < 5
     # The fraction of zero-padding pixels: the crop-offset distribution.
     assert abs((ours == 0).all(-1).mean() - (reference == 0).all(-1).mean()) < 0.01
 
