@@ -136,6 +136,34 @@ def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
     return written
 
 
+def plot_errors(runs: List[Dict], out_dir: str) -> str:
+    """Training (thin, dashed) and test (bold) error of every run in one figure, as in
+    He et al. Fig. 6."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for index, r in enumerate(runs):
+        color = f"C{index % 10}"
+        curves = r["curves"]
+        ax.plot(curves["epoch"], curves["train_error"], "--", color=color, linewidth=1,
+                label=f"{r['run']} train")
+        ax.plot(curves["eval_epoch"], curves["eval_error"], "-", color=color, linewidth=2.5,
+                marker="o", markersize=3, label=f"{r['run']} test")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_title("Training error (dashed) and test error (bold)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "train_test_error.png")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def compare(patterns: Sequence[str], out_dir: str) -> str:
     runs = [summarize_run(path) for path in find_runs(patterns)]
     os.makedirs(out_dir, exist_ok=True)
@@ -143,7 +171,7 @@ def compare(patterns: Sequence[str], out_dir: str) -> str:
     table_path = os.path.join(out_dir, "comparison.md")
     with open(table_path, "w", encoding="utf-8") as f:
         f.write(table + "\n")
-    plots = plot_runs(runs, out_dir)
+    plots = plot_runs(runs, out_dir) + [plot_errors(runs, out_dir)]
     print(table)
     print(f"\nwrote {table_path} and {', '.join(plots)}")
     return table
