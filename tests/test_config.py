@@ -116,3 +116,23 @@ def test_docs_config_md_lists_every_key():
                 "data.train_samples", "data.test_samples", "train.epochs", "train.batch_size",
                 "optimizer.name", "optimizer.lr", "seed", "device", "output_dir"):
         assert key in SCHEMA and f"`{key}`" in text
+
+
+def test_results_experiments_are_valid_configs():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("experiments",
+                                                  os.path.join(ROOT, "tools", "experiments.py"))
+    experiments = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(experiments)
+    for name, runs in experiments.EXPERIMENTS.items():
+        models = set()
+        for run, config, overrides in runs:
+            cfg = load_config(os.path.join(ROOT, config), overrides)
+            models.add(cfg["model.name"])
+            # One recipe and budget per experiment: only the model or the seed varies.
+            shared = {k: v for k, v in cfg.items() if k not in ("model.name", "seed",
+                                                                 "output_dir")}
+            if run == runs[0][0]:
+                first = shared
+            assert shared == first, f"{name}/{run} differs from {runs[0][0]}"
+        assert len(models) == len(runs) or name == "seeds"
