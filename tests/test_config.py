@@ -2,7 +2,6 @@ import glob
 import os
 
 import pytest
-import yaml
 
 from conftest import ROOT
 from paddle_resnet.config import SCHEMA, document, load_config, parse_override

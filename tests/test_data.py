@@ -3,7 +3,6 @@ import os
 import numpy as np
 import pytest
 
-from conftest import make_archive
 from paddle_resnet.data import BatchLoader, MEAN_STD, load_cifar, load_split
 from paddle_resnet.data import cifar as cifar_module
 from paddle_resnet.data.augment import normalize, notebook_recipe, pad_crop_flip

@@ -1,6 +1,3 @@
-import subprocess
-import sys
-
 import numpy as np
 import paddle
 import pytest
@@ -156,7 +153,7 @@ def test_flops_match_paper():
 
 
 def test_summary_tool_prints_table():
-    from conftest import ROOT, run_tool
+    from conftest import run_tool
     result = run_tool("summary", "resnet20", "densenet_bc_100_k12")
     assert result.returncode == 0, result.stderr
     assert "| resnet20 | 269,722 | 40.6M |" in result.stdout

@@ -1,5 +1,4 @@
 """The training loop: timed steps, per-epoch evaluation, checkpoints and exact resume."""
-import glob
 import os
 import signal
 import sys
@@ -8,26 +7,25 @@ import time
 from typing import Any, Dict, Optional, TextIO
 
 import paddle
-import paddle.nn.functional as F
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import (Processes, all_reduce_max, all_reduce_sum, average_running_statistics,
-                      barrier, init_processes, use_device, wrap_model)
+from ..device import (all_reduce_max, all_reduce_sum, average_running_statistics,
+                      init_processes, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
 from .evaluator import evaluate
 from .meters import RunClock, format_duration
+from .losses import label_smoothed_cross_entropy
 from .optim import build_optimizer, build_schedule
-from .runlog import LOG_FILE, METRICS_FILE, RunLog, read_metrics, truncate_metrics
+from .rundir import CONFIG_FILE, prepare_output_dir
+from .runlog import RunLog, read_metrics, truncate_metrics
 from .visual import VisualDLLog, model_arrays, stage_norms
 
-CONFIG_FILE = "config.yaml"
 HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "train.batch_size",
                "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "schedule.name",
                "seed")
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, LOG_FILE)
 
 
 class NonFiniteLoss(UserError):
@@ -40,48 +38,6 @@ class Interrupted(UserError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
-
-
-def previous_run_files(output_dir: str):
-    found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
-    return found + sorted(os.path.basename(p) for p in
-                          glob.glob(os.path.join(output_dir, "*" + ckpt.SUFFIX)))
-
-
-def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool,
-                       processes: Processes = Processes()) -> None:
-    """Refuse to mix runs; then (on rank 0 only) clear and create the directory."""
-    existing = previous_run_files(output_dir) if os.path.isdir(output_dir) else []
-    if existing and not resuming and not overwrite:
-        raise ConfigError(f"output_dir {output_dir} already holds a run ({existing[0]}); "
-                          "add --resume to continue it, --overwrite to replace it, or "
-                          "set -o output_dir=NEW_DIR")
-    barrier(processes)  # every process has looked before rank 0 writes anything
-    if not processes.main:
-        return
-    if not resuming:
-        for name in existing:
-            os.remove(os.path.join(output_dir, name))
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        for stale in glob.glob(os.path.join(output_dir, ckpt.TEMP_MARK + "*")):
-            os.remove(stale)  # half-written checkpoints of a killed run, never read
-        probe = os.path.join(output_dir, ckpt.TEMP_MARK + "probe")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
-    except OSError as e:
-        raise ConfigError(f"output_dir {output_dir} is not writable ({e.strerror}); set "
-                          "-o output_dir=DIR to a writable directory") from None
-
-
-def label_smoothed_cross_entropy(logits, labels, epsilon: float):
-    if epsilon == 0:
-        return F.cross_entropy(logits, labels)
-    # Szegedy et al. 2016: mix the one-hot target with the uniform distribution.
-    log_probs = F.log_softmax(logits, axis=1)
-    nll = -paddle.take_along_axis(log_probs, labels.unsqueeze(1), axis=1).squeeze(1)
-    return ((1 - epsilon) * nll - epsilon * log_probs.mean(axis=1)).mean()
 
 
 class Trainer:

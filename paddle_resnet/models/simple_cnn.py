@@ -1,7 +1,6 @@
 """A small plain CNN: the baseline below which nothing in this package should fall."""
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from .registry import register_model
 from .resnet import batch_norm, linear, conv3x3
