@@ -8,6 +8,7 @@ from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 
 # The notebook recipe's colour jitter, as factors drawn uniformly from [1-x, 1+x]
 # (hue: a shift in [-x, x] of a full turn), like paddle.vision.transforms.ColorJitter.
+# The notebook's own strengths were not available to us; these are common values.
 NOTEBOOK_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1}
 
 

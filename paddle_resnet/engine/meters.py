@@ -1,5 +1,4 @@
 """Timers and the ETA, in the manner of pycls's meters."""
-import time
 from typing import Optional
 
 
@@ -12,21 +11,15 @@ def format_duration(seconds: Optional[float]) -> str:
 
 
 class Timer:
-    """Accumulates the time between tic() and toc(); `average` per toc."""
+    """Accumulates measured durations; `average` per measurement."""
 
     def __init__(self):
         self.total = 0.0
         self.count = 0
-        self._start = None
 
-    def tic(self):
-        self._start = time.perf_counter()
-
-    def toc(self, count: int = 1) -> float:
-        elapsed = time.perf_counter() - self._start
-        self.total += elapsed
-        self.count += count
-        return elapsed
+    def add(self, seconds: float) -> None:
+        self.total += seconds
+        self.count += 1
 
     @property
     def average(self) -> Optional[float]:
@@ -58,12 +51,10 @@ class RunClock:
 
     def record_step(self, seconds: float):
         timer = self.warmup_timer if self.warmup_timer.count < self.WARMUP_STEPS else self.step_timer
-        timer.total += seconds
-        timer.count += 1
+        timer.add(seconds)
 
     def record_eval(self, seconds: float):
-        self.eval_timer.total += seconds
-        self.eval_timer.count += 1
+        self.eval_timer.add(seconds)
 
     def step_time(self) -> Optional[float]:
         return self.step_timer.average or self.warmup_timer.average

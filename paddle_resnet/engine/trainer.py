@@ -16,8 +16,8 @@ from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
 from .evaluator import evaluate
-from .meters import RunClock, format_duration
 from .losses import label_smoothed_cross_entropy
+from .meters import RunClock, format_duration
 from .optim import build_optimizer, build_schedule
 from .rundir import CONFIG_FILE, prepare_output_dir
 from .runlog import RunLog, read_metrics, truncate_metrics
