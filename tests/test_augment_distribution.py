@@ -60,3 +60,15 @@ def test_notebook_recipe_matches_flips_and_colour_jitter(image, statistic):
         "red_minus_blue": lambda b: (b[..., 0].astype(float) - b[..., 2]).mean((1, 2)),  # hue/sat
     }[statistic]
     assert ks_statistic(measure(ours), measure(reference)) < 0.1
+
+
+def test_shift_hue_matches_matplotlib_hsv():
+    from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
+    from paddle_resnet.data.augment import shift_hue
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 256, (64, 32, 32, 3)) / 255).astype(np.float32)
+    x[:4] = x[:4, :, :, :1]  # grey images: no hue at all
+    shift = rng.uniform(-0.5, 0.5, (64, 1, 1)).astype(np.float32)
+    hsv = rgb_to_hsv(x)
+    hsv[..., 0] = (hsv[..., 0] + shift) % 1
+    np.testing.assert_allclose(shift_hue(x, shift), hsv_to_rgb(hsv), atol=1e-5)
