@@ -41,11 +41,6 @@ def init_processes() -> Processes:
     return Processes(dist.get_rank(), dist.get_world_size())
 
 
-def is_main_process() -> bool:
-    """Rank 0 of a launched job, or the only process."""
-    return int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0
-
-
 def cuda_devices() -> int:
     if not paddle.device.is_compiled_with_cuda():
         return 0
@@ -90,22 +85,15 @@ def wrap_model(model: paddle.nn.Layer, processes: Processes, sync_bn: bool, plac
     return model, paddle.DataParallel(model)
 
 
-def all_reduce_sum(tensor: paddle.Tensor, processes: Processes) -> paddle.Tensor:
-    """The sum over processes, as a new tensor (the argument is left as it was)."""
+def all_reduce(tensor: paddle.Tensor, processes: Processes, op: str = "sum") -> paddle.Tensor:
+    """The sum (or "max", "min") over processes, as a new tensor; the argument is left as
+    it was."""
     if not processes.distributed:
         return tensor
     import paddle.distributed as dist
     total = tensor.clone()
-    dist.all_reduce(total)
-    return total
-
-
-def all_reduce_max(tensor: paddle.Tensor, processes: Processes) -> paddle.Tensor:
-    if not processes.distributed:
-        return tensor
-    import paddle.distributed as dist
-    total = tensor.clone()
-    dist.all_reduce(total, op=dist.ReduceOp.MAX)
+    dist.all_reduce(total, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,
+                               "min": dist.ReduceOp.MIN}[op])
     return total
 
 
@@ -124,4 +112,4 @@ def average_running_statistics(model: paddle.nn.Layer, processes: Processes) -> 
         return
     for tensor in model.parameters():
         if tensor.stop_gradient:  # Paddle keeps BN _mean/_variance among the parameters
-            tensor.set_value(all_reduce_sum(tensor, processes) / processes.world)
+            tensor.set_value(all_reduce(tensor, processes) / processes.world)

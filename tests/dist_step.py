@@ -14,7 +14,7 @@ import paddle.nn.functional as F  # noqa: E402
 
 from paddle_resnet.config import load_config  # noqa: E402
 from paddle_resnet.data import MEAN_STD, BatchLoader, Split  # noqa: E402
-from paddle_resnet.device import all_reduce_sum, init_processes, wrap_model  # noqa: E402
+from paddle_resnet.device import all_reduce, init_processes, wrap_model  # noqa: E402
 from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 
@@ -40,9 +40,9 @@ logits = forward_model(images)
 loss = F.cross_entropy(logits, targets)
 loss.backward()
 optimizer.step()
-sums = {"loss": all_reduce_sum(loss.detach() * targets.shape[0], procs),
-        "correct": all_reduce_sum((logits.argmax(1) == targets).astype("int64").sum(), procs),
-        "samples": all_reduce_sum(paddle.to_tensor(targets.shape[0]), procs)}
+sums = {"loss": all_reduce(loss.detach() * targets.shape[0], procs),
+        "correct": all_reduce((logits.argmax(1) == targets).astype("int64").sum(), procs),
+        "samples": all_reduce(paddle.to_tensor(targets.shape[0]), procs)}
 if procs.main:
     arrays = {f"param/{k}": v.numpy() for k, v in model.state_dict().items()}
     arrays.update({f"sum/{k}": v.numpy() for k, v in sums.items()})

@@ -10,8 +10,8 @@ import paddle
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import (all_reduce_max, all_reduce_sum, average_running_statistics,
-                      init_processes, use_device, wrap_model)
+from ..device import (all_reduce, average_running_statistics, init_processes, use_device,
+                      wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
@@ -26,6 +26,9 @@ from .visual import VisualDLLog, model_arrays, stage_norms
 HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "train.batch_size",
                "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "schedule.name",
                "seed")
+
+
+NO_BAD_STEP = 2**62  # _first_bad_step when every loss so far was finite
 
 
 class NonFiniteLoss(UserError):
@@ -86,7 +89,7 @@ class Trainer:
         epochs = cfg["train.epochs"]
         every = cfg["train.eval_every"]
         self.eval_epochs = {e for e in range(1, epochs + 1) if e % every == 0 or e == epochs}
-        self._first_bad_step = paddle.full([], -1, "int64")
+        self._first_bad_step = paddle.full([], NO_BAD_STEP, "int64")
         self.clock = RunClock(len(self.train_loader), epochs, len(evaluation),
                               len(self.eval_epochs), self.train_loader.batch_size)
         self.state = {"epoch": 0, "batch_index": 0, "global_step": 0, "best_top1": None,
@@ -110,11 +113,13 @@ class Trainer:
         for key in self.state:
             if key in state["progress"]:
                 self.state[key] = state["progress"][key]
-        truncate_metrics(self.output_dir, self.state["global_step"])
+        if self.procs.main:  # the run directory is rank 0's
+            truncate_metrics(self.output_dir, self.state["global_step"])
 
     # --- checkpoints ---------------------------------------------------------------------
     def _checkpoint_state(self) -> Dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": ckpt.optimizer_state_for_saving(self.optimizer, self.model),
+        return {"model": self.model.state_dict(),
+                "optimizer": ckpt.optimizer_state_for_saving(self.optimizer, self.model),
                 "schedule": self.schedule.state_dict(), "rng": paddle.get_rng_state(),
                 "progress": dict(self.state), "config": self.cfg.to_dict()}
 
@@ -162,6 +167,8 @@ class Trainer:
 
     def _announce(self):
         cfg = self.cfg
+        if not self.procs.main:
+            return  # the run directory and the console are rank 0's
         path = os.path.join(self.output_dir, CONFIG_FILE)
         try:
             with open(path, "w", encoding="utf-8") as f:
@@ -283,29 +290,23 @@ class Trainer:
         if not self.procs.distributed:
             return self._stop_signal is not None
         flag = paddle.to_tensor(self._stop_signal or 0, dtype="int64")
-        agreed = int(all_reduce_max(flag, self.procs))
+        agreed = int(all_reduce(flag, self.procs, "max"))
         if agreed and self._stop_signal is None:
             self._stop_signal = agreed
         return agreed != 0
 
     def _global_sums(self, sums):
-        return {k: all_reduce_sum(v, self.procs) for k, v in sums.items()}
+        return {k: all_reduce(v, self.procs) for k, v in sums.items()}
 
     def _track_finite(self, loss, step: int):
         # Remember the first step whose loss was NaN/inf without a host sync per step.
-        bad = paddle.logical_not(paddle.isfinite(loss))
-        first = self._first_bad_step
-        self._first_bad_step = paddle.where(
-            paddle.logical_and(bad, first < 0), paddle.full([], step, "int64"), first)
+        bad_here = paddle.where(paddle.isfinite(loss), paddle.full([], NO_BAD_STEP, "int64"),
+                                paddle.full([], step, "int64"))
+        self._first_bad_step = paddle.minimum(self._first_bad_step, bad_here)
 
     def _check_finite(self):
-        # The smallest bad step over processes: max of the negated steps (-1 = none).
-        bad = paddle.where(self._first_bad_step < 0, paddle.full([], -2**62, "int64"),
-                           -self._first_bad_step)
-        step = -int(all_reduce_max(bad, self.procs))
-        if step == 2**62:
-            step = -1
-        if step < 0:
+        step = int(all_reduce(self._first_bad_step, self.procs, "min"))
+        if step == NO_BAD_STEP:
             return
         steps = len(self.train_loader)
         latest = ckpt.checkpoint_path(self.output_dir, "latest")
@@ -323,15 +324,16 @@ class Trainer:
         low, high = self.cfg["log.grad_vanish_below"], self.cfg["log.grad_explode_above"]
         for stage, norm in norms["grad"].items():
             if norm < low:
-                layer, value = norms["smallest"][stage]
+                which = "smallest"
                 problem = f"vanishing: {norm:.2e} < log.grad_vanish_below = {low:g}"
             elif norm > high:
-                layer, value = norms["largest"][stage]
+                which = "largest"
                 problem = f"exploding: {norm:.2e} > log.grad_explode_above = {high:g}"
             else:
                 continue
+            layer, value = norms[which][stage]
             message = (f"warning: step {step}: gradient norm of {stage} is {problem}; "
-                       f"{'smallest' if norm < low else 'largest'} in {layer} ({value:.2e})")
+                       f"{which} in {layer} ({value:.2e})")
             self.log.record({"kind": "warning", "global_step": step, "stage": stage,
                              "layer": layer, "grad_norm": norm, "message": message})
             self.log.info(message)
@@ -376,7 +378,7 @@ class Trainer:
         if epoch + 1 in self.eval_epochs:
             eval_start = time.perf_counter()
             result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
-                              reduce=lambda t: all_reduce_sum(t, self.procs))
+                              reduce=lambda t: all_reduce(t, self.procs))
             eval_seconds = time.perf_counter() - eval_start
             self.clock.record_eval(eval_seconds)
             s["evals_done"] += 1
