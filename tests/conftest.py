@@ -76,6 +76,15 @@ def real_cifar10():
     return path
 
 
+def quickstart_args(archive, output_dir, *overrides):
+    """tools/train.py arguments: the quickstart config on `archive`, plus overrides."""
+    args = ["-c", "configs/quickstart.yaml", "-o", f"data.data_file={archive}",
+            "-o", f"output_dir={output_dir}"]
+    for override in overrides:
+        args += ["-o", override]
+    return args
+
+
 def run_tool(tool: str, *args, env=None, timeout=600):
     """Run tools/<tool>.py as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", f"{tool}.py"), *args],

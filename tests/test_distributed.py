@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, quickstart_args, run_tool
 
 STEP = os.path.join(ROOT, "tests", "dist_step.py")
 
@@ -37,10 +37,9 @@ def test_two_processes_by_64_equal_one_process_by_128(tmp_path):
 
 def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
-    result = run_tool("train", "-c", "configs/quickstart.yaml", "-o",
-                      f"data.data_file={tiny_cifar10}", "-o", f"output_dir={out}",
-                      "-o", "train.epochs=1", "-o", "train.batch_size=32",
-                      "-o", "data.test_samples=50", "--nproc", "2")
+    result = run_tool("train", *quickstart_args(
+        tiny_cifar10, out, "train.epochs=1", "train.batch_size=32", "data.test_samples=50"),
+        "--nproc", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "global batch = 2 processes x 16" in result.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, quickstart_args, run_tool
 from paddle_resnet.config import SCHEMA, Config, load_config
 from paddle_resnet.engine import checkpoint as ckpt
 from paddle_resnet.engine.trainer import Trainer
@@ -21,10 +21,9 @@ from paddle_resnet.errors import CheckpointError, ConfigError, UserError
 
 
 def train_args(archive, out, *extra):
-    return ["-c", "configs/quickstart.yaml", "-o", f"data.data_file={archive}",
-            "-o", f"output_dir={out}", "-o", "data.train_samples=160", "-o",
-            "data.test_samples=32", "-o", "train.batch_size=8", "-o", "train.log_every=1",
-            "-o", "train.epochs=2", *extra]
+    return quickstart_args(archive, out, "data.train_samples=160", "data.test_samples=32",
+                           "train.batch_size=8", "train.log_every=1",
+                           "train.epochs=2") + list(extra)
 
 
 def final_parameters(path):

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import run_tool
+from conftest import quickstart_args, run_tool
 from paddle_resnet.config import load_config
 from paddle_resnet.engine import checkpoint as ckpt
 from paddle_resnet.engine.runlog import read_metrics
@@ -132,10 +132,9 @@ def test_checkpoints_are_atomic_and_damage_is_reported(tmp_path):
 
 def test_train_and_eval_tools_end_to_end(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
-    trained = run_tool("train", "-c", "configs/quickstart.yaml", "-o",
-                       f"data.data_file={tiny_cifar10}", "-o", f"output_dir={out}",
-                       "-o", "data.train_samples=64", "-o", "data.test_samples=32",
-                       "-o", "train.epochs=1", "-o", "train.batch_size=32")
+    trained = run_tool("train", *quickstart_args(
+        tiny_cifar10, out, "data.train_samples=64", "data.test_samples=32", "train.epochs=1",
+        "train.batch_size=32"))
     assert trained.returncode == 0, trained.stderr
     assert "epoch 1/1 done" in trained.stdout and "eta run" in trained.stdout
 
