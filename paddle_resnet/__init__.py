@@ -7,5 +7,8 @@ warnings.filterwarnings("ignore", message="No ccache found")
 # Paddle's BatchNorm repeats this notice for every model in train mode; it describes the
 # behaviour every CIFAR recipe expects.
 warnings.filterwarnings("ignore", message="When training, we now always track global mean")
+# Tracing a model for Paddle Inference (eval.engine) asks each tensor for its place,
+# which static-graph values do not have; the program is unaffected.
+warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface")
 
 __version__ = "0.1.0"

@@ -95,6 +95,14 @@ SCHEMA: Dict[str, Option] = {
     "train.log_every": Option(50, int, "print a progress line every N iterations", low=1),
     "train.checkpoint_every": Option(0, int, "also keep `epoch_NNN` every k epochs "
                                      "(0 = only `latest` and `best`)", low=0),
+    # --- evaluation ------------------------------------------------------------------
+    "eval.engine": Option("auto", str, "how evaluation (each epoch and tools/eval.py) runs "
+                          "the model: `inference` = its static program under Paddle "
+                          "Inference with oneDNN (CPU only; several times dygraph's speed, "
+                          "same predictions), `dygraph` = eagerly, `auto` = inference on the "
+                          "CPU, dygraph on GPUs", choices=("auto", "dygraph", "inference")),
+    "eval.threads": Option(0, int, "CPU threads for eval.engine=inference (0 = the cores "
+                           "shared among the processes)", low=0),
     # --- logging and diagnostics -----------------------------------------------------
     "log.visualdl": Option(True, bool, "write VisualDL records into output_dir "
                            "(`visualdl --logdir output` shows every run)"),

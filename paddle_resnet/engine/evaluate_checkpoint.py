@@ -8,6 +8,7 @@ import numpy as np
 from ..data import MEAN_STD, BatchLoader
 from ..data.cifar import load_split, subset
 from ..export import class_names, load_trained_model
+from .eval_engine import cpu_threads, eval_forward
 from .evaluator import evaluate
 
 
@@ -57,14 +58,17 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
         data = subset(data, cfg["data.test_samples"], salt=1)
     loader = BatchLoader(data, 256, *MEAN_STD[cfg["data.dataset"]])
     num_classes = cfg["model.num_classes"]
-    result = evaluate(model, loader, num_classes, with_confusion=True)
+    engine = cfg["eval.engine"]
+    with eval_forward(model, engine, place, cpu_threads(cfg["eval.threads"])) as forward:
+        result = evaluate(model, loader, num_classes, with_confusion=True, forward=forward)
     names = class_names(cfg["data.dataset"], num_classes)
     best = progress.get("best_top1")
     partial = progress.get("batch_index", 0)
     header = (f"{weights}: {cfg['model.name']} trained {progress.get('epoch', '?')} epoch(s)"
               + (f" and {partial} iteration(s) of the next (interrupted)" if partial else "")
               + (f", best top-1 {best:.2f}% at epoch {progress.get('best_epoch')}"
-                 if best is not None else "") + f"; evaluated on {split} ({place})")
+                 if best is not None else "")
+              + f"; evaluated on {split} ({place}, eval.engine={engine})")
     print(format_report(result, names, header))
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(weights))[0]

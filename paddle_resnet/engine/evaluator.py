@@ -8,9 +8,11 @@ import paddle.nn.functional as F
 
 @paddle.no_grad()
 def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
-             with_confusion: bool = False, reduce=None) -> Dict:
+             with_confusion: bool = False, reduce=None, forward=None) -> Dict:
     """`reduce` sums a tensor over processes, so that every process reports the metrics
-    of the whole evaluation set when each evaluated its share."""
+    of the whole evaluation set when each evaluated its share. `forward` (default: the
+    model itself) maps a batch to logits, e.g. through Paddle Inference."""
+    forward = forward or model
     was_training = model.training
     model.eval()
     loss_sum = paddle.zeros([], dtype="float64")
@@ -22,7 +24,7 @@ def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
         for images, labels in loader.epoch(0):
             if labels.shape[0] == 0:
                 continue  # this process's share of a final batch smaller than the world
-            logits = model(images)
+            logits = forward(images)
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").astype("float64")
             k = min(5, num_classes)
             best = paddle.topk(logits, k, axis=1)[1]

@@ -15,6 +15,7 @@ from ..device import (all_reduce, average_running_statistics, init_processes, us
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
+from .eval_engine import cpu_threads, eval_forward, resolve_engine
 from .evaluator import evaluate
 from .losses import label_smoothed_cross_entropy
 from .meters import RunClock, format_duration
@@ -71,6 +72,7 @@ class Trainer:
                               f"by the {self.procs.world} processes")
         prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.place = use_device(cfg["device"])
+        resolve_engine(cfg["eval.engine"], self.place)  # a bad combination fails before training
         paddle.seed(cfg["seed"])
         train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
                                           cfg["data.train_samples"], cfg["data.test_samples"],
@@ -377,8 +379,10 @@ class Trainer:
                   "epoch_seconds": time.perf_counter() - self._epoch_start}
         if epoch + 1 in self.eval_epochs:
             eval_start = time.perf_counter()
-            result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
-                              reduce=lambda t: all_reduce(t, self.procs))
+            with eval_forward(self.model, cfg["eval.engine"], self.place,
+                              cpu_threads(cfg["eval.threads"], self.procs.world)) as forward:
+                result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
+                                  reduce=lambda t: all_reduce(t, self.procs), forward=forward)
             eval_seconds = time.perf_counter() - eval_start
             self.clock.record_eval(eval_seconds)
             s["evals_done"] += 1

@@ -88,8 +88,11 @@ class ShortcutA(nn.Layer):
     def forward(self, x):
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
-        # An 8-entry pad list covers N, C, H, W in that order.
-        return F.pad(x, [0, 0, self.pad_before, self.pad_after, 0, 0, 0, 0])
+        # Zeros are concatenated rather than F.pad-ded on the channel axis: Paddle
+        # Inference's oneDNN pad kernel corrupts the heap on that (Paddle 3.3.1).
+        before = [paddle.zeros_like(x[:, :self.pad_before])] if self.pad_before else []
+        after = [paddle.zeros_like(x[:, :self.pad_after])] if self.pad_after else []
+        return paddle.concat(before + [x] + after, axis=1) if before or after else x
 
 
 class ProjectionShortcut(nn.Layer):

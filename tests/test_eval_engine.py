@@ -1,0 +1,84 @@
+"""The fast evaluation path (Paddle Inference with oneDNN) predicts as dygraph does."""
+import json
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pytest
+
+from conftest import run_tool
+from paddle_resnet.config import load_config
+from paddle_resnet.engine.eval_engine import cpu_threads, eval_forward, resolve_engine
+from paddle_resnet.engine.trainer import Trainer
+from paddle_resnet.errors import ConfigError
+from paddle_resnet.models import build_model
+
+
+def trained_a_little(name):
+    """Weights and BN running statistics away from their initial values."""
+    paddle.seed(0)
+    model = build_model(name)
+    optimizer = paddle.optimizer.Momentum(0.05, parameters=model.parameters())
+    images = paddle.randn([16, 3, 32, 32])
+    labels = paddle.randint(0, 10, [16])
+    for _ in range(3):
+        F.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+        optimizer.clear_grad()
+    return model
+
+
+# ResNet-20 covers the option-A shortcut, whose channel padding once crashed oneDNN;
+# ResNet-9 and -18 projection shortcuts and pooling; DenseNet-40 concatenation.
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "resnet9", "resnet18", "densenet40_k12",
+                                  "simple_cnn"])
+def test_inference_engine_gives_dygraph_predictions(name):
+    model = trained_a_little(name)
+    images = paddle.randn([37, 3, 32, 32])  # an odd batch: the program takes any size
+    model.eval()
+    with paddle.no_grad():
+        expected = model(images).numpy()
+    model.train()
+    with eval_forward(model, "inference", "cpu", threads=1) as forward:
+        got = forward(images).numpy()
+        again = forward(images[:5]).numpy()
+    assert model.training, "evaluation must leave a training model training"
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    np.testing.assert_allclose(again, expected[:5], rtol=1e-3, atol=1e-4)
+
+
+def test_engine_choice():
+    assert resolve_engine("auto", "cpu") == "inference"
+    assert resolve_engine("auto", "gpu:0") == "dygraph"
+    assert resolve_engine("dygraph", "cpu") == "dygraph"
+    with pytest.raises(ConfigError, match="eval.engine = inference runs on the CPU only"):
+        resolve_engine("inference", "gpu:0")
+    assert cpu_threads(3, 2) == 3
+    assert cpu_threads(0, 1) >= 1
+
+
+def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_path):
+    summaries = {}
+    for engine in ("dygraph", "inference"):
+        cfg = load_config(None, [f"data.data_file={tiny_cifar10}", f"output_dir={tmp_path / engine}",
+                                 "train.epochs=1", "train.batch_size=50", "log.visualdl=false",
+                                 f"eval.engine={engine}"])
+        summaries[engine] = Trainer(cfg, stream=open("/dev/null", "w")).fit()
+    assert summaries["dygraph"]["test_top1"] == summaries["inference"]["test_top1"]
+    assert summaries["dygraph"]["test_loss"] == pytest.approx(summaries["inference"]["test_loss"],
+                                                              rel=1e-4)
+
+
+def test_eval_tool_names_its_engine(tiny_cifar10, tmp_path):
+    cfg = load_config(None, [f"data.data_file={tiny_cifar10}", f"output_dir={tmp_path / 'run'}",
+                             "train.epochs=1", "train.batch_size=50", "log.visualdl=false"])
+    Trainer(cfg, stream=open("/dev/null", "w")).fit()
+    reports = {}
+    for engine in ("dygraph", "inference"):
+        result = run_tool("eval", "-w", str(tmp_path / "run" / "latest.pdckpt"),
+                          "-o", f"eval.engine={engine}", "--out", str(tmp_path / engine))
+        assert result.returncode == 0, result.stderr
+        assert f"eval.engine={engine}" in result.stdout
+        reports[engine] = json.loads((tmp_path / engine / "eval_latest_test.json").read_text())
+    assert reports["dygraph"]["confusion"] == reports["inference"]["confusion"]
