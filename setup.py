@@ -12,7 +12,7 @@ setup(
     # Paddle itself comes per platform (see README): `[cpu]` installs the CPU build from
     # PyPI; GPU users install paddlepaddle-gpu from Paddle's own index first. The two
     # builds share the `paddle` module and cannot be installed together.
-    install_requires=["numpy", "pyyaml", "matplotlib", "pillow", "visualdl"],
+    install_requires=["numpy", "numba>=0.59", "pyyaml", "matplotlib", "pillow", "visualdl"],
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],
         "test": ["pytest", "hypothesis", "selenium"],

@@ -6,6 +6,7 @@ the notebook's pipeline measured in the same run.
     python benchmarks/data_pipeline.py --data-file cifar-10-python.tar.gz [--batches 20]
 """
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -58,7 +59,15 @@ def time_batches(make_iterator, batches):
     for _ in range(batches):
         images, _ = next(iterator)
     assert images.shape == [BATCH, 3, 32, 32]
-    return BATCH * batches / (time.perf_counter() - start)
+    rate = BATCH * batches / (time.perf_counter() - start)
+    # DataLoader workers keep prefetching until shut down; left alive they would steal
+    # the CPU from the next variant.
+    shutdown = getattr(iterator, "_try_shutdown_all", None)
+    if shutdown is not None:
+        shutdown()
+    del iterator
+    gc.collect()
+    return rate
 
 
 def main():

@@ -1,5 +1,11 @@
 """paddle_resnet: residual networks on CIFAR, reproduced with PaddlePaddle."""
+import os
 import warnings
+
+# Paddle's C++ log (glog) writes a "W..." line to stderr when a model is traced for
+# Paddle Inference (eval.engine), about an argument Paddle itself passes; errors still
+# show. Read once when Paddle loads, so it only takes effect when set before that.
+os.environ.setdefault("GLOG_minloglevel", "2")
 
 # Paddle >= 3.0 warns on every import when ccache is missing; it concerns compiling C++
 # extensions, which this package never does, and would otherwise open every log.

@@ -89,3 +89,12 @@ def run_tool(tool: str, *args, env=None, timeout=600):
     """Run tools/<tool>.py as a user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, os.path.join(ROOT, "tools", f"{tool}.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+# Mean 0 and std 1/255 make the augmentations' standardised output the pixel levels.
+PIXEL_LEVELS = ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))
+
+
+def as_pixels(batch: np.ndarray) -> np.ndarray:
+    """float32 NCHW pixel levels (from PIXEL_LEVELS) -> uint8 NHWC."""
+    return np.rint(batch).astype(np.uint8).transpose(0, 2, 3, 1)

@@ -7,6 +7,7 @@ import paddle.vision.transforms as T
 import pytest
 from PIL import Image
 
+from conftest import PIXEL_LEVELS, as_pixels
 from paddle_resnet.data.augment import NOTEBOOK_JITTER, notebook_recipe, pad_crop_flip
 
 N = 1500
@@ -38,7 +39,8 @@ def per_image(image, transform):
 def test_pad_crop_flip_matches_random_crop_and_flip(image):
     reference = per_image(image, T.Compose([T.RandomCrop(32, padding=4),
                                             T.RandomHorizontalFlip()]))
-    ours = pad_crop_flip(np.repeat(image[None], N, axis=0), np.random.default_rng(0))
+    ours = as_pixels(pad_crop_flip(np.repeat(image[None], N, axis=0), np.random.default_rng(0),
+                                   *PIXEL_LEVELS))
     # The same expected value at every pixel: the difference of the two sample means in
     # units of its standard error stays below 5 over all 3,072 values (a two-sided tail
     # of 6e-7 each), where a wrong padding or flip rate gives tens.
@@ -53,7 +55,8 @@ def test_pad_crop_flip_matches_random_crop_and_flip(image):
 def test_notebook_recipe_matches_flips_and_colour_jitter(image, statistic):
     reference = per_image(image, T.Compose([T.RandomHorizontalFlip(), T.RandomVerticalFlip(),
                                             T.ColorJitter(**NOTEBOOK_JITTER)]))
-    ours = notebook_recipe(np.repeat(image[None], N, axis=0), np.random.default_rng(0))
+    ours = as_pixels(notebook_recipe(np.repeat(image[None], N, axis=0),
+                                     np.random.default_rng(0), *PIXEL_LEVELS))
     measure = {
         "mean": lambda b: b.reshape(len(b), -1).mean(1),          # brightness
         "std": lambda b: b.reshape(len(b), -1).std(1),            # contrast
@@ -64,11 +67,13 @@ def test_notebook_recipe_matches_flips_and_colour_jitter(image, statistic):
 
 def test_shift_hue_matches_matplotlib_hsv():
     from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
-    from paddle_resnet.data.augment import shift_hue
+    from paddle_resnet.data.augment import _shift_hue
     rng = np.random.default_rng(0)
-    x = (rng.integers(0, 256, (64, 32, 32, 3)) / 255).astype(np.float32)
-    x[:4] = x[:4, :, :, :1]  # grey images: no hue at all
-    shift = rng.uniform(-0.5, 0.5, (64, 1, 1)).astype(np.float32)
+    x = (rng.integers(0, 256, (3000, 3)) / 255).astype(np.float32)
+    x[:50] = x[:50, :1]  # grey pixels: no hue at all
+    x[50:100, 1] = x[50:100, 0]  # two channels tied for the maximum or minimum
+    shift = rng.uniform(-0.5, 0.5, 3000).astype(np.float32)
     hsv = rgb_to_hsv(x)
-    hsv[..., 0] = (hsv[..., 0] + shift) % 1
-    np.testing.assert_allclose(shift_hue(x, shift), hsv_to_rgb(hsv), atol=1e-5)
+    hsv[:, 0] = (hsv[:, 0] + shift) % 1
+    ours = np.array([_shift_hue(*pixel, s) for pixel, s in zip(x, shift)])
+    np.testing.assert_allclose(ours, hsv_to_rgb(hsv), atol=1e-5)

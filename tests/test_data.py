@@ -3,6 +3,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import PIXEL_LEVELS, as_pixels
 from paddle_resnet.data import BatchLoader, MEAN_STD, load_cifar, load_split
 from paddle_resnet.data import cifar as cifar_module
 from paddle_resnet.data.augment import normalize, notebook_recipe, pad_crop_flip
@@ -76,8 +77,9 @@ def test_offline_without_archive_fails_fast(tmp_path, monkeypatch):
 def test_pad_crop_flip_gives_crops_of_the_padded_image():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(64, 32, 32, 3), dtype=np.uint8)
-    out = pad_crop_flip(images, np.random.default_rng(1))
-    assert out.shape == images.shape and out.dtype == np.uint8
+    standardised = pad_crop_flip(images, np.random.default_rng(1), *PIXEL_LEVELS)
+    assert standardised.shape == (64, 3, 32, 32) and standardised.dtype == np.float32
+    out = as_pixels(standardised)
     padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
     flips = 0
     for i in range(len(images)):
@@ -96,9 +98,19 @@ def test_pad_crop_flip_gives_crops_of_the_padded_image():
 
 def test_notebook_recipe_keeps_shape_and_changes_colour():
     images = np.random.default_rng(0).integers(0, 256, size=(32, 32, 32, 3), dtype=np.uint8)
-    out = notebook_recipe(images, np.random.default_rng(1))
-    assert out.shape == images.shape and out.dtype == np.uint8
+    standardised = notebook_recipe(images, np.random.default_rng(1), *PIXEL_LEVELS)
+    assert standardised.shape == (32, 3, 32, 32) and standardised.dtype == np.float32
+    out = as_pixels(standardised)
     assert not np.array_equal(np.sort(out, axis=None), np.sort(images, axis=None))
+
+
+def test_augmentations_standardise_as_normalize_does():
+    images = np.random.default_rng(0).integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    mean, std = MEAN_STD["cifar10"]
+    levels = pad_crop_flip(images, np.random.default_rng(1), *PIXEL_LEVELS)
+    standardised = pad_crop_flip(images, np.random.default_rng(1), mean, std)
+    np.testing.assert_allclose(standardised, normalize(as_pixels(levels), mean, std),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_normalize_is_per_channel_standardisation():

@@ -1,8 +1,14 @@
-"""Whole-batch augmentation of uint8 NHWC images with numpy.
+"""Whole-batch augmentation of uint8 NHWC images into standardised float32 NCHW batches,
+compiled with numba.
 
-Each function takes a batch and a numpy Generator, so a batch's augmentation is fixed
-by (seed, epoch, batch index): that is what makes resuming mid-epoch exact.
+Each augmentation takes a batch, a numpy Generator and the dataset's mean and std. It
+draws all of its random parameters from the generator up front, so a batch's
+augmentation is fixed by (seed, epoch, batch index): that is what makes resuming
+mid-epoch exact. The pixel work, standardisation included, then runs as one compiled
+pass per image, images in parallel (benchmarks/data_pipeline.py measures it against the
+notebook's per-image PIL pipeline).
 """
+import numba
 import numpy as np
 
 # The notebook recipe's colour jitter, as factors drawn uniformly from [1-x, 1+x]
@@ -10,86 +16,156 @@ import numpy as np
 # The notebook's own strengths were not available to us; these are common values.
 NOTEBOOK_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue": 0.1}
 
+# ITU-R 601 luma, as PIL's convert("L") used by Paddle's colour transforms.
+LUMA = (np.float32(0.299), np.float32(0.587), np.float32(0.114))
 
-def pad_crop_flip(images: np.ndarray, rng: np.random.Generator, pad: int = 4) -> np.ndarray:
+_kernel = numba.njit(parallel=True, cache=True)
+
+
+def _standardisation(mean, std):
+    """(scale, offset) with pixel * scale + offset == (pixel / 255 - mean) / std."""
+    std = np.asarray(std, dtype=np.float32)
+    return ((1 / (255 * std)).astype(np.float32),
+            (-np.asarray(mean, dtype=np.float32) / std).astype(np.float32))
+
+
+def _planar_output(images: np.ndarray) -> np.ndarray:
+    n, h, w, channels = images.shape
+    return np.empty((n, channels, h, w), dtype=np.float32)
+
+
+@_kernel
+def _crop_flip(images, top, left, flip, pad, scale, offset, out):
+    n, h, w, channels = images.shape
+    for i in numba.prange(n):
+        for c in range(channels):
+            padding = offset[c]  # a zero pixel, standardised
+            for y in range(h):
+                sy = y + top[i] - pad
+                for x in range(w):
+                    sx = (w - 1 - x if flip[i] else x) + left[i] - pad
+                    inside = 0 <= sy < h and 0 <= sx < w
+                    out[i, c, y, x] = (images[i, sy, sx, c] * scale[c] + offset[c]
+                                       if inside else padding)
+
+
+def pad_crop_flip(images: np.ndarray, rng: np.random.Generator, mean, std,
+                  pad: int = 4) -> np.ndarray:
     """The standard CIFAR augmentation (He et al. Sec. 4.2): zero-pad by `pad`, take a
-    random 32x32 crop, flip horizontally with probability 0.5. One gather does all."""
-    n, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    random 32x32 crop, flip horizontally with probability 0.5."""
+    n = len(images)
     top = rng.integers(0, 2 * pad + 1, size=n)
     left = rng.integers(0, 2 * pad + 1, size=n)
     flip = rng.random(n) < 0.5
-    rows = top[:, None] + np.arange(h)
-    cols = np.where(flip[:, None], left[:, None] + np.arange(w - 1, -1, -1),
-                    left[:, None] + np.arange(w))
-    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
-
-
-def _flip(images: np.ndarray, rng: np.random.Generator, axis: int) -> np.ndarray:
-    flip = rng.random(len(images)) < 0.5
-    out = images.copy()
-    out[flip] = np.flip(images[flip], axis=axis)
+    out = _planar_output(images)
+    _crop_flip(np.ascontiguousarray(images), top, left, flip, pad,
+               *_standardisation(mean, std), out)
     return out
 
 
-def _grey(images: np.ndarray) -> np.ndarray:
-    # ITU-R 601 luma, as PIL's convert("L") used by Paddle's colour transforms.
-    return images @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+@numba.njit(inline="always")
+def _hsv_channel(v, chroma, hue, n):
+    # One channel of HSV -> RGB from the value, the chroma (v - min) and the hue in
+    # [0, 6); n = 5, 3, 1 for red, green, blue. Branch-free, so the loop vectorises.
+    k = n + hue
+    k = k - 6 if k >= 6 else k
+    return v - chroma * max(min(min(k, 4 - k), 1), 0)
 
 
-def shift_hue(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """Rotate the HSV hue of float32 RGB images in [0, 1] by `shift` turns: PIL's and
-    matplotlib's HSV conversion, written for float32 batches (matplotlib's float64 round
-    trip took 2.3x as long)."""
-    maxc, minc = x.max(-1), x.min(-1)
-    delta = maxc - minc
-    safe = np.where(delta > 0, delta, 1).astype(np.float32)
-    r, g, b = ((maxc - x[..., c]) / safe for c in range(3))  # distances from the max
-    hue = np.where(x[..., 0] == maxc, b - g, np.where(x[..., 1] == maxc, 2 + r - b, 4 + g - r))
-    hue = (np.where(delta > 0, hue / 6 % 1, 0) + shift) % 1
-    sat = np.where(maxc > 0, delta / np.where(maxc > 0, maxc, 1), 0)
-    sector = np.floor(hue * 6)
-    frac = hue * 6 - sector
-    sector = sector.astype(np.int64) % 6
-    v = maxc
-    p, q, t = v * (1 - sat), v * (1 - sat * frac), v * (1 - sat * (1 - frac))
-    return np.stack([np.choose(sector, [v, q, p, p, t, v]),
-                     np.choose(sector, [t, v, v, q, p, p]),
-                     np.choose(sector, [p, p, t, v, v, q])], axis=-1).astype(np.float32)
+@numba.njit(inline="always")
+def _shift_hue(r, g, b, shift):
+    """Rotate the HSV hue of one RGB pixel in [0, 1] by `shift` turns, keeping saturation
+    and value: PIL's and matplotlib's HSV model (grey pixels have no hue and stay)."""
+    v = max(r, g, b)
+    chroma = v - min(r, g, b)
+    safe = chroma if chroma > 0 else 1
+    hue = (2 + (b - r) / safe) if g == v else (4 + (r - g) / safe)
+    hue = ((g - b) / safe) if r == v else hue
+    hue += 6 * shift  # in [-3, 9): one wrap either way brings it into [0, 6)
+    hue = hue + 6 if hue < 0 else hue
+    hue = hue - 6 if hue >= 6 else hue
+    return (_hsv_channel(v, chroma, hue, 5), _hsv_channel(v, chroma, hue, 3),
+            _hsv_channel(v, chroma, hue, 1))
 
 
-def colour_jitter(images: np.ndarray, rng: np.random.Generator,
-                  brightness: float, contrast: float, saturation: float,
-                  hue: float) -> np.ndarray:
-    """Brightness, contrast, saturation and hue jitter with one factor per image."""
+@numba.njit(inline="always")
+def _unit(x):
+    return min(max(x, 0), 1)
+
+
+@_kernel
+def _flip_jitter(images, hflip, vflip, brightness, contrast, saturation, hue, scale, offset,
+                 out):
+    # Float32 throughout; each step clips to [0, 1] as PIL's uint8 images do, and the
+    # result is rounded to a uint8 level before standardisation, as PIL's would be.
+    n, h, w, _ = images.shape
+    wr, wg, wb = LUMA
+    for i in numba.prange(n):
+        rgb = np.empty((3, h * w), dtype=np.float32)  # planar: the loops below vectorise
+        level = np.float32(brightness[i] / 255)
+        for y in range(h):
+            sy = h - 1 - y if vflip[i] else y
+            for x in range(w):
+                sx = w - 1 - x if hflip[i] else x
+                for c in range(3):
+                    rgb[c, y * w + x] = min(images[i, sy, sx, c] * level, 1)
+        grey_sum = np.float32(0)  # contrast blends with the mean grey after brightness
+        for p in range(h * w):
+            grey_sum += wr * rgb[0, p] + wg * rgb[1, p] + wb * rgb[2, p]
+        mean_grey = grey_sum / (h * w)
+        k, s = contrast[i], saturation[i]
+        for p in range(h * w):
+            r = _unit(mean_grey + k * (rgb[0, p] - mean_grey))
+            g = _unit(mean_grey + k * (rgb[1, p] - mean_grey))
+            b = _unit(mean_grey + k * (rgb[2, p] - mean_grey))
+            grey = wr * r + wg * g + wb * b
+            r, g, b = _shift_hue(_unit(grey + s * (r - grey)), _unit(grey + s * (g - grey)),
+                                 _unit(grey + s * (b - grey)), hue[i])
+            out[i, 0, p] = np.floor(r * 255 + 0.5) * scale[0] + offset[0]
+            out[i, 1, p] = np.floor(g * 255 + 0.5) * scale[1] + offset[1]
+            out[i, 2, p] = np.floor(b * 255 + 0.5) * scale[2] + offset[2]
+
+
+def notebook_recipe(images: np.ndarray, rng: np.random.Generator, mean, std,
+                    jitter: dict = NOTEBOOK_JITTER) -> np.ndarray:
+    """The Paddle notebook's training transforms: random horizontal and vertical flips,
+    then brightness, contrast, saturation and hue jitter with one factor per image."""
     n = len(images)
-    x = images.astype(np.float32) / 255.0
+    hflip = rng.random(n) < 0.5
+    vflip = rng.random(n) < 0.5
 
     def factor(amount):
-        return rng.uniform(1 - amount, 1 + amount, size=(n, 1, 1, 1)).astype(np.float32)
+        return rng.uniform(1 - amount, 1 + amount, size=n).astype(np.float32)
 
-    x = np.clip(x * factor(brightness), 0, 1)
-    mean_grey = _grey(x).mean(axis=(1, 2))[:, None, None, None]
-    x = np.clip(mean_grey + factor(contrast) * (x - mean_grey), 0, 1)
-    grey = _grey(x)[..., None]
-    x = np.clip(grey + factor(saturation) * (x - grey), 0, 1)
-    x = shift_hue(x, rng.uniform(-hue, hue, size=(n, 1, 1)).astype(np.float32))
-    return np.round(x * 255.0).astype(np.uint8)
-
-
-def notebook_recipe(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The Paddle notebook's training transforms: random horizontal and vertical flips,
-    then colour jitter."""
-    images = _flip(images, rng, axis=2)
-    images = _flip(images, rng, axis=1)
-    return colour_jitter(images, rng, **NOTEBOOK_JITTER)
+    brightness, contrast = factor(jitter["brightness"]), factor(jitter["contrast"])
+    saturation = factor(jitter["saturation"])
+    hue = rng.uniform(-jitter["hue"], jitter["hue"], size=n).astype(np.float32)
+    out = _planar_output(images)
+    _flip_jitter(np.ascontiguousarray(images), hflip, vflip, brightness, contrast, saturation,
+                 hue, *_standardisation(mean, std), out.reshape(n, 3, -1))
+    return out
 
 
-AUGMENTATIONS = {"standard": pad_crop_flip, "notebook": notebook_recipe, "none": None}
+@_kernel
+def _standardise(images, scale, offset, out):
+    n, h, w, channels = images.shape
+    for i in numba.prange(n):
+        for c in range(channels):
+            for y in range(h):
+                for x in range(w):
+                    out[i, c, y, x] = images[i, y, x, c] * scale[c] + offset[c]
 
 
 def normalize(images: np.ndarray, mean, std) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW, per-channel standardised."""
-    scale = np.asarray(std, dtype=np.float32) * 255.0
-    x = (images.astype(np.float32) - np.asarray(mean, dtype=np.float32) * 255.0) / scale
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    """uint8 NHWC -> float32 NCHW, per-channel standardised: (x / 255 - mean) / std."""
+    out = _planar_output(images)
+    _standardise(np.ascontiguousarray(images), *_standardisation(mean, std), out)
+    return out
+
+
+def no_augmentation(images: np.ndarray, rng: np.random.Generator, mean, std) -> np.ndarray:
+    return normalize(images, mean, std)
+
+
+AUGMENTATIONS = {"standard": pad_crop_flip, "notebook": notebook_recipe,
+                 "none": no_augmentation}

@@ -4,7 +4,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import paddle
 
-from .augment import AUGMENTATIONS, normalize
+from .augment import AUGMENTATIONS
 from .cifar import Split
 
 
@@ -45,14 +45,14 @@ class BatchLoader:
                      ) -> Tuple[np.ndarray, np.ndarray]:
         order = self.order(epoch) if order is None else order
         picked = order[index * self.batch_size:(index + 1) * self.batch_size]
-        images = self.split.images[picked]
-        if self.augment is not None:
-            images = self.augment(images, np.random.default_rng([self.seed, epoch, index, 1]))
+        images = self.augment(self.split.images[picked],
+                              np.random.default_rng([self.seed, epoch, index, 1]),
+                              self.mean, self.std)
         labels = self.split.labels[picked]
         if self.world > 1:
             mine = np.array_split(np.arange(len(picked)), self.world)[self.rank]
             images, labels = images[mine], labels[mine]
-        return normalize(images, self.mean, self.std), labels
+        return images, labels
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         """Batches `start`.. of `epoch`; resuming at batch k skips straight to it."""
