@@ -103,6 +103,20 @@ SCHEMA: Dict[str, Option] = {
                           "CPU, dygraph on GPUs", choices=("auto", "dygraph", "inference")),
     "eval.threads": Option(0, int, "CPU threads for eval.engine=inference (0 = the cores "
                            "shared among the processes)", low=0),
+    # --- speed switches (each off where it did not help on this project's CPU) ---------
+    "speed.to_static": Option(False, bool, "run the model's forward pass as a static graph "
+                              "(`paddle.jit.to_static`) in training; same numbers, no gain "
+                              "measured on a CPU (docs/performance.md)"),
+    "speed.amp": Option("off", str, "automatic mixed precision on GPUs: O1 (listed ops in "
+                        "speed.amp_dtype) or O2 (the whole model, float32 master weights); "
+                        "Paddle has no CPU AMP", choices=("off", "O1", "O2")),
+    "speed.amp_dtype": Option("float16", str, "the low-precision type for speed.amp "
+                              "(bfloat16 needs Ampere or newer)",
+                              choices=("float16", "bfloat16")),
+    "speed.loss_scale": Option(32768.0, float, "initial dynamic loss scale for speed.amp "
+                               "with float16", low=1.0),
+    "speed.pin_memory": Option(True, bool, "on GPUs, copy batches through page-locked host "
+                               "memory without blocking the host (ignored on the CPU)"),
     # --- logging and diagnostics -----------------------------------------------------
     "log.visualdl": Option(True, bool, "write VisualDL records into output_dir "
                            "(`visualdl --logdir output` shows every run)"),

@@ -1,10 +1,12 @@
-"""Devices and processes in one place: device choice (`auto` | `cpu` | `gpu` | `gpu:N`) and
-data parallelism under `python -m paddle.distributed.launch`.
+"""Devices and processes in one place: device choice (`auto` | `cpu` | `gpu` | `gpu:N`),
+host-to-device batches, mixed precision, and data parallelism under
+`python -m paddle.distributed.launch`.
 
 Under the launcher every process trains on its share of each global batch and Paddle's
 DataParallel averages the gradients, so every process holds the same parameters. On a CPU
 the launcher picks the gloo backend by itself; on GPUs, NCCL, one GPU per process.
 """
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -70,6 +72,70 @@ def use_device(spec: str) -> str:
     place = resolve_device(spec)
     paddle.device.set_device(place)
     return place
+
+
+def to_device(array, place: str, pin_memory: bool = False) -> paddle.Tensor:
+    """A host batch as a tensor on `place`. With `pin_memory` on a GPU the batch goes
+    through page-locked host memory and the copy does not block the host."""
+    if pin_memory and place.startswith("gpu"):
+        return paddle.to_tensor(array, place=paddle.CUDAPinnedPlace()).cuda(blocking=False)
+    return paddle.to_tensor(array)
+
+
+AMP_LEVELS = ("off", "O1", "O2")
+
+
+class MixedPrecision:
+    """Automatic mixed precision as Paddle documents it: `paddle.amp.auto_cast` around the
+    forward pass (O1: white-listed ops such as conv and matmul in `dtype`; O2: the whole
+    model in `dtype`, with float32 master weights in the optimizer), and for float16 a
+    dynamic `GradScaler` so that small gradients do not underflow (bfloat16 keeps
+    float32's exponent range and needs none). `off` runs everything in float32.
+
+    Paddle's auto_cast only acts on CUDA places (on a CPU it warns and does nothing), so
+    a level other than `off` is an error there."""
+
+    def __init__(self, level: str, dtype: str, loss_scale: float, place: str):
+        if level not in AMP_LEVELS:
+            raise ConfigError(f"speed.amp = {level!r}; expected one of {', '.join(AMP_LEVELS)}")
+        if level != "off" and not place.startswith("gpu"):
+            raise ConfigError(f"speed.amp = {level} needs a GPU (Paddle's auto_cast only acts "
+                              f"on CUDA places) but the device is {place}; set speed.amp=off")
+        self.level, self.dtype = level, dtype
+        self.scaler = (paddle.amp.GradScaler(init_loss_scaling=loss_scale)
+                       if level != "off" and dtype == "float16" else None)
+
+    @property
+    def enabled(self) -> bool:
+        return self.level != "off"
+
+    def decorate(self, model: paddle.nn.Layer, optimizer):
+        """O2 casts the model to `dtype` once; checkpoints still hold float32 weights."""
+        if self.level != "O2":
+            return model, optimizer
+        return paddle.amp.decorate(models=model, optimizers=optimizer, level="O2",
+                                   dtype=self.dtype, master_weight=True, save_dtype="float32")
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return paddle.amp.auto_cast(enable=True, level=self.level, dtype=self.dtype)
+
+    def backward_and_step(self, loss: paddle.Tensor, optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)  # unscales the gradients first; skips inf/NaN steps
+        self.scaler.update()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def set_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
 
 
 def wrap_model(model: paddle.nn.Layer, processes: Processes, sync_bn: bool, place: str):

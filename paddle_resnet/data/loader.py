@@ -11,7 +11,7 @@ from .cifar import Split
 class BatchLoader:
     def __init__(self, split: Split, batch_size: int, mean, std, augment: str = "none",
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, to_tensor=paddle.to_tensor):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}")
         self.split = split
@@ -26,6 +26,7 @@ class BatchLoader:
         # Under data parallelism each process takes its slice of every global batch; the
         # global batch (order and augmentation) is the one a single process would draw.
         self.rank, self.world = rank, world
+        self.to_tensor = to_tensor  # host array -> tensor on the training device
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -59,4 +60,4 @@ class BatchLoader:
         order = self.order(epoch)
         for index in range(start, len(self)):
             images, labels = self.batch_arrays(epoch, index, order)
-            yield paddle.to_tensor(images), paddle.to_tensor(labels)
+            yield self.to_tensor(images), self.to_tensor(labels)

@@ -1,4 +1,5 @@
 """The training loop: timed steps, per-epoch evaluation, checkpoints and exact resume."""
+import functools
 import os
 import signal
 import sys
@@ -10,8 +11,8 @@ import paddle
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import (all_reduce, average_running_statistics, init_processes, use_device,
-                      wrap_model)
+from ..device import (MixedPrecision, all_reduce, average_running_statistics, init_processes,
+                      to_device, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from . import checkpoint as ckpt
@@ -73,21 +74,28 @@ class Trainer:
         prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.place = use_device(cfg["device"])
         resolve_engine(cfg["eval.engine"], self.place)  # a bad combination fails before training
+        self.amp = MixedPrecision(cfg["speed.amp"], cfg["speed.amp_dtype"],
+                                  cfg["speed.loss_scale"], self.place)
         paddle.seed(cfg["seed"])
         train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
                                           cfg["data.train_samples"], cfg["data.test_samples"],
                                           cfg["data.val_samples"])
         self.eval_name = "val" if cfg["data.val_samples"] else "test"
         mean, std = MEAN_STD[cfg["data.dataset"]]
-        shard = {"rank": self.procs.rank, "world": self.procs.world}
+        shard = {"rank": self.procs.rank, "world": self.procs.world,
+                 "to_tensor": functools.partial(to_device, place=self.place,
+                                                pin_memory=cfg["speed.pin_memory"])}
         self.train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
                                         shuffle=True, drop_last=True, seed=cfg["seed"], **shard)
         self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std, **shard)
-        self.model, self.forward_model = wrap_model(
-            build_model(cfg["model.name"], **cfg.model_kwargs()), self.procs,
-            cfg["dist.sync_bn"], self.place)
+        model = build_model(cfg["model.name"], **cfg.model_kwargs())
+        if cfg["speed.to_static"]:
+            model = paddle.jit.to_static(model)
+        self.model, self.forward_model = wrap_model(model, self.procs, cfg["dist.sync_bn"],
+                                                    self.place)
         self.schedule = build_schedule(cfg, len(self.train_loader))
         self.optimizer = build_optimizer(cfg, self.model.parameters(), self.schedule)
+        self.model, self.optimizer = self.amp.decorate(self.model, self.optimizer)
         epochs = cfg["train.epochs"]
         every = cfg["train.eval_every"]
         self.eval_epochs = {e for e in range(1, epochs + 1) if e % every == 0 or e == epochs}
@@ -112,6 +120,7 @@ class Trainer:
         self.schedule.set_state_dict(state["schedule"])
         if state.get("rng") is not None:
             paddle.set_rng_state(state["rng"])
+        self.amp.set_state_dict(state.get("amp", {}))
         for key in self.state:
             if key in state["progress"]:
                 self.state[key] = state["progress"][key]
@@ -123,6 +132,7 @@ class Trainer:
         return {"model": self.model.state_dict(),
                 "optimizer": ckpt.optimizer_state_for_saving(self.optimizer, self.model),
                 "schedule": self.schedule.state_dict(), "rng": paddle.get_rng_state(),
+                "amp": self.amp.state_dict(),
                 "progress": dict(self.state), "config": self.cfg.to_dict()}
 
     def _save(self, *names: str):
@@ -251,10 +261,10 @@ class Trainer:
         step_start = self._epoch_start = time.perf_counter()
         self._histograms = None
         for images, labels in self.train_loader.epoch(epoch, start=s["batch_index"]):
-            logits = self.forward_model(images)
-            loss = label_smoothed_cross_entropy(logits, labels, smoothing)
-            loss.backward()
-            self.optimizer.step()
+            with self.amp.autocast():
+                logits = self.forward_model(images)
+                loss = label_smoothed_cross_entropy(logits, labels, smoothing)
+            self.amp.backward_and_step(loss, self.optimizer)
             will_log = (s["batch_index"] + 1) % log_every == 0 or s["batch_index"] + 1 == steps
             norms = stage_norms(self.model) if will_log else None
             if (s["batch_index"] + 1 == steps and histogram_every
@@ -380,7 +390,8 @@ class Trainer:
         if epoch + 1 in self.eval_epochs:
             eval_start = time.perf_counter()
             with eval_forward(self.model, cfg["eval.engine"], self.place,
-                              cpu_threads(cfg["eval.threads"], self.procs.world)) as forward:
+                              cpu_threads(cfg["eval.threads"], self.procs.world)) as forward, \
+                    self.amp.autocast():
                 result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
                                   reduce=lambda t: all_reduce(t, self.procs), forward=forward)
             eval_seconds = time.perf_counter() - eval_start

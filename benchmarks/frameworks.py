@@ -1,0 +1,223 @@
+"""Training and evaluation throughput of this package's paths against PyTorch on the same
+machine, each variant in its own process, interleaved over repeats (medians reported).
+
+    pip install torch==2.13.0            # the CPU wheel; PyTorch is only needed here
+    python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128
+
+Training variants: the package's dygraph step, the same under `paddle.jit.to_static`
+(speed.to_static), two processes under paddle.distributed.launch (`tools/train.py
+--nproc 2`; the same global batch), and PyTorch eager with all cores and with one.
+Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
+eval.engine=auto) with one thread and with all cores, and PyTorch eager.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
+
+TRAIN = ["paddle dygraph", "paddle to_static", "paddle 2 processes", "torch",
+         "torch 1 thread"]
+EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
+
+
+# --- PyTorch twins of the package's models (same layers, same parameter counts) ----------
+def torch_model(name: str):
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class ShortcutA(nn.Module):
+        def __init__(self, extra):
+            super().__init__()
+            self.extra = extra
+
+        def forward(self, x):
+            return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.extra // 2, self.extra // 2))
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride, option):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            if stride == 1 and cin == cout:
+                self.shortcut = nn.Identity()
+            elif option == "A":
+                self.shortcut = ShortcutA(cout - cin)
+            else:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                              nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            out = F.relu(self.bn1(self.conv1(x)))
+            return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+    layers, widths, option = {"resnet20": ([3, 3, 3], [16, 32, 64], "A"),
+                              "resnet18": ([2, 2, 2, 2], [64, 128, 256, 512], "B")}[name]
+    modules = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+               nn.ReLU()]
+    cin = widths[0]
+    for stage, (blocks, width) in enumerate(zip(layers, widths)):
+        for index in range(blocks):
+            stride = 2 if stage > 0 and index == 0 else 1
+            modules.append(Block(cin, width, stride, option))
+            cin = width
+    modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+    return nn.Sequential(*modules)
+
+
+def run_torch(mode, name, batch, steps, threads):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = torch_model(name)
+    images, labels = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    if mode == "eval":
+        model.eval()
+        with torch.no_grad():
+            return timed(lambda: model(images).argmax(1), batch, steps)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step():
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+    return timed(step, batch, steps)
+
+
+def run_paddle(variant, mode, name, batch, steps):
+    import paddle
+    import paddle.nn.functional as F
+
+    import paddle_resnet  # noqa: F401
+    from paddle_resnet.device import init_processes
+    from paddle_resnet.models import build_model
+    procs = init_processes()
+    paddle.seed(0)
+    model = build_model(name)
+    images = paddle.randn([batch // procs.world, 3, 32, 32])
+    labels = paddle.randint(0, 10, [batch // procs.world])
+    if mode == "eval":
+        if variant == "paddle dygraph":
+            model.eval()
+            with paddle.no_grad():
+                return timed(lambda: model(images).argmax(1).numpy(), batch, steps)
+        from paddle_resnet.engine.eval_engine import cpu_threads, eval_forward
+        threads = 1 if variant.endswith("1 thread") else cpu_threads(0)
+        with eval_forward(model, "inference", "cpu", threads) as forward:
+            return timed(lambda: forward(images).argmax(1).numpy(), batch, steps)
+    forward = paddle.jit.to_static(model) if variant == "paddle to_static" else model
+    if procs.distributed:
+        forward = paddle.DataParallel(model)
+    optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
+
+    def step():
+        loss = F.cross_entropy(forward(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        return float(loss)
+    return timed(step, batch, steps)
+
+
+def timed(step, batch, steps):
+    for index in range(WARMUP + steps):
+        if index == WARMUP:
+            start = time.perf_counter()
+        step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+# --- the driver -----------------------------------------------------------------------------
+def measure(variant, mode, name, batch, steps) -> float:
+    """images/s of one variant, in a fresh process."""
+    with tempfile.TemporaryDirectory() as work:
+        result = os.path.join(work, "result.json")
+        worker = [os.path.abspath(__file__), "--worker", variant, "--mode", mode,
+                  "--models", name, "--batch", str(batch), "--steps", str(steps),
+                  "--result", result]
+        if variant == "paddle 2 processes":
+            command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
+                       "2", "--log_dir", os.path.join(work, "logs"), *worker]
+        else:
+            command = [sys.executable, *worker]
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0 or not os.path.exists(result):
+            raise RuntimeError(f"{variant} ({mode}, {name}) failed:\n{done.stderr[-2000:]}")
+        with open(result, encoding="utf-8") as f:
+            return json.load(f)["images_per_s"]
+
+
+def worker(args):
+    variant, name = args.worker, args.models[0]
+    if variant.startswith("torch"):
+        threads = 1 if variant.endswith("1 thread") else os.cpu_count()
+        rate = run_torch(args.mode, name, args.batch, args.steps, threads)
+    else:
+        rate = run_paddle(variant, args.mode, name, args.batch, args.steps)
+    if int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0:
+        with open(args.result, "w", encoding="utf-8") as f:
+            json.dump({"images_per_s": rate}, f)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["resnet20", "resnet18"])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--train-seconds", type=float, default=20.0,
+                        help="about how long each training measurement runs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", default=["train", "eval"])
+    parser.add_argument("--json", default="benchmarks/results/frameworks.json")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+    rows = []
+    for mode in args.modes:
+        variants = TRAIN if mode == "train" else EVAL
+        for name in args.models:
+            # Size each measurement from one quick probe of the slowest variant.
+            probe = measure(variants[0], mode, name, args.batch, 1)
+            steps = max(2, round(args.train_seconds * probe / args.batch))
+            runs = {v: [] for v in variants}
+            for _ in range(args.repeats):
+                for variant in variants:  # interleaved: drift hits every variant alike
+                    runs[variant].append(measure(variant, mode, name, args.batch, steps))
+            base = statistics.median(runs[variants[0]])
+            torch_rate = statistics.median(runs["torch"])
+            print(f"\n| {mode} {name}, batch {args.batch}, {steps} steps x {args.repeats} | "
+                  "images/s (median) | vs paddle dygraph | vs torch |")
+            print("|---|---:|---:|---:|")
+            for variant, values in runs.items():
+                median = statistics.median(values)
+                rows.append({"mode": mode, "model": name, "variant": variant, "steps": steps,
+                             "images_per_s": median, "runs": values,
+                             "vs_dygraph": median / base, "vs_torch": median / torch_rate})
+                print(f"| {variant} | {median:,.1f} | {median / base:.2f}x | "
+                      f"{median / torch_rate:.2f}x |", flush=True)
+    import paddle
+    import torch
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump({"cpu_count": os.cpu_count(), "paddle": paddle.__version__,
+                   "torch": torch.__version__, "batch": args.batch, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
