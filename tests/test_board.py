@@ -102,7 +102,8 @@ def test_scalar_page_shows_the_run(board):
         browser.get(f"{url}/app/scalar")
         deadline = time.monotonic() + 60
         while not any("tag=eval/top1" in r for r in api_requests(browser)):
-            assert time.monotonic() < deadline, f"no eval/top1 chart; fetched {api_requests(browser)}"
+            assert time.monotonic() < deadline, (
+                f"no eval/top1 chart; fetched {api_requests(browser)}")
             time.sleep(0.5)
         # The first tag group (eval) is open with its charts; the others are listed.
         requested = api_requests(browser)

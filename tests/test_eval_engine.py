@@ -61,8 +61,9 @@ def test_engine_choice():
 def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_path):
     summaries = {}
     for engine in ("dygraph", "inference"):
-        cfg = load_config(None, [f"data.data_file={tiny_cifar10}", f"output_dir={tmp_path / engine}",
-                                 "train.epochs=1", "train.batch_size=50", "log.visualdl=false",
+        cfg = load_config(None, [f"data.data_file={tiny_cifar10}",
+                                 f"output_dir={tmp_path / engine}", "train.epochs=1",
+                                 "train.batch_size=50", "log.visualdl=false",
                                  f"eval.engine={engine}"])
         summaries[engine] = Trainer(cfg, stream=open("/dev/null", "w")).fit()
     assert summaries["dygraph"]["test_top1"] == summaries["inference"]["test_top1"]

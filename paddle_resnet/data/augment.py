@@ -18,6 +18,10 @@ NOTEBOOK_JITTER = {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2, "hue":
 
 # ITU-R 601 luma, as PIL's convert("L") used by Paddle's colour transforms.
 LUMA = (np.float32(0.299), np.float32(0.587), np.float32(0.114))
+# Float32 constants for the kernels: a bare 1 or 0.5 there is a float64 and would turn
+# every pixel's arithmetic into float64 and back.
+ZERO, HALF, ONE, TWO, FOUR, SIX = (np.float32(v) for v in (0, 0.5, 1, 2, 4, 6))
+LEVELS = np.float32(255)
 
 _kernel = numba.njit(parallel=True, cache=True)
 
@@ -68,8 +72,8 @@ def _hsv_channel(v, chroma, hue, n):
     # One channel of HSV -> RGB from the value, the chroma (v - min) and the hue in
     # [0, 6); n = 5, 3, 1 for red, green, blue. Branch-free, so the loop vectorises.
     k = n + hue
-    k = k - 6 if k >= 6 else k
-    return v - chroma * max(min(min(k, 4 - k), 1), 0)
+    k = k - SIX if k >= SIX else k
+    return v - chroma * max(min(min(k, FOUR - k), ONE), ZERO)
 
 
 @numba.njit(inline="always")
@@ -78,19 +82,20 @@ def _shift_hue(r, g, b, shift):
     and value: PIL's and matplotlib's HSV model (grey pixels have no hue and stay)."""
     v = max(r, g, b)
     chroma = v - min(r, g, b)
-    safe = chroma if chroma > 0 else 1
-    hue = (2 + (b - r) / safe) if g == v else (4 + (r - g) / safe)
+    safe = chroma if chroma > ZERO else ONE
+    hue = (TWO + (b - r) / safe) if g == v else (FOUR + (r - g) / safe)
     hue = ((g - b) / safe) if r == v else hue
-    hue += 6 * shift  # in [-3, 9): one wrap either way brings it into [0, 6)
-    hue = hue + 6 if hue < 0 else hue
-    hue = hue - 6 if hue >= 6 else hue
-    return (_hsv_channel(v, chroma, hue, 5), _hsv_channel(v, chroma, hue, 3),
-            _hsv_channel(v, chroma, hue, 1))
+    hue += SIX * shift  # in [-3, 9): one wrap either way brings it into [0, 6)
+    hue = hue + SIX if hue < ZERO else hue
+    hue = hue - SIX if hue >= SIX else hue
+    return (_hsv_channel(v, chroma, hue, np.float32(5)),
+            _hsv_channel(v, chroma, hue, np.float32(3)),
+            _hsv_channel(v, chroma, hue, ONE))
 
 
 @numba.njit(inline="always")
 def _unit(x):
-    return min(max(x, 0), 1)
+    return min(max(x, ZERO), ONE)
 
 
 @_kernel
@@ -108,11 +113,11 @@ def _flip_jitter(images, hflip, vflip, brightness, contrast, saturation, hue, sc
             for x in range(w):
                 sx = w - 1 - x if hflip[i] else x
                 for c in range(3):
-                    rgb[c, y * w + x] = min(images[i, sy, sx, c] * level, 1)
-        grey_sum = np.float32(0)  # contrast blends with the mean grey after brightness
+                    rgb[c, y * w + x] = min(images[i, sy, sx, c] * level, ONE)
+        grey_sum = ZERO  # contrast blends with the mean grey after brightness
         for p in range(h * w):
             grey_sum += wr * rgb[0, p] + wg * rgb[1, p] + wb * rgb[2, p]
-        mean_grey = grey_sum / (h * w)
+        mean_grey = grey_sum / np.float32(h * w)
         k, s = contrast[i], saturation[i]
         for p in range(h * w):
             r = _unit(mean_grey + k * (rgb[0, p] - mean_grey))
@@ -121,9 +126,9 @@ def _flip_jitter(images, hflip, vflip, brightness, contrast, saturation, hue, sc
             grey = wr * r + wg * g + wb * b
             r, g, b = _shift_hue(_unit(grey + s * (r - grey)), _unit(grey + s * (g - grey)),
                                  _unit(grey + s * (b - grey)), hue[i])
-            out[i, 0, p] = np.floor(r * 255 + 0.5) * scale[0] + offset[0]
-            out[i, 1, p] = np.floor(g * 255 + 0.5) * scale[1] + offset[1]
-            out[i, 2, p] = np.floor(b * 255 + 0.5) * scale[2] + offset[2]
+            out[i, 0, p] = np.floor(r * LEVELS + HALF) * scale[0] + offset[0]
+            out[i, 1, p] = np.floor(g * LEVELS + HALF) * scale[1] + offset[1]
+            out[i, 2, p] = np.floor(b * LEVELS + HALF) * scale[2] + offset[2]
 
 
 def notebook_recipe(images: np.ndarray, rng: np.random.Generator, mean, std,

@@ -50,7 +50,8 @@ class RunClock:
         self.eval_timer = Timer()
 
     def record_step(self, seconds: float):
-        timer = self.warmup_timer if self.warmup_timer.count < self.WARMUP_STEPS else self.step_timer
+        warming_up = self.warmup_timer.count < self.WARMUP_STEPS
+        timer = self.warmup_timer if warming_up else self.step_timer
         timer.add(seconds)
 
     def record_eval(self, seconds: float):

@@ -49,7 +49,8 @@ class IterationSchedule(LRScheduler):
             rise = max(1, round(self.pct_start * span))
             start = self.peak_lr / 25.0
             if after_warmup < rise:
-                return start + (self.peak_lr - start) * 0.5 * (1 - math.cos(math.pi * after_warmup / rise))
+                cosine = 0.5 * (1 - math.cos(math.pi * after_warmup / rise))
+                return start + (self.peak_lr - start) * cosine
             return self._annealed(min(1.0, (after_warmup - rise) / max(1, span - rise)))
         raise ValueError(f"unknown schedule {self.kind!r}")
 

@@ -275,7 +275,8 @@ class Trainer:
             self._track_finite(loss, s["global_step"] + 1)
             with paddle.no_grad():
                 batch = labels.shape[0]
-                hits = paddle.topk(logits, min(5, logits.shape[1]), axis=1)[1] == labels.unsqueeze(1)
+                top_k = paddle.topk(logits, min(5, logits.shape[1]), axis=1)[1]
+                hits = top_k == labels.unsqueeze(1)
                 sums["loss"] += loss.detach().astype("float64") * batch
                 sums["top1"] += hits[:, 0].astype("int64").sum()
                 sums["top5"] += hits.astype("int64").sum()

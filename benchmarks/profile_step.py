@@ -1,0 +1,78 @@
+"""Where a training step's time goes: Paddle's profiler over a few dygraph steps, reduced
+to one table of operators (forward and backward kernels together) by their share of the
+step's CPU time.
+
+    python benchmarks/profile_step.py --model resnet20 --batch 128 [--top 12]
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections import defaultdict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import paddle  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+import paddle.profiler as profiler  # noqa: E402
+
+import paddle_resnet  # noqa: E402,F401
+from paddle_resnet.models import build_model  # noqa: E402
+
+WARMUP, STEPS = 2, 3
+
+
+def operator_times(trace_file: str):
+    """Total microseconds per operator name in a Chrome trace, and the steps' total."""
+    with open(trace_file, encoding="utf-8") as f:
+        events = json.load(f)["traceEvents"]
+    per_op, steps = defaultdict(float), 0.0
+    for event in events:
+        if event.get("ph") != "X":
+            continue
+        category = event.get("cat", "")
+        if category == "ProfileStep":
+            steps += event["dur"]
+        elif category == "Operator":
+            # Names carry the call's own duration ("Conv2dGradNodeFinal[58.3 ms]").
+            per_op[event["name"].split("[")[0].replace(" dygraph", "")] += event["dur"]
+    return per_op, steps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="resnet20")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--top", type=int, default=12)
+    args = parser.parse_args()
+    paddle.seed(0)
+    model = build_model(args.model)
+    optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
+    images = paddle.randn([args.batch, 3, 32, 32])
+    labels = paddle.randint(0, 10, [args.batch])
+    with tempfile.TemporaryDirectory() as work:
+        prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU],
+                                 scheduler=(WARMUP, WARMUP + STEPS),
+                                 on_trace_ready=profiler.export_chrome_tracing(work))
+        prof.start()
+        for _ in range(WARMUP + STEPS):
+            F.cross_entropy(model(images), labels).backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            prof.step()
+        prof.stop()
+        trace = os.path.join(work, sorted(os.listdir(work))[-1])
+        per_op, steps = operator_times(trace)
+    # Operator events nest (a backward op contains its kernels' calls), so shares are of
+    # the top-level names Paddle reports and need not sum to 100%.
+    print(f"| {args.model}, batch {args.batch}: operator | ms per step | share of step |")
+    print("|---|---:|---:|")
+    for name, micros in sorted(per_op.items(), key=lambda kv: -kv[1])[:args.top]:
+        print(f"| {name} | {micros / STEPS / 1000:,.1f} | {100 * micros / steps:.0f}% |")
+    print(f"| whole step | {steps / STEPS / 1000:,.1f} | 100% |")
+
+
+if __name__ == "__main__":
+    main()
