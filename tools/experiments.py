@@ -1,6 +1,7 @@
 """Rerun a results experiment with one command, then regenerate its table and figures.
 
     python tools/experiments.py degradation -o data.data_file=PATH [--root runs] [--out DIR]
+    python tools/experiments.py notebook -o data.data_file=PATH --nproc 2   # Ctrl-C, rerun
 
 Each experiment is a list of runs of tools/train.py (config + overrides); the runs go to
 ROOT/EXPERIMENT/RUN and tools/compare.py's table and plots to OUT (default
@@ -39,6 +40,9 @@ EXPERIMENTS = {
         (f"resnet20_seed{seed}", "configs/quickstart.yaml", [f"seed={seed}",
                                                               "data.test_samples=null"])
         for seed in (0, 1, 2)],
+    # The Paddle notebook's 20-epoch ResNet-18; on a CPU, as far as it gets: stop it with
+    # Ctrl-C at any point and rerun the same command to continue.
+    "notebook": [("resnet18", "configs/resnet18.yaml", [])],
 }
 
 
@@ -60,6 +64,8 @@ def main() -> int:
     parser.add_argument("--root", default="runs", help="where the runs go (default runs/)")
     parser.add_argument("--out", default=None, help="table and figures (default "
                                                     "docs/results/EXPERIMENT)")
+    parser.add_argument("--nproc", type=int, default=None,
+                        help="train each run data-parallel in N processes (CPU cores or GPUs)")
     args = parser.parse_args()
     base = os.path.join(args.root, args.experiment)
     for name, config, overrides in EXPERIMENTS[args.experiment]:
@@ -73,6 +79,8 @@ def main() -> int:
             command += ["-o", item]
         if os.path.isfile(os.path.join(run_dir, "latest.pdckpt")):
             command.append("--resume")
+        if args.nproc:
+            command += ["--nproc", str(args.nproc)]
         print(" ".join(command), flush=True)
         code = subprocess.call(command)
         if code:
