@@ -53,6 +53,11 @@ def summarize_run(path: str) -> Dict:
     split = run.get("eval_split", "test")
     evaluated = [r for r in epochs if f"{split}_top1" in r]
     label = os.path.basename(os.path.normpath(path))
+    # Logged steps placed in epochs (epoch 1.5 = half-way through the second), so that
+    # short runs with a single epoch still show a curve.
+    steps_per_epoch = (run["train_images"] // run["batch_size"]
+                       if run.get("train_images") and run.get("batch_size") else None)
+    logged = iters if steps_per_epoch else []
     return {
         "run": label, "path": path,
         "model": run.get("model") or config.get("model", {}).get("name", "?"),
@@ -71,6 +76,8 @@ def summarize_run(path: str) -> Dict:
             "eval_epoch": [r["epoch"] for r in evaluated],
             "eval_top1": [r[f"{split}_top1"] for r in evaluated],
             "eval_error": [100 - r[f"{split}_top1"] for r in evaluated],
+            "step_epoch": [r["epoch"] - 1 + r["iter"] / steps_per_epoch for r in logged],
+            "step_loss": [r["loss"] for r in logged],
         },
     }
 
@@ -103,6 +110,8 @@ PLOTS = {
                        "Training loss per epoch"),
     "train_error.png": ("epoch", "train_error", "training error (%)",
                         "Training error per epoch (He et al. Fig. 6: plain vs residual)"),
+    "train_loss_steps.png": ("step_epoch", "step_loss", "training loss of the step",
+                             "Training loss at every logged step"),
 }
 
 

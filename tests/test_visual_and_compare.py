@@ -101,7 +101,8 @@ def test_compare_writes_table_and_plots(tiny_cifar10, tmp_path):
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "| resnet20 | resnet20 | 269,722 | 40.6M | 2/2 |" in table
     assert "| plain20 | plain20 | 269,722 | 40.6M | 2/2 |" in table
-    for name in ("test_top1.png", "train_loss.png", "train_error.png", "train_test_error.png"):
+    for name in ("test_top1.png", "train_loss.png", "train_error.png", "train_test_error.png",
+                 "train_loss_steps.png"):
         assert (tmp_path / "cmp" / name).stat().st_size > 10_000
     missing = run_tool("compare", str(tmp_path / "nope"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
