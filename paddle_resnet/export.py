@@ -81,8 +81,8 @@ def export_model(weights: str, out_dir: str, config_path: Optional[str] = None,
 
 class Predictor:
     """A Paddle Inference predictor over a saved program: on the CPU with oneDNN kernels,
-    which evaluate ~4x as fast as dygraph here with the same predictions
-    (docs/performance.md)."""
+    which evaluated 3.7x (one thread) to 8.6x (two) as fast as dygraph here, with the
+    same predictions (docs/performance.md)."""
 
     def __init__(self, model_dir: str, threads: int = 1, onednn: bool = True):
         from paddle import inference
