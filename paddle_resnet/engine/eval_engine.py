@@ -10,8 +10,6 @@ import paddle
 from ..errors import ConfigError
 from ..export import Predictor, save_program
 
-ENGINES = ("auto", "dygraph", "inference")
-
 
 def resolve_engine(engine: str, place: str) -> str:
     """`auto` is Paddle Inference on the CPU and dygraph on GPUs (where AMP applies)."""
