@@ -80,11 +80,12 @@ def _hsv_channel(v, chroma, hue, n):
 def _shift_hue(r, g, b, shift):
     """Rotate the HSV hue of one RGB pixel in [0, 1] by `shift` turns, keeping saturation
     and value: PIL's and matplotlib's HSV model (grey pixels have no hue and stay)."""
-    v = max(r, g, b)
-    chroma = v - min(r, g, b)
-    safe = chroma if chroma > ZERO else ONE
-    hue = (TWO + (b - r) / safe) if g == v else (FOUR + (r - g) / safe)
-    hue = ((g - b) / safe) if r == v else hue
+    v = max(max(r, g), b)
+    chroma = v - min(min(r, g), b)
+    inverse = ONE / (chroma if chroma > ZERO else ONE)
+    hue = FOUR + (r - g) * inverse
+    hue = (TWO + (b - r) * inverse) if g == v else hue
+    hue = ((g - b) * inverse) if r == v else hue
     hue += SIX * shift  # in [-3, 9): one wrap either way brings it into [0, 6)
     hue = hue + SIX if hue < ZERO else hue
     hue = hue - SIX if hue >= SIX else hue
@@ -103,32 +104,42 @@ def _flip_jitter(images, hflip, vflip, brightness, contrast, saturation, hue, sc
                  out):
     # Float32 throughout; each step clips to [0, 1] as PIL's uint8 images do, and the
     # result is rounded to a uint8 level before standardisation, as PIL's would be.
+    # Performance pitfall: LLVM only vectorises the per-pixel loop when it reads nothing
+    # but locals and its own planar rows. A per-image factor read from its array inside
+    # the loop (out might alias it) or one division by a value that can be zero leaves
+    # the loop scalar and the kernel 5x slower.
     n, h, w, _ = images.shape
     wr, wg, wb = LUMA
     for i in numba.prange(n):
-        rgb = np.empty((3, h * w), dtype=np.float32)  # planar: the loops below vectorise
+        red = np.empty(h * w, dtype=np.float32)
+        green = np.empty(h * w, dtype=np.float32)
+        blue = np.empty(h * w, dtype=np.float32)
         level = np.float32(brightness[i] / 255)
         for y in range(h):
-            sy = h - 1 - y if vflip[i] else y
+            row = images[i, h - 1 - y if vflip[i] else y]
             for x in range(w):
                 sx = w - 1 - x if hflip[i] else x
-                for c in range(3):
-                    rgb[c, y * w + x] = min(images[i, sy, sx, c] * level, ONE)
+                red[y * w + x] = min(row[sx, 0] * level, ONE)
+                green[y * w + x] = min(row[sx, 1] * level, ONE)
+                blue[y * w + x] = min(row[sx, 2] * level, ONE)
         grey_sum = ZERO  # contrast blends with the mean grey after brightness
         for p in range(h * w):
-            grey_sum += wr * rgb[0, p] + wg * rgb[1, p] + wb * rgb[2, p]
+            grey_sum += wr * red[p] + wg * green[p] + wb * blue[p]
         mean_grey = grey_sum / np.float32(h * w)
-        k, s = contrast[i], saturation[i]
+        k, s, turn = contrast[i], saturation[i], hue[i]
+        scale_r, scale_g, scale_b = scale[0], scale[1], scale[2]
+        offset_r, offset_g, offset_b = offset[0], offset[1], offset[2]
+        out_r, out_g, out_b = out[i, 0], out[i, 1], out[i, 2]
         for p in range(h * w):
-            r = _unit(mean_grey + k * (rgb[0, p] - mean_grey))
-            g = _unit(mean_grey + k * (rgb[1, p] - mean_grey))
-            b = _unit(mean_grey + k * (rgb[2, p] - mean_grey))
+            r = _unit(mean_grey + k * (red[p] - mean_grey))
+            g = _unit(mean_grey + k * (green[p] - mean_grey))
+            b = _unit(mean_grey + k * (blue[p] - mean_grey))
             grey = wr * r + wg * g + wb * b
             r, g, b = _shift_hue(_unit(grey + s * (r - grey)), _unit(grey + s * (g - grey)),
-                                 _unit(grey + s * (b - grey)), hue[i])
-            out[i, 0, p] = np.floor(r * LEVELS + HALF) * scale[0] + offset[0]
-            out[i, 1, p] = np.floor(g * LEVELS + HALF) * scale[1] + offset[1]
-            out[i, 2, p] = np.floor(b * LEVELS + HALF) * scale[2] + offset[2]
+                                 _unit(grey + s * (b - grey)), turn)
+            out_r[p] = np.floor(r * LEVELS + HALF) * scale_r + offset_r
+            out_g[p] = np.floor(g * LEVELS + HALF) * scale_g + offset_g
+            out_b[p] = np.floor(b * LEVELS + HALF) * scale_b + offset_b
 
 
 def notebook_recipe(images: np.ndarray, rng: np.random.Generator, mean, std,
