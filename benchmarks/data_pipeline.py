@@ -1,5 +1,6 @@
 """Data pipeline throughput: the Paddle notebook's per-image PIL pipeline vs this package's
-whole-batch numpy augmentation, for both recipes. Variants run interleaved, each timed
+whole-batch augmentation (compiled host kernels, and Paddle operators on the device, which
+here is the CPU), for both recipes. Variants run interleaved, each timed
 over the same number of batches; the table shows medians over repeats and the ratio to
 the notebook's pipeline measured in the same run.
 
@@ -84,10 +85,11 @@ def main():
         for workers in (0, 2):
             variants[f"{recipe}: per-image PIL, DataLoader workers={workers}"] = (
                 lambda r=recipe, w=workers: iter(per_image_loader(split, r, w)))
-        loader = BatchLoader(split, BATCH, mean, std, augment=recipe, shuffle=True,
-                             drop_last=True, seed=0)
-        variants[f"{recipe}: paddle_resnet whole-batch"] = (
-            lambda loader=loader: loader.epoch(0))
+        for augment_on in ("host", "device"):
+            loader = BatchLoader(split, BATCH, mean, std, augment=recipe, shuffle=True,
+                                 drop_last=True, seed=0, augment_on=augment_on)
+            variants[f"{recipe}: paddle_resnet whole-batch, data.augment_on={augment_on}"] = (
+                lambda loader=loader: loader.epoch(0))
     results = {name: [] for name in variants}
     for _ in range(args.repeats):
         for name, make in variants.items():  # interleaved: drift hits every variant alike

@@ -83,6 +83,11 @@ SCHEMA: Dict[str, Option] = {
                            "pad, random 32x32 crop, horizontal flip; `notebook` = random "
                            "horizontal and vertical flips and colour jitter; `none`",
                            choices=("standard", "notebook", "none")),
+    "data.augment_on": Option("host", str, "where augmentation runs: `host` = compiled "
+                              "numpy kernels on the CPU cores; `device` = Paddle operators on "
+                              "the training device (for GPUs: uint8 batches cross, the host "
+                              "is free); same random parameters, same images to rounding",
+                              choices=("host", "device")),
     # --- training --------------------------------------------------------------------
     "train.epochs": Option(20, int, "number of epochs", low=1),
     "train.batch_size": Option(128, int, "images per optimisation step", low=1),

@@ -1,15 +1,23 @@
 """Whole-batch augmentation of uint8 NHWC images into standardised float32 NCHW batches,
 compiled with numba.
 
-Each augmentation takes a batch, a numpy Generator and the dataset's mean and std. It
-draws all of its random parameters from the generator up front, so a batch's
+A recipe is two steps. `draw` takes every random parameter of a batch (crop offsets,
+flips, jitter factors; one row per image) from a numpy Generator up front, so a batch's
 augmentation is fixed by (seed, epoch, batch index): that is what makes resuming
-mid-epoch exact. The pixel work, standardisation included, then runs as one compiled
-pass per image, images in parallel (benchmarks/data_pipeline.py measures it against the
-notebook's per-image PIL pipeline).
+mid-epoch exact, and lets each process of a data-parallel run apply the global batch's
+parameters to its own slice only. `apply` then does the pixel work, standardisation
+included, as one compiled pass per image, images in parallel
+(benchmarks/data_pipeline.py measures it against the notebook's per-image PIL pipeline).
+`device_augment.py` applies the same parameters with Paddle operators on the training
+device instead.
 """
+from dataclasses import dataclass
+from typing import Callable, Dict
+
 import numba
 import numpy as np
+
+Parameters = Dict[str, np.ndarray]
 
 # The notebook recipe's colour jitter, as factors drawn uniformly from [1-x, 1+x]
 # (hue: a shift in [-x, x] of a full turn), like paddle.vision.transforms.ColorJitter.
@@ -26,7 +34,7 @@ LEVELS = np.float32(255)
 _kernel = numba.njit(parallel=True, cache=True)
 
 
-def _standardisation(mean, std):
+def standardisation(mean, std):
     """(scale, offset) with pixel * scale + offset == (pixel / 255 - mean) / std."""
     std = np.asarray(std, dtype=np.float32)
     return ((1 / (255 * std)).astype(np.float32),
@@ -39,31 +47,35 @@ def _planar_output(images: np.ndarray) -> np.ndarray:
 
 
 @_kernel
-def _crop_flip(images, top, left, flip, pad, scale, offset, out):
+def _crop_flip(images, shift_y, shift_x, flip, scale, offset, out):
     n, h, w, channels = images.shape
     for i in numba.prange(n):
         for c in range(channels):
             padding = offset[c]  # a zero pixel, standardised
             for y in range(h):
-                sy = y + top[i] - pad
+                sy = y + shift_y[i]
                 for x in range(w):
-                    sx = (w - 1 - x if flip[i] else x) + left[i] - pad
+                    sx = (w - 1 - x if flip[i] else x) + shift_x[i]
                     inside = 0 <= sy < h and 0 <= sx < w
                     out[i, c, y, x] = (images[i, sy, sx, c] * scale[c] + offset[c]
                                        if inside else padding)
 
 
-def pad_crop_flip(images: np.ndarray, rng: np.random.Generator, mean, std,
-                  pad: int = 4) -> np.ndarray:
-    """The standard CIFAR augmentation (He et al. Sec. 4.2): zero-pad by `pad`, take a
-    random 32x32 crop, flip horizontally with probability 0.5."""
-    n = len(images)
-    top = rng.integers(0, 2 * pad + 1, size=n)
-    left = rng.integers(0, 2 * pad + 1, size=n)
-    flip = rng.random(n) < 0.5
+CROP_PADDING = 4  # pixels of zero padding around the image before the random crop
+
+
+def draw_crop_flip(n: int, rng: np.random.Generator) -> Parameters:
+    """Crop offsets relative to the unpadded image, in [-4, 4], and horizontal flips."""
+    pad = CROP_PADDING
+    return {"shift_y": rng.integers(0, 2 * pad + 1, size=n) - pad,
+            "shift_x": rng.integers(0, 2 * pad + 1, size=n) - pad,
+            "flip": rng.random(n) < 0.5}
+
+
+def apply_crop_flip(images: np.ndarray, params: Parameters, mean, std) -> np.ndarray:
     out = _planar_output(images)
-    _crop_flip(np.ascontiguousarray(images), top, left, flip, pad,
-               *_standardisation(mean, std), out)
+    _crop_flip(np.ascontiguousarray(images), params["shift_y"], params["shift_x"],
+               params["flip"], *standardisation(mean, std), out)
     return out
 
 
@@ -142,23 +154,23 @@ def _flip_jitter(images, hflip, vflip, brightness, contrast, saturation, hue, sc
             out_b[p] = np.floor(b * LEVELS + HALF) * scale_b + offset_b
 
 
-def notebook_recipe(images: np.ndarray, rng: np.random.Generator, mean, std,
-                    jitter: dict = NOTEBOOK_JITTER) -> np.ndarray:
-    """The Paddle notebook's training transforms: random horizontal and vertical flips,
-    then brightness, contrast, saturation and hue jitter with one factor per image."""
-    n = len(images)
-    hflip = rng.random(n) < 0.5
-    vflip = rng.random(n) < 0.5
+def draw_flip_jitter(n: int, rng: np.random.Generator) -> Parameters:
+    """Horizontal and vertical flips and one brightness, contrast, saturation and hue
+    factor per image (NOTEBOOK_JITTER)."""
+    jitter = NOTEBOOK_JITTER
+    params = {"hflip": rng.random(n) < 0.5, "vflip": rng.random(n) < 0.5}
+    for name in ("brightness", "contrast", "saturation"):
+        params[name] = rng.uniform(1 - jitter[name], 1 + jitter[name], size=n
+                                   ).astype(np.float32)
+    params["hue"] = rng.uniform(-jitter["hue"], jitter["hue"], size=n).astype(np.float32)
+    return params
 
-    def factor(amount):
-        return rng.uniform(1 - amount, 1 + amount, size=n).astype(np.float32)
 
-    brightness, contrast = factor(jitter["brightness"]), factor(jitter["contrast"])
-    saturation = factor(jitter["saturation"])
-    hue = rng.uniform(-jitter["hue"], jitter["hue"], size=n).astype(np.float32)
+def apply_flip_jitter(images: np.ndarray, params: Parameters, mean, std) -> np.ndarray:
     out = _planar_output(images)
-    _flip_jitter(np.ascontiguousarray(images), hflip, vflip, brightness, contrast, saturation,
-                 hue, *_standardisation(mean, std), out.reshape(n, 3, -1))
+    _flip_jitter(np.ascontiguousarray(images), params["hflip"], params["vflip"],
+                 params["brightness"], params["contrast"], params["saturation"], params["hue"],
+                 *standardisation(mean, std), out.reshape(len(images), 3, -1))
     return out
 
 
@@ -175,13 +187,36 @@ def _standardise(images, scale, offset, out):
 def normalize(images: np.ndarray, mean, std) -> np.ndarray:
     """uint8 NHWC -> float32 NCHW, per-channel standardised: (x / 255 - mean) / std."""
     out = _planar_output(images)
-    _standardise(np.ascontiguousarray(images), *_standardisation(mean, std), out)
+    _standardise(np.ascontiguousarray(images), *standardisation(mean, std), out)
     return out
 
 
-def no_augmentation(images: np.ndarray, rng: np.random.Generator, mean, std) -> np.ndarray:
+def draw_nothing(n: int, rng: np.random.Generator) -> Parameters:
+    return {}
+
+
+def apply_nothing(images: np.ndarray, params: Parameters, mean, std) -> np.ndarray:
     return normalize(images, mean, std)
 
+
+@dataclass(frozen=True)
+class Recipe:
+    """An augmentation: `recipe(images, rng, mean, std)` is `apply(images, draw(len(images),
+    rng), mean, std)`."""
+    draw: Callable[[int, np.random.Generator], Parameters]
+    apply: Callable[[np.ndarray, Parameters, object, object], np.ndarray]
+
+    def __call__(self, images: np.ndarray, rng: np.random.Generator, mean, std) -> np.ndarray:
+        return self.apply(images, self.draw(len(images), rng), mean, std)
+
+
+# The standard CIFAR augmentation (He et al. Sec. 4.2): zero-pad by 4, take a random 32x32
+# crop, flip horizontally with probability 0.5.
+pad_crop_flip = Recipe(draw_crop_flip, apply_crop_flip)
+# The Paddle notebook's training transforms: random horizontal and vertical flips, then
+# brightness, contrast, saturation and hue jitter with one factor per image.
+notebook_recipe = Recipe(draw_flip_jitter, apply_flip_jitter)
+no_augmentation = Recipe(draw_nothing, apply_nothing)
 
 AUGMENTATIONS = {"standard": pad_crop_flip, "notebook": notebook_recipe,
                  "none": no_augmentation}

@@ -4,20 +4,30 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import paddle
 
-from .augment import AUGMENTATIONS
+from .augment import AUGMENTATIONS, Parameters
 from .cifar import Split
+from .device_augment import DeviceAugmentation
+
+AUGMENT_ON = ("host", "device")
 
 
 class BatchLoader:
     def __init__(self, split: Split, batch_size: int, mean, std, augment: str = "none",
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
-                 rank: int = 0, world: int = 1, to_tensor=paddle.to_tensor):
+                 rank: int = 0, world: int = 1, to_tensor=paddle.to_tensor,
+                 augment_on: str = "host"):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}")
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {', '.join(AUGMENT_ON)}")
         self.split = split
         self.batch_size = batch_size
         self.mean, self.std = mean, std
         self.augment = AUGMENTATIONS[augment]
+        # On the device the batch crosses as uint8, a quarter of the float32 bytes, and
+        # the pixel work runs there (device_augment.py) with the same random parameters.
+        self.on_device = (DeviceAugmentation(augment, mean, std, to_tensor)
+                          if augment_on == "device" else None)
         self.shuffle = shuffle
         # Dropping the ragged last batch keeps BN statistics away from tiny batches, but a
         # set smaller than one batch still yields that one batch.
@@ -42,22 +52,32 @@ class BatchLoader:
             return np.arange(len(self.split))
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
 
-    def batch_arrays(self, epoch: int, index: int, order: Optional[np.ndarray] = None
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+    def batch_source(self, epoch: int, index: int, order: Optional[np.ndarray] = None
+                     ) -> Tuple[np.ndarray, Parameters, np.ndarray]:
+        """This process's uint8 images, augmentation parameters and labels of a batch."""
         order = self.order(epoch) if order is None else order
         picked = order[index * self.batch_size:(index + 1) * self.batch_size]
-        images = self.augment(self.split.images[picked],
-                              np.random.default_rng([self.seed, epoch, index, 1]),
-                              self.mean, self.std)
-        labels = self.split.labels[picked]
-        if self.world > 1:
+        params = self.augment.draw(len(picked),
+                                   np.random.default_rng([self.seed, epoch, index, 1]))
+        if self.world > 1:  # the global batch's parameters, applied to this slice only
             mine = np.array_split(np.arange(len(picked)), self.world)[self.rank]
-            images, labels = images[mine], labels[mine]
-        return images, labels
+            picked = picked[mine]
+            params = {name: values[mine] for name, values in params.items()}
+        return self.split.images[picked], params, self.split.labels[picked]
+
+    def batch_arrays(self, epoch: int, index: int, order: Optional[np.ndarray] = None
+                     ) -> Tuple[np.ndarray, np.ndarray]:
+        """A batch augmented on the host: float32 NCHW images and int64 labels."""
+        images, params, labels = self.batch_source(epoch, index, order)
+        return self.augment.apply(images, params, self.mean, self.std), labels
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         """Batches `start`.. of `epoch`; resuming at batch k skips straight to it."""
         order = self.order(epoch)
         for index in range(start, len(self)):
-            images, labels = self.batch_arrays(epoch, index, order)
-            yield self.to_tensor(images), self.to_tensor(labels)
+            if self.on_device is None:
+                images, labels = self.batch_arrays(epoch, index, order)
+                yield self.to_tensor(images), self.to_tensor(labels)
+            else:
+                images, params, labels = self.batch_source(epoch, index, order)
+                yield self.on_device(images, params), self.to_tensor(labels)

@@ -86,7 +86,8 @@ class Trainer:
                  "to_tensor": functools.partial(to_device, place=self.place,
                                                 pin_memory=cfg["speed.pin_memory"])}
         self.train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
-                                        shuffle=True, drop_last=True, seed=cfg["seed"], **shard)
+                                        shuffle=True, drop_last=True, seed=cfg["seed"],
+                                        augment_on=cfg["data.augment_on"], **shard)
         self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std, **shard)
         model = build_model(cfg["model.name"], **cfg.model_kwargs())
         if cfg["speed.to_static"]:
