@@ -5,7 +5,8 @@ machine, each variant in its own process, interleaved over repeats (medians repo
     python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128
 
 Training variants: the package's dygraph step, the same under `paddle.jit.to_static`
-(speed.to_static), two processes under paddle.distributed.launch (`tools/train.py
+(speed.to_static), in NHWC layout (speed.channels_last), two processes under
+paddle.distributed.launch (`tools/train.py
 --nproc 2`; the same global batch), and PyTorch eager with all cores and with one.
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
 eval.engine=auto) with one thread and with all cores, and PyTorch eager.
@@ -24,8 +25,8 @@ sys.path.insert(0, ROOT)
 
 WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 
-TRAIN = ["paddle dygraph", "paddle to_static", "paddle 2 processes", "torch",
-         "torch 1 thread"]
+TRAIN = ["paddle dygraph", "paddle to_static", "paddle channels_last", "paddle 2 processes",
+         "torch", "torch 1 thread"]
 EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
 
 
@@ -106,7 +107,8 @@ def run_paddle(variant, mode, name, batch, steps):
     from paddle_resnet.models import build_model
     procs = init_processes()
     paddle.seed(0)
-    model = build_model(name)
+    model = build_model(name, data_format="NHWC" if variant == "paddle channels_last"
+                        else "NCHW")
     images = paddle.randn([batch // procs.world, 3, 32, 32])
     labels = paddle.randint(0, 10, [batch // procs.world])
     if mode == "eval":

@@ -120,6 +120,9 @@ SCHEMA: Dict[str, Option] = {
                               choices=("float16", "bfloat16")),
     "speed.loss_scale": Option(32768.0, float, "initial dynamic loss scale for speed.amp "
                                "with float16", low=1.0),
+    "speed.channels_last": Option(False, bool, "compute in NHWC (channels-last) layout, "
+                                  "which tensor cores prefer under AMP; inputs, weights and "
+                                  "checkpoints stay the same; slower on a CPU"),
     "speed.pin_memory": Option(True, bool, "on GPUs, copy batches through page-locked host "
                                "memory without blocking the host (ignored on the CPU)"),
     # --- logging and diagnostics -----------------------------------------------------
@@ -347,7 +350,8 @@ class Config(Mapping):
     def model_kwargs(self) -> Dict[str, Any]:
         return {"num_classes": self["model.num_classes"], "depth": self["model.depth"],
                 "shortcut": self["model.shortcut"],
-                "zero_init_residual": self["model.zero_init_residual"]}
+                "zero_init_residual": self["model.zero_init_residual"],
+                "data_format": "NHWC" if self["speed.channels_last"] else None}
 
 
 class _Section:

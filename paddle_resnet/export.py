@@ -64,7 +64,10 @@ def save_program(model, out_dir: str) -> None:
 def export_model(weights: str, out_dir: str, config_path: Optional[str] = None,
                  softmax: bool = False) -> Dict:
     import paddle
-    model, cfg, progress, _ = load_trained_model(weights, config_path)
+    # Exported programs compute in NCHW whatever the training layout (the weights are the
+    # same): it is the layout every Paddle Inference backend, oneDNN included, handles.
+    model, cfg, progress, _ = load_trained_model(weights, config_path,
+                                                 ["speed.channels_last=false"])
     if softmax:
         model = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=1))
     save_program(model, out_dir)

@@ -86,6 +86,37 @@ def test_plain_twin_matches_option_a_resnet(plain, residual):
         build_model(residual, shortcut="A"))
 
 
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50", "densenet_bc_100_k12",
+                                  "simple_cnn"])
+def test_channels_last_is_the_same_function_with_the_same_weights(name):
+    """NHWC models take the same NCHW input and state dict and give the same logits and
+    gradients; in float64, so that only a wrong layout, not rounding, could differ."""
+    paddle.set_default_dtype("float64")
+    try:
+        paddle.seed(0)
+        nchw, nhwc = build_model(name), build_model(name, data_format="NHWC")
+        assert list(nhwc.state_dict()) == list(nchw.state_dict())
+        nhwc.set_state_dict(nchw.state_dict())
+        images = paddle.to_tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)))
+        logits = []
+        for model in (nchw, nhwc):
+            logits.append(model(images))
+            (logits[-1] ** 2).mean().backward()
+        np.testing.assert_allclose(logits[1].numpy(), logits[0].numpy(), rtol=1e-10)
+        trained = [(a, b) for a, b in zip(nchw.parameters(), nhwc.parameters())
+                   if not a.stop_gradient]  # Paddle lists BN statistics as parameters too
+        assert trained
+        for a, b in trained:
+            np.testing.assert_allclose(b.grad.numpy(), a.grad.numpy(), rtol=1e-8, atol=1e-12)
+    finally:
+        paddle.set_default_dtype("float32")
+
+
+def test_unknown_data_format_lists_the_choices():
+    with pytest.raises(ValueError, match="data_format must be one of NCHW, NHWC, got 'NWHC'"):
+        build_model("resnet20", data_format="NWHC")
+
+
 def test_shortcut_options_b_and_c():
     a, b, c = (count_parameters(build_model("resnet20", shortcut=o)) for o in "ABC")
     assert a < b < c

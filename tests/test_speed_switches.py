@@ -38,6 +38,22 @@ def test_augmentation_on_the_device_trains_as_on_the_host(tiny_cifar10, tmp_path
     assert device["test_top1"] == host["test_top1"]
 
 
+def test_channels_last_trains_like_nchw_and_evaluates_under_paddle_inference(tiny_cifar10,
+                                                                             tmp_path):
+    nchw, nchw_losses = train(tiny_cifar10, tmp_path / "nchw", "model.name=resnet20")
+    nhwc, nhwc_losses = train(tiny_cifar10, tmp_path / "nhwc", "model.name=resnet20",
+                              "speed.channels_last=true")
+    assert len(nchw_losses) == len(nhwc_losses) >= 8
+    # The same function (test_models.py checks it in float64); float32 sums in another
+    # order then drift apart a little more with every step of a high learning rate.
+    np.testing.assert_allclose(nhwc_losses[:2], nchw_losses[:2], rtol=1e-4)
+    np.testing.assert_allclose(nhwc_losses, nchw_losses, rtol=0.02)
+    result = run_tool("eval", "-w", str(tmp_path / "nhwc" / "latest.pdckpt"),
+                      "-o", f"data.data_file={tiny_cifar10}")
+    assert result.returncode == 0, result.stderr
+    assert f"{nhwc['test_top1']:.2f}" in result.stdout
+
+
 def test_amp_is_refused_on_the_cpu_with_the_fix(tiny_cifar10, tmp_path):
     with pytest.raises(ConfigError, match="speed.amp = O1 needs a GPU .* set speed.amp=off"):
         MixedPrecision("O1", "float16", 2.0**15, "cpu")

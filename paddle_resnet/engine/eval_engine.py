@@ -34,5 +34,8 @@ def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int =
         return
     with tempfile.TemporaryDirectory(prefix="paddle_resnet_eval_") as work:
         save_program(model, work)
-        predictor = Predictor(work, threads=threads)
+        # Paddle Inference's oneDNN passes mishandle NHWC convolutions (a channel-count
+        # error, Paddle 3.3.1); a channels-last model runs on the plain CPU kernels.
+        onednn = getattr(model, "data_format", "NCHW") == "NCHW"
+        predictor = Predictor(work, threads=threads, onednn=onednn)
         yield lambda images: paddle.to_tensor(predictor(images.numpy()))

@@ -33,6 +33,22 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from .registry import register_model
 
 SHORTCUT_OPTIONS = ("A", "B", "C")
+# The layout the layers compute in. Inputs are NCHW either way; an NHWC model transposes
+# once at its entry. Weights have the same names and shapes in both (Paddle keeps conv
+# kernels as [out, in, kh, kw]), so checkpoints load into either.
+DATA_FORMATS = ("NCHW", "NHWC")
+
+
+def channel_axis(data_format: str) -> int:
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format must be one of {', '.join(DATA_FORMATS)}, "
+                         f"got {data_format!r}")
+    return 1 if data_format == "NCHW" else 3
+
+
+def to_layout(images: paddle.Tensor, data_format: str) -> paddle.Tensor:
+    """An NCHW batch in the model's layout."""
+    return images if data_format == "NCHW" else paddle.transpose(images, [0, 2, 3, 1])
 
 
 def he_normal():
@@ -41,27 +57,30 @@ def he_normal():
     return ParamAttr(initializer=KaimingNormal(nonlinearity="relu"))
 
 
-def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2D:
+def conv3x3(in_channels: int, out_channels: int, stride: int = 1,
+            data_format: str = "NCHW") -> nn.Conv2D:
     return nn.Conv2D(
         in_channels, out_channels, 3, stride=stride, padding=1,
-        weight_attr=he_normal(), bias_attr=False,
+        weight_attr=he_normal(), bias_attr=False, data_format=data_format,
     )
 
 
-def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2D:
+def conv1x1(in_channels: int, out_channels: int, stride: int = 1,
+            data_format: str = "NCHW") -> nn.Conv2D:
     return nn.Conv2D(
         in_channels, out_channels, 1, stride=stride,
-        weight_attr=he_normal(), bias_attr=False,
+        weight_attr=he_normal(), bias_attr=False, data_format=data_format,
     )
 
 
-def batch_norm(channels: int, zero_init: bool = False) -> nn.BatchNorm2D:
+def batch_norm(channels: int, zero_init: bool = False,
+               data_format: str = "NCHW") -> nn.BatchNorm2D:
     # Zero-initialising the last BN of each residual branch makes every block start as
     # the identity (Goyal et al., arXiv:1706.02677, Sec. 5.1).
     gamma = Constant(0.0 if zero_init else 1.0)
     return nn.BatchNorm2D(
         channels, weight_attr=ParamAttr(initializer=gamma),
-        bias_attr=ParamAttr(initializer=Constant(0.0)),
+        bias_attr=ParamAttr(initializer=Constant(0.0)), data_format=data_format,
     )
 
 
@@ -77,44 +96,52 @@ def linear(in_features: int, out_features: int) -> nn.Linear:
 class ShortcutA(nn.Layer):
     """Option A: subsample by the stride and zero-pad the new channels; no parameters."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 data_format: str = "NCHW"):
         super().__init__()
         if out_channels < in_channels:
             raise ValueError("option-A shortcuts can only add channels")
         self.stride = stride
         self.pad_before = (out_channels - in_channels) // 2
         self.pad_after = out_channels - in_channels - self.pad_before
+        self.axis = channel_axis(data_format)
+
+    def zeros(self, x, channels: int):
+        return [paddle.zeros_like(paddle.slice(x, [self.axis], [0], [channels]))]
 
     def forward(self, x):
         if self.stride > 1:
-            x = x[:, :, :: self.stride, :: self.stride]
+            s = self.stride
+            x = x[:, :, ::s, ::s] if self.axis == 1 else x[:, ::s, ::s, :]
         # Zeros are concatenated rather than F.pad-ded on the channel axis: Paddle
         # Inference's oneDNN pad kernel corrupts the heap on that (Paddle 3.3.1).
-        before = [paddle.zeros_like(x[:, :self.pad_before])] if self.pad_before else []
-        after = [paddle.zeros_like(x[:, :self.pad_after])] if self.pad_after else []
-        return paddle.concat(before + [x] + after, axis=1) if before or after else x
+        before = self.zeros(x, self.pad_before) if self.pad_before else []
+        after = self.zeros(x, self.pad_after) if self.pad_after else []
+        return paddle.concat(before + [x] + after, axis=self.axis) if before or after else x
 
 
 class ProjectionShortcut(nn.Layer):
     """Options B and C: a strided 1x1 convolution and BN onto the block's output shape."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int,
+                 data_format: str = "NCHW"):
         super().__init__()
-        self.conv = conv1x1(in_channels, out_channels, stride)
-        self.bn = batch_norm(out_channels)
+        self.conv = conv1x1(in_channels, out_channels, stride, data_format)
+        self.bn = batch_norm(out_channels, data_format=data_format)
 
     def forward(self, x):
         return self.bn(self.conv(x))
 
 
-def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int) -> nn.Layer:
+def make_shortcut(option: str, in_channels: int, out_channels: int, stride: int,
+                  data_format: str = "NCHW") -> nn.Layer:
     if option not in SHORTCUT_OPTIONS:
         raise ValueError(f"shortcut must be one of {', '.join(SHORTCUT_OPTIONS)}, got {option!r}")
     if in_channels == out_channels and stride == 1 and option != "C":
         return nn.Identity()
     if option == "A":
-        return ShortcutA(in_channels, out_channels, stride)
-    return ProjectionShortcut(in_channels, out_channels, stride)
+        return ShortcutA(in_channels, out_channels, stride, data_format)
+    return ProjectionShortcut(in_channels, out_channels, stride, data_format)
 
 
 class BasicBlock(nn.Layer):
@@ -123,12 +150,13 @@ class BasicBlock(nn.Layer):
     expansion = 1
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1,
-                 shortcut: Optional[nn.Layer] = None, zero_init_residual: bool = False):
+                 shortcut: Optional[nn.Layer] = None, zero_init_residual: bool = False,
+                 data_format: str = "NCHW"):
         super().__init__()
-        self.conv1 = conv3x3(in_channels, channels, stride)
-        self.bn1 = batch_norm(channels)
-        self.conv2 = conv3x3(channels, channels)
-        self.bn2 = batch_norm(channels, zero_init=zero_init_residual)
+        self.conv1 = conv3x3(in_channels, channels, stride, data_format)
+        self.bn1 = batch_norm(channels, data_format=data_format)
+        self.conv2 = conv3x3(channels, channels, data_format=data_format)
+        self.bn2 = batch_norm(channels, zero_init_residual, data_format)
         self.shortcut = shortcut
 
     def forward(self, x):
@@ -146,14 +174,15 @@ class Bottleneck(nn.Layer):
     expansion = 4
 
     def __init__(self, in_channels: int, channels: int, stride: int = 1,
-                 shortcut: Optional[nn.Layer] = None, zero_init_residual: bool = False):
+                 shortcut: Optional[nn.Layer] = None, zero_init_residual: bool = False,
+                 data_format: str = "NCHW"):
         super().__init__()
-        self.conv1 = conv1x1(in_channels, channels)
-        self.bn1 = batch_norm(channels)
-        self.conv2 = conv3x3(channels, channels, stride)
-        self.bn2 = batch_norm(channels)
-        self.conv3 = conv1x1(channels, channels * self.expansion)
-        self.bn3 = batch_norm(channels * self.expansion, zero_init=zero_init_residual)
+        self.conv1 = conv1x1(in_channels, channels, data_format=data_format)
+        self.bn1 = batch_norm(channels, data_format=data_format)
+        self.conv2 = conv3x3(channels, channels, stride, data_format)
+        self.bn2 = batch_norm(channels, data_format=data_format)
+        self.conv3 = conv1x1(channels, channels * self.expansion, data_format=data_format)
+        self.bn3 = batch_norm(channels * self.expansion, zero_init_residual, data_format)
         self.shortcut = shortcut
 
     def forward(self, x):
@@ -170,7 +199,7 @@ Block = Union[Type[BasicBlock], Type[Bottleneck]]
 
 def make_layer(block: Block, in_channels: int, channels: int, num_blocks: int,
                stride: int = 1, shortcut: Optional[str] = "B",
-               zero_init_residual: bool = False) -> nn.Sequential:
+               zero_init_residual: bool = False, data_format: str = "NCHW") -> nn.Sequential:
     """Stack `num_blocks` blocks; the first carries the stride and any change of width.
 
     `shortcut=None` builds the plain twin: the same convolutions with no shortcuts.
@@ -181,9 +210,11 @@ def make_layer(block: Block, in_channels: int, channels: int, num_blocks: int,
         out_channels = channels * block.expansion
         block_shortcut = None
         if shortcut is not None:
-            block_shortcut = make_shortcut(shortcut, in_channels, out_channels, block_stride)
+            block_shortcut = make_shortcut(shortcut, in_channels, out_channels, block_stride,
+                                           data_format)
         blocks.append(block(in_channels, channels, block_stride, block_shortcut,
-                            zero_init_residual=zero_init_residual and shortcut is not None))
+                            zero_init_residual=zero_init_residual and shortcut is not None,
+                            data_format=data_format))
         in_channels = out_channels
     return nn.Sequential(*blocks)
 
@@ -195,27 +226,30 @@ class ResNet(nn.Layer):
 
     def __init__(self, block: Block, layers: Sequence[int], num_classes: int = 10,
                  stage_channels: Sequence[int] = (64, 128, 256, 512), stem_channels: int = 64,
-                 shortcut: Optional[str] = "B", zero_init_residual: bool = False):
+                 shortcut: Optional[str] = "B", zero_init_residual: bool = False,
+                 data_format: str = "NCHW"):
         super().__init__()
+        channel_axis(data_format)  # rejects an unknown layout here, with the choices
+        self.data_format = data_format
         if len(layers) != len(stage_channels):
             raise ValueError("layers and stage_channels need one entry per stage")
         if int(num_classes) < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-        self.conv1 = conv3x3(3, stem_channels)
-        self.bn1 = batch_norm(stem_channels)
+        self.conv1 = conv3x3(3, stem_channels, data_format=data_format)
+        self.bn1 = batch_norm(stem_channels, data_format=data_format)
         in_channels = stem_channels
         for index, (num_blocks, channels) in enumerate(zip(layers, stage_channels)):
             stage = make_layer(block, in_channels, channels, num_blocks,
                                stride=1 if index == 0 else 2, shortcut=shortcut,
-                               zero_init_residual=zero_init_residual)
+                               zero_init_residual=zero_init_residual, data_format=data_format)
             setattr(self, f"layer{index + 1}", stage)
             in_channels = channels * block.expansion
         self.num_stages = len(layers)
-        self.pool = nn.AdaptiveAvgPool2D(1)
+        self.pool = nn.AdaptiveAvgPool2D(1, data_format=data_format)
         self.fc = linear(in_channels, num_classes)
 
     def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn1(self.conv1(to_layout(x, self.data_format))))
         for index in range(self.num_stages):
             x = getattr(self, f"layer{index + 1}")(x)
         return self.fc(paddle.flatten(self.pool(x), 1))
@@ -223,7 +257,7 @@ class ResNet(nn.Layer):
 
 @register_model
 def cifar_resnet(depth: int, num_classes: int = 10, shortcut: Optional[str] = "A",
-                 zero_init_residual: bool = False) -> ResNet:
+                 zero_init_residual: bool = False, data_format: str = "NCHW") -> ResNet:
     """The paper's CIFAR ResNet of any depth 6n+2; `shortcut=None` gives the plain net."""
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(
@@ -231,7 +265,8 @@ def cifar_resnet(depth: int, num_classes: int = 10, shortcut: Optional[str] = "A
         )
     n = (depth - 2) // 6
     return ResNet(BasicBlock, [n, n, n], num_classes, stage_channels=(16, 32, 64),
-                  stem_channels=16, shortcut=shortcut, zero_init_residual=zero_init_residual)
+                  stem_channels=16, shortcut=shortcut, zero_init_residual=zero_init_residual,
+                  data_format=data_format)
 
 
 @register_model
@@ -279,26 +314,26 @@ def resnet1202(**kwargs):
 # Plain twins for the degradation experiment (He et al., Sec. 4.1-4.2, Fig. 6): the same
 # stacks of convolutions with every shortcut removed.
 @register_model
-def plain18(num_classes: int = 10):
-    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, shortcut=None)
+def plain18(num_classes: int = 10, data_format: str = "NCHW"):
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, shortcut=None, data_format=data_format)
 @register_model
-def plain34(num_classes: int = 10):
-    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, shortcut=None)
+def plain34(num_classes: int = 10, data_format: str = "NCHW"):
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, shortcut=None, data_format=data_format)
 @register_model
-def cifar_plain(depth: int, num_classes: int = 10):
-    return cifar_resnet(depth, num_classes, shortcut=None)
+def cifar_plain(depth: int, num_classes: int = 10, data_format: str = "NCHW"):
+    return cifar_resnet(depth, num_classes, shortcut=None, data_format=data_format)
 @register_model
-def plain20(num_classes: int = 10):
-    return cifar_resnet(20, num_classes, shortcut=None)
+def plain20(num_classes: int = 10, data_format: str = "NCHW"):
+    return cifar_resnet(20, num_classes, shortcut=None, data_format=data_format)
 @register_model
-def plain32(num_classes: int = 10):
-    return cifar_resnet(32, num_classes, shortcut=None)
+def plain32(num_classes: int = 10, data_format: str = "NCHW"):
+    return cifar_resnet(32, num_classes, shortcut=None, data_format=data_format)
 @register_model
-def plain44(num_classes: int = 10):
-    return cifar_resnet(44, num_classes, shortcut=None)
+def plain44(num_classes: int = 10, data_format: str = "NCHW"):
+    return cifar_resnet(44, num_classes, shortcut=None, data_format=data_format)
 @register_model
-def plain56(num_classes: int = 10):
-    return cifar_resnet(56, num_classes, shortcut=None)
+def plain56(num_classes: int = 10, data_format: str = "NCHW"):
+    return cifar_resnet(56, num_classes, shortcut=None, data_format=data_format)
 @register_model
-def plain110(num_classes: int = 10):
-    return cifar_resnet(110, num_classes, shortcut=None)
+def plain110(num_classes: int = 10, data_format: str = "NCHW"):
+    return cifar_resnet(110, num_classes, shortcut=None, data_format=data_format)
