@@ -56,3 +56,16 @@ def test_loader_on_the_device_gives_the_host_batches(tiny_cifar10, recipe):
     for (xh, yh), (xd, yd) in zip(host.epoch(1, start=2), device.epoch(1, start=2)):
         np.testing.assert_array_equal(yd.numpy(), yh.numpy())
         np.testing.assert_allclose(xd.numpy(), xh.numpy(), atol=0.02)  # one level at most
+
+
+def test_process_shards_on_the_device_make_up_the_single_process_batch(tiny_cifar10):
+    train = load_split("cifar10", "train", tiny_cifar10)
+    mean, std = MEAN_STD["cifar10"]
+    common = dict(augment="standard", shuffle=True, drop_last=True, seed=7,
+                  augment_on="device")
+    whole = next(iter(BatchLoader(train, 32, mean, std, **common).epoch(2)))
+    shards = [next(iter(BatchLoader(train, 32, mean, std, rank=r, world=2, **common).epoch(2)))
+              for r in (0, 1)]
+    for part in (0, 1):  # images, labels
+        np.testing.assert_array_equal(
+            np.concatenate([shard[part].numpy() for shard in shards]), whole[part].numpy())
