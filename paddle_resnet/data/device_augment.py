@@ -60,8 +60,8 @@ def _unit(x: paddle.Tensor) -> paddle.Tensor:
 
 
 def _grey(rgb: paddle.Tensor) -> paddle.Tensor:
-    weights = paddle.to_tensor(np.asarray(LUMA, dtype=np.float32))
-    return (rgb * weights).sum(axis=-1, keepdim=True)
+    red, green, blue = (float(w) for w in LUMA)  # scalars: no weight tensor per batch
+    return (red * rgb[..., 0:1] + green * rgb[..., 1:2]) + blue * rgb[..., 2:3]
 
 
 def _shift_hue(rgb: paddle.Tensor, shift: paddle.Tensor) -> paddle.Tensor:
