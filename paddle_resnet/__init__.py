@@ -7,6 +7,10 @@ import warnings
 # show. Read once when Paddle loads, so it only takes effect when set before that.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+# MKL's fast kernels on AMD CPUs: must be set before Paddle's first computation, so it is
+# done here, at the package's import (paddle_resnet/cpu.py says why and how to opt out).
+from . import cpu  # noqa: E402,F401
+
 # Paddle >= 3.0 warns on every import when ccache is missing; it concerns compiling C++
 # extensions, which this package never does, and would otherwise open every log.
 warnings.filterwarnings("ignore", message="No ccache found")

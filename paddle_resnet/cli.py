@@ -4,8 +4,8 @@ import os
 import sys
 from typing import Callable, List, Optional
 
-from .device import launched_world_size
 from .errors import ConfigError, UserError
+from .launch import default_processes, parse_nproc, run_launcher, under_launcher
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,9 +46,7 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argumen
         return 130
 
 
-def relaunch(nproc: int, argv: Optional[List[str]], output_dir: str) -> int:
-    """Run this same command under Paddle's launcher with `nproc` processes."""
-    import subprocess
+def _without_nproc(argv: Optional[List[str]]) -> List[str]:
     argv = list(sys.argv[1:] if argv is None else argv)
     rest, skip = [], False
     for arg in argv:
@@ -58,16 +56,15 @@ def relaunch(nproc: int, argv: Optional[List[str]], output_dir: str) -> int:
             skip = True
         elif not arg.startswith("--nproc="):
             rest.append(arg)
+    return rest
+
+
+def _train_script() -> str:
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "tools", "train.py")
     if not os.path.isfile(script):  # installed without the tools/ folder
         script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_entry.py")
-    # One thread per process: the processes share the cores (Paddle defaults to 1 too).
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    # --nproc_per_node, not --devices: the latter fails on CPU-only builds.
-    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
-               str(nproc), "--log_dir", os.path.join(output_dir, "launch_logs"), script, *rest]
-    return subprocess.call(command, env=env)
+    return script
 
 
 def train_main(argv=None) -> int:
@@ -77,25 +74,30 @@ def train_main(argv=None) -> int:
                    help="continue a run: from output_dir/latest.pdckpt, or CHECKPOINT")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished or abandoned run in output_dir")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train data-parallel in N processes through paddle.distributed."
-                        "launch (on a CPU: one per core; train.batch_size stays global)")
+    p.add_argument("--nproc", default="auto", metavar="N",
+                   help="processes to train in, data-parallel through paddle.distributed."
+                        "launch; auto (default) = one per CPU core on a CPU, 1 on a GPU; "
+                        "train.batch_size stays the global batch")
 
     def main(args):
         from .config import load_config
-        if args.nproc < 1:
-            raise ConfigError(f"--nproc {args.nproc} must be at least 1")
-        if args.nproc > 1 and launched_world_size() == 1:
-            cfg = load_config(args.config, args.override)  # fail fast, before launching
-            return relaunch(args.nproc, argv, cfg["output_dir"])
+        nproc = parse_nproc(args.nproc)
+        if args.resume is not None and args.overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other; pick one")
+        cfg = load_config(args.config, args.override)  # fails fast, before launching
+        if not under_launcher():
+            if nproc is None:
+                from .device import resolve_device
+                nproc = default_processes(resolve_device(cfg["device"]),
+                                          cfg["train.batch_size"])
+            if nproc > 1:
+                return run_launcher(nproc, _train_script(), _without_nproc(argv),
+                                    cfg["output_dir"])
         from .engine import checkpoint as ckpt
         from .engine.trainer import Trainer
-        cfg = load_config(args.config, args.override)
         resume = args.resume
         if resume == "":
             resume = ckpt.checkpoint_path(cfg["output_dir"], "latest")
-        if resume is not None and args.overwrite:
-            raise ConfigError("--resume and --overwrite exclude each other; pick one")
         Trainer(cfg, resume=resume, overwrite=args.overwrite).fit()
 
     return run(main, p, argv)

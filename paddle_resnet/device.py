@@ -5,13 +5,19 @@ host-to-device batches, mixed precision, and data parallelism under
 Under the launcher every process trains on its share of each global batch and Paddle's
 DataParallel averages the gradients, so every process holds the same parameters. On a CPU
 the launcher picks the gloo backend by itself; on GPUs, NCCL, one GPU per process.
+Starting the launcher for `tools/train.py` is `launch.py`'s job; the host CPU and MKL's
+dispatch are `cpu.py`'s.
 """
 import contextlib
+import io
 import os
+import re
+import sys
 from dataclasses import dataclass
 
 import paddle
 
+from . import cpu
 from .errors import ConfigError
 
 
@@ -39,7 +45,16 @@ def init_processes() -> Processes:
     if world == 1:
         return Processes()
     import paddle.distributed as dist
-    dist.init_parallel_env()
+    # init_parallel_env prints a banner of the FLAGS the launcher itself set
+    # (FLAGS_enable_pir_in_executor) to stderr in every process; anything else it prints
+    # is passed on.
+    printed = io.StringIO()
+    with contextlib.redirect_stderr(printed):
+        dist.init_parallel_env()
+    notice = re.sub(r"=+ Modified FLAGS detected =+\n(FLAGS\(.*\)\n)*=+\n", "",
+                    printed.getvalue())
+    if notice:
+        sys.stderr.write(notice)
     return Processes(dist.get_rank(), dist.get_world_size())
 
 
@@ -169,6 +184,11 @@ def barrier(processes: Processes) -> None:
         dist.barrier()
 
 
+def _running_statistics(model: paddle.nn.Layer):
+    # Paddle keeps BN _mean/_variance among the parameters, as ones without gradients.
+    return [t for t in model.parameters() if t.stop_gradient]
+
+
 @paddle.no_grad()
 def average_running_statistics(model: paddle.nn.Layer, processes: Processes) -> None:
     """Average BN running statistics over processes (as timm's distribute_bn). With plain
@@ -176,6 +196,38 @@ def average_running_statistics(model: paddle.nn.Layer, processes: Processes) -> 
     evaluate, and rank 0 would save, different models."""
     if not processes.distributed:
         return
-    for tensor in model.parameters():
-        if tensor.stop_gradient:  # Paddle keeps BN _mean/_variance among the parameters
-            tensor.set_value(all_reduce(tensor, processes) / processes.world)
+    for tensor in _running_statistics(model):
+        tensor.set_value(all_reduce(tensor, processes) / processes.world)
+
+
+@paddle.no_grad()
+def gather_running_statistics(model: paddle.nn.Layer, processes: Processes):
+    """Every process's BN running statistics, flattened, in rank order (None for one
+    process). Mid-epoch they differ between processes (each updates them from its own
+    shard), so a checkpoint that should resume every process exactly keeps them all.
+    Collective: every process must call it."""
+    if not processes.distributed:
+        return None
+    import paddle.distributed as dist
+    flat = paddle.concat([t.flatten() for t in _running_statistics(model)])
+    gathered = []
+    dist.all_gather(gathered, flat)
+    return [t.numpy() for t in gathered]
+
+
+@paddle.no_grad()
+def restore_running_statistics(model: paddle.nn.Layer, flat) -> None:
+    """The inverse of one process's entry of gather_running_statistics."""
+    offset = 0
+    for tensor in _running_statistics(model):
+        size = int(tensor.numel())
+        tensor.set_value(paddle.to_tensor(flat[offset:offset + size]).reshape(tensor.shape))
+        offset += size
+
+
+def describe(place: str, processes: int) -> str:
+    """The run's first line: the hardware and how it is used."""
+    if place == "cpu":
+        return cpu.describe(processes)
+    name = paddle.device.cuda.get_device_name(int(place.split(":")[1]))
+    return f"{place}: {name}; {processes} process{'es' if processes > 1 else ''}"

@@ -11,7 +11,8 @@ import paddle
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import (MixedPrecision, all_reduce, average_running_statistics, init_processes,
+from ..device import (MixedPrecision, all_reduce, average_running_statistics, describe,
+                      gather_running_statistics, init_processes, restore_running_statistics,
                       to_device, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
@@ -55,6 +56,7 @@ class Trainer:
         self.stream = stream or sys.stdout
         self._stop_signal: Optional[int] = None
         self._step_hook = None  # called after every step; tests use it to interrupt
+        self._resume_note: Optional[str] = None
 
     # --- set-up --------------------------------------------------------------------------
     def _build(self):
@@ -117,6 +119,14 @@ class Trainer:
 
     def _restore(self, state: Dict[str, Any]):
         ckpt.load_model_state(self.model, state["model"], self.resume_path)
+        per_rank = state.get("running_statistics")
+        if per_rank is not None and len(per_rank) == self.procs.world:
+            restore_running_statistics(self.model, per_rank[self.procs.rank])
+        elif self.procs.distributed:
+            self._resume_note = (f"{self.resume_path} was written by {len(per_rank or [1])} "
+                                 f"process(es), this run has {self.procs.world}: every "
+                                 "process starts from rank 0's BN running statistics, so the "
+                                 "run will not equal an uninterrupted one bit for bit")
         ckpt.load_optimizer_state(self.optimizer, self.model, state["optimizer"])
         self.schedule.set_state_dict(state["schedule"])
         if state.get("rng") is not None:
@@ -131,15 +141,16 @@ class Trainer:
     # --- checkpoints ---------------------------------------------------------------------
     def _checkpoint_state(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(),
+                "running_statistics": gather_running_statistics(self.model, self.procs),
                 "optimizer": ckpt.optimizer_state_for_saving(self.optimizer, self.model),
                 "schedule": self.schedule.state_dict(), "rng": paddle.get_rng_state(),
                 "amp": self.amp.state_dict(),
                 "progress": dict(self.state), "config": self.cfg.to_dict()}
 
     def _save(self, *names: str):
+        state = self._checkpoint_state()  # collective: every process takes part
         if not self.procs.main:
             return
-        state = self._checkpoint_state()
         for name in names:
             ckpt.save_checkpoint(ckpt.checkpoint_path(self.output_dir, name), state)
 
@@ -190,9 +201,12 @@ class Trainer:
             raise UserError(f"cannot write {path}: {e.strerror or e}; free space or fix "
                             "permissions") from None
         s = self.state
+        self.log.info(describe(self.place, self.procs.world))
         if self.resume_path:
             self.log.info(f"resumed from {self.resume_path} at epoch {s['epoch'] + 1}, "
                           f"iteration {s['batch_index']}, global step {s['global_step']}")
+            if self._resume_note:
+                self.log.info(f"note: {self._resume_note}")
         self.log.info("config:\n" + cfg.dump().rstrip())
         self.log.info(
             f"model {cfg['model.name']} ({count_parameters(self.model):,} parameters) on "
@@ -213,7 +227,8 @@ class Trainer:
                              "eval_images": len(self.eval_loader.split),
                              "eval_split": self.eval_name, "epochs": cfg["train.epochs"],
                              "batch_size": cfg["train.batch_size"],
-                             "processes": self.procs.world})
+                             "processes": self.procs.world,
+                             "hardware": describe(self.place, self.procs.world)})
         self.vdl.hparams({key: cfg[key] for key in HPARAM_KEYS},
                          ["eval/top1", "eval/loss", "train/loss"])
 
@@ -227,10 +242,10 @@ class Trainer:
         while self.state["epoch"] < epochs:
             epoch = self.state["epoch"]
             self._train_epoch(epoch, run_start)
-            if self._stop_signal is not None:
+            if self._agreed_to_stop():
                 break
             last_record = self._end_epoch(epoch, run_start)
-            if self._stop_signal is not None:
+            if self._agreed_to_stop():
                 break
         if self._stop_signal is not None:
             self._check_finite()
