@@ -19,3 +19,8 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, damaged, or does not fit the model."""
+
+
+def unwritable_output_dir(output_dir: str, error: OSError) -> ConfigError:
+    return ConfigError(f"output_dir {output_dir} is not writable ({error.strerror or error}); "
+                       "set -o output_dir=DIR to a writable directory")

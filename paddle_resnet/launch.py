@@ -17,7 +17,7 @@ import time
 from typing import List, Optional
 
 from .cpu import usable_cores
-from .errors import ConfigError
+from .errors import ConfigError, unwritable_output_dir
 
 LOG_DIR = "launch_logs"
 ERROR_PREFIX = "error: "
@@ -103,8 +103,7 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
         os.makedirs(log_dir, exist_ok=True)
         launcher_log = open(os.path.join(log_dir, "launcher.log"), "ab")
     except OSError as e:
-        raise ConfigError(f"cannot write {log_dir}: {e.strerror or e}; fix output_dir "
-                          "(its permissions or free space)") from None
+        raise unwritable_output_dir(output_dir, e) from None
     followers = [_Follower(os.path.join(log_dir, f"workerlog.{rank}"), stdout)
                  for rank in range(nproc)]
     # One thread per process: the processes share the cores. Unbuffered, so that rank 0's
@@ -123,6 +122,11 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
 
         def forward(signum, frame):
             if not received:
+                # The workers see SIGTERM whatever the signal: it is what the launcher sends.
+                stdout.write(f"{signal.Signals(signum).name} received: stopping the {nproc} "
+                             "processes after this step with a resumable checkpoint "
+                             "(Ctrl-C again to stop without one)\n")
+                stdout.flush()
                 launcher.send_signal(signal.SIGTERM)
             elif signum == signal.SIGINT:  # a second Ctrl-C: stop without a checkpoint
                 launcher.send_signal(signal.SIGINT)
@@ -137,11 +141,13 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
             for s, handler in previous.items():
                 signal.signal(s, handler)
         followers[0].poll(final=True)
-    if received:
-        return 128 + received[0]
-    if launcher.returncode != 0:
+    if launcher.returncode != 0 or received:
         error = next((line for line in (f.error_line() for f in followers) if line), None)
-        stderr.write((error or f"error: a training process failed (exit status "
-                      f"{launcher.returncode}); its output is in {log_dir}/workerlog.N") + "\n")
-        stderr.flush()
-    return launcher.returncode
+        if error is None and not received:
+            error = (f"error: a training process stopped (exit status {launcher.returncode}) "
+                     f"without a message, and the launcher stopped the others; see "
+                     f"{log_dir}/workerlog.N; the last checkpoint resumes with --resume")
+        if error:
+            stderr.write(error + "\n")
+            stderr.flush()
+    return 128 + received[0] if received else launcher.returncode

@@ -1,12 +1,17 @@
 """Data parallelism through paddle.distributed.launch, run here with 2 CPU processes."""
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT, quickstart_args, run_tool
+from paddle_resnet.cpu import AMD_VENDOR, cpu_vendor, usable_cores
+from paddle_resnet.engine.checkpoint import load_checkpoint
 
 STEP = os.path.join(ROOT, "tests", "dist_step.py")
 
@@ -56,3 +61,151 @@ def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_
     assert abs(report["top1"] - epoch["test_top1"]) < 1e-9
     assert abs(report["loss"] - epoch["test_loss"]) < 1e-4
     assert (out / "launch_logs" / "workerlog.1").is_file()
+
+
+# --- the default path: one process per core, as a user runs tools/train.py -------------
+DEFAULT_RUN = ("train.batch_size=32", "train.epochs=3", "train.log_every=1",
+               "data.test_samples=50")
+
+
+def start_tool(*args):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "train.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+
+
+def read_until(process, marker: str, seen: list) -> None:
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return
+    raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)[-3000:]}")
+
+
+def model_state(path):
+    return {k: v.numpy() for k, v in load_checkpoint(str(path))["model"].items()}
+
+
+needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="the default is 1 process")
+
+
+@needs_two_cores
+@pytest.mark.parametrize("signum, marker", [(signal.SIGINT, "epoch 2/3  iter 2/"),
+                                            (signal.SIGTERM, "epoch 1/3 done")])
+def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker, tiny_cifar10,
+                                                                  tmp_path):
+    whole = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "whole", *DEFAULT_RUN))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    first = whole.stdout.splitlines()[0]  # the hardware, before anything else
+    assert first.startswith("cpu: ") and "; MKL fast path " in first
+    assert first.endswith(f"; {usable_cores()} processes")
+    assert whole.stderr == ""  # neither the launcher's nor Paddle's notices reach the user
+
+    args = quickstart_args(tiny_cifar10, tmp_path / "cut", *DEFAULT_RUN)
+    process, seen = start_tool(*args), []
+    read_until(process, marker, seen)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 128 + signum, "".join(seen) + out + err
+    assert "resume with the same command plus --resume" in out
+    state = load_checkpoint(str(tmp_path / "cut" / "latest.pdckpt"))
+    assert len(state["running_statistics"]) == usable_cores()
+    resumed = run_tool("train", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    a, b = model_state(tmp_path / "whole" / "latest.pdckpt"), \
+        model_state(tmp_path / "cut" / "latest.pdckpt")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # Logs and metrics are written once: one record per logged step, none twice.
+    steps = [json.loads(line)["global_step"] for line in
+             (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train_iter"]
+    assert steps == sorted(set(steps)) == list(range(1, len(steps) + 1))
+
+
+@needs_two_cores
+@pytest.mark.skipif(cpu_vendor() != AMD_VENDOR, reason="MKL's fast path is for AMD")
+def test_every_worker_of_the_default_run_has_mkl_fast_path(tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    result = run_tool("train", *quickstart_args(tiny_cifar10, out, "train.epochs=1",
+                                                "train.batch_size=32"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in range(usable_cores()):
+        env = json.loads((out / "launch_logs" / f"backup_env.{rank}.json").read_text())
+        assert env["MKL_DEBUG_CPU_TYPE"] == "5" and env["PADDLE_TRAINER_ID"] == str(rank)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "MKL fast path on" in next(r for r in records if r["kind"] == "run")["hardware"]
+
+
+def test_errors_in_the_workers_are_one_line(tiny_cifar10, tmp_path):
+    result = run_tool("train", *quickstart_args(tmp_path / "missing.tar.gz", tmp_path / "run"))
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: data.data_file")
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@needs_two_cores
+def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
+    args = quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
+                           "train.epochs=50", "train.log_every=1")
+    process, seen = start_tool(*args), []
+    read_until(process, "epoch 2/50  iter 1/", seen)
+    worker = next(pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                  if _environ(pid).get("PADDLE_TRAINER_ID") == "1"
+                  and str(tmp_path) in _cmdline(pid))
+    os.kill(worker, signal.SIGKILL)
+    out, err = process.communicate(timeout=120)  # the launcher stops rank 0 too
+    assert process.returncode != 0
+    assert err.count("\n") == 1 and err.startswith("error: a training process")
+    assert (tmp_path / "run" / "latest.pdckpt").is_file()  # epoch 1's, kept
+
+
+def _environ(pid: int) -> dict:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            pairs = f.read().split(b"\0")
+    except OSError:
+        return {}
+    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_launchers_on_localhost_train_as_two_nodes(tiny_cifar10, tmp_path):
+    """docs/distributed.md's several-machines command, both 'machines' on localhost."""
+    out = tmp_path / "run"
+    master = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "paddle.distributed.launch", "--master", master, "--nnodes",
+         "2", "--rank", str(rank), "--nproc_per_node", "1", "--log_dir",
+         str(tmp_path / f"node{rank}"), os.path.join(ROOT, "tools", "train.py"),
+         *quickstart_args(tiny_cifar10, out, "train.epochs=1", "train.batch_size=32",
+                          "data.test_samples=50")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+        for rank in range(2)]
+    logs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(logs)[-4000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert next(r for r in records if r["kind"] == "run")["processes"] == 2
+    assert "global batch = 2 processes x 16" in \
+        (tmp_path / "node0" / "workerlog.0").read_text()
+    evaluated = run_tool("eval", "-w", str(out / "latest.pdckpt"), "-o",
+                         f"data.data_file={tiny_cifar10}", "--out", str(tmp_path / "eval"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    epoch = next(r for r in records if r["kind"] == "epoch")
+    report = json.loads((tmp_path / "eval" / "eval_latest_test.json").read_text())
+    assert abs(report["top1"] - epoch["test_top1"]) < 1e-9

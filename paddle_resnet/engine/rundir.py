@@ -3,7 +3,7 @@ import glob
 import os
 
 from ..device import Processes, barrier
-from ..errors import ConfigError
+from ..errors import ConfigError, unwritable_output_dir
 from . import checkpoint as ckpt
 from .runlog import LOG_FILE, METRICS_FILE
 
@@ -40,5 +40,4 @@ def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool,
             pass
         os.remove(probe)
     except OSError as e:
-        raise ConfigError(f"output_dir {output_dir} is not writable ({e.strerror}); set "
-                          "-o output_dir=DIR to a writable directory") from None
+        raise unwritable_output_dir(output_dir, e) from None

@@ -1,0 +1,101 @@
+"""Training speed as a user meets it: the README's quickstart command against the same
+training in PyTorch, timed from outside the package.
+
+    pip install torch==2.13.0
+    python benchmarks/quickstart_speed.py --data-file cifar-10-python.tar.gz
+
+Each variant is a whole command, run twice per repeat with the same settings except the
+number of training images (one epoch of `--small`, then of `--large` images). The
+difference of the two wall times is the time of the extra training iterations only:
+start-up, data loading and evaluation cancel out. Variants, interleaved over repeats:
+
+- `paddle_resnet (default)`: `tools/train.py -c configs/quickstart.yaml`, nothing else
+  changed (on a CPU: one process per core, MKL's fast path on AMD);
+- `paddle_resnet --nproc 1`: one process, MKL's fast path;
+- `paddle_resnet before`: one process with MKL's fast path off, the default before this
+  package set either (`--nproc 1`, `PADDLE_RESNET_MKL_FAST_PATH=0`);
+- `torch`: benchmarks/torch_twin.py, the same model, data, augmentation and optimizer in
+  PyTorch with its default threads (every core).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ["paddle_resnet (default)", "paddle_resnet --nproc 1", "paddle_resnet before",
+            "torch"]
+
+
+def command(variant: str, data_file: str, images: int, test_images: int, out: str):
+    if variant == "torch":
+        return [sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
+                "--data-file", data_file, "--epochs", "1", "--train-samples", str(images),
+                "--test-samples", str(test_images)], {}
+    args = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
+            "configs/quickstart.yaml", "-o", f"data.data_file={data_file}",
+            "-o", f"data.train_samples={images}", "-o", f"data.test_samples={test_images}",
+            "-o", "train.epochs=1", "-o", f"output_dir={out}"]
+    env = {}
+    if variant != "paddle_resnet (default)":
+        args += ["--nproc", "1"]
+    if variant == "paddle_resnet before":
+        env["PADDLE_RESNET_MKL_FAST_PATH"] = "0"
+    return args, env
+
+
+def wall_time(variant, data_file, images, test_images) -> float:
+    with tempfile.TemporaryDirectory() as work:
+        args, env = command(variant, data_file, images, test_images, os.path.join(work, "run"))
+        environ = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+        environ.update(env)
+        start = time.perf_counter()
+        done = subprocess.run(args, cwd=ROOT, env=environ, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant} failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-file", required=True)
+    p.add_argument("--small", type=int, default=1280, help="training images, short run")
+    p.add_argument("--large", type=int, default=5120, help="training images, long run")
+    p.add_argument("--test-images", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    p.add_argument("--json", default="benchmarks/results/quickstart_speed.json")
+    args = p.parse_args()
+    rates = {v: [] for v in args.variants}
+    for repeat in range(args.repeats):
+        for variant in args.variants:  # interleaved: drift hits every variant alike
+            small = wall_time(variant, args.data_file, args.small, args.test_images)
+            large = wall_time(variant, args.data_file, args.large, args.test_images)
+            rates[variant].append((args.large - args.small) / (large - small))
+            print(f"repeat {repeat + 1}: {variant}: {small:.1f} s / {large:.1f} s -> "
+                  f"{rates[variant][-1]:.1f} img/s", file=sys.stderr, flush=True)
+    torch_rate = statistics.median(rates["torch"]) if "torch" in rates else None
+    print(f"\n| ResNet-20 quickstart training, {args.large - args.small} images timed "
+          f"from outside, x {args.repeats} | images/s (median) | runs | vs torch |")
+    print("|---|---:|---|---:|")
+    rows = []
+    for variant, values in rates.items():
+        median = statistics.median(values)
+        ratio = median / torch_rate if torch_rate else None
+        rows.append({"variant": variant, "images_per_s": median, "runs": values,
+                     "vs_torch": ratio})
+        print(f"| {variant} | {median:,.1f} | {', '.join(f'{v:.0f}' for v in values)} | "
+              + (f"{ratio:.2f}x |" if ratio else "- |"))
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump({"cpu_count": os.cpu_count(), "small": args.small, "large": args.large,
+                   "repeats": args.repeats, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

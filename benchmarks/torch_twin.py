@@ -1,0 +1,211 @@
+"""An independent PyTorch implementation of this package's CIFAR ResNet training, as a
+PyTorch user would write it: the yardstick for speed (benchmarks/quickstart_speed.py)
+and for fidelity (benchmarks/fidelity.py).
+
+    pip install torch==2.13.0
+    python benchmarks/torch_twin.py --data-file cifar-10-python.tar.gz --epochs 3 --seed 0
+
+Twin of paddle_resnet, piece by piece: He et al.'s CIFAR ResNet with the option-A
+shortcut (subsample, zero channels on both sides); He (Kaiming) normal init of the
+convolutions over fan-in, BN weight 1 and bias 0, the classifier U(+-1/sqrt(fan_in))
+(torch's default, the package's explicit choice); BN momentum 0.1 (Paddle's 0.9) and
+eps 1e-5; the standard augmentation (zero-pad 4, random 32x32 crop, horizontal flip
+with p = 0.5) then standardisation with the package's CIFAR-10 mean and std; SGD with a
+constant momentum (no momentum cycling), coupled L2 weight decay, optional Nesterov; the
+learning rate set every iteration from the same one-cycle formula as
+`paddle_resnet/engine/optim.py` (torch's OneCycleLR would also cycle momentum unless
+`cycle_momentum=False`, and ends at peak/25e4 rather than 0); label smoothing through
+`F.cross_entropy`; the ragged last batch dropped. It reads the same archive
+(`paddle.vision.datasets.Cifar10`'s layout) and shares no code with the package.
+
+Prints one JSON line per epoch (train loss/top-1, test loss/top-1, seconds) and, with
+`--json`, writes them to a file.
+"""
+import argparse
+import json
+import math
+import pickle
+import tarfile
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
+STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
+DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
+
+
+def load_cifar10(path):
+    """(train images, train labels, test images, test labels), uint8 NHWC and int64."""
+    train_x, train_y = [], []
+    with tarfile.open(path) as tar:
+        for member in tar.getmembers():
+            name = member.name.rsplit("/", 1)[-1]
+            if not (name.startswith("data_batch") or name == "test_batch"):
+                continue
+            batch = pickle.load(tar.extractfile(member), encoding="bytes")
+            images = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+            images = images.transpose(0, 2, 3, 1)
+            labels = np.asarray(batch[b"labels"], np.int64)
+            if name == "test_batch":
+                test = (images, labels)
+            else:
+                train_x.append((name, images, labels))
+    train_x.sort(key=lambda item: item[0])
+    return (np.concatenate([x for _, x, _ in train_x]),
+            np.concatenate([y for _, _, y in train_x]), *test)
+
+
+class ShortcutA(nn.Module):
+    def __init__(self, extra):
+        super().__init__()
+        self.before, self.after = extra // 2, extra - extra // 2
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.before, self.after))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = (ShortcutA(cout - cin) if stride != 1 or cin != cout
+                         else nn.Identity())
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    def __init__(self, blocks_per_stage, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        layers, cin = [], 16
+        for stage, width in enumerate((16, 32, 64)):
+            for index in range(blocks_per_stage):
+                layers.append(BasicBlock(cin, width, 2 if stage and not index else 1))
+                cin = width
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(64, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+    def forward(self, x):
+        x = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def onecycle(step, peak, total, pct_start=0.3, min_lr=0.0):
+    """paddle_resnet's per-iteration one-cycle curve (engine/optim.py), re-derived."""
+    span = max(1, total - 1)
+    rise = max(1, round(pct_start * span))
+    if step < rise:
+        start = peak / 25.0
+        return start + (peak - start) * 0.5 * (1 - math.cos(math.pi * step / rise))
+    progress = min(1.0, (step - rise) / max(1, span - rise))
+    return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def augment(images, rng):
+    """Zero-pad 4, random crop, horizontal flip; then standardise; NCHW float32."""
+    n = len(images)
+    padded = np.zeros((n, 40, 40, 3), np.uint8)
+    padded[:, 4:36, 4:36] = images
+    ys, xs = rng.integers(0, 9, n), rng.integers(0, 9, n)
+    rows = ys[:, None] + np.arange(32)
+    cols = xs[:, None] + np.arange(32)
+    flip = rng.random(n) < 0.5
+    cols[flip] = cols[flip, ::-1]
+    crops = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    return standardise(crops)
+
+
+def standardise(images):
+    return torch.from_numpy(((images / np.float32(255) - MEAN) / STD)
+                            .astype(np.float32).transpose(0, 3, 1, 2).copy())
+
+
+def evaluate(model, images, labels, batch=256):
+    model.eval()
+    loss, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = standardise(images[start:start + batch])
+            y = torch.from_numpy(labels[start:start + batch])
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+    model.train()
+    return loss / len(images), 100.0 * correct / len(images)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-file", required=True)
+    p.add_argument("--model", default="resnet20", choices=sorted(DEPTHS))
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--pct-start", type=float, default=0.3)
+    p.add_argument("--train-samples", type=int, default=0, help="first N (0: all)")
+    p.add_argument("--test-samples", type=int, default=0, help="first N (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    p.add_argument("--json", default=None, help="also write the epoch records here")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    train_x, train_y, test_x, test_y = load_cifar10(args.data_file)
+    if args.train_samples:
+        train_x, train_y = train_x[:args.train_samples], train_y[:args.train_samples]
+    if args.test_samples:
+        test_x, test_y = test_x[:args.test_samples], test_y[:args.test_samples]
+    model = CifarResNet(DEPTHS[args.model])
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                                nesterov=args.nesterov, weight_decay=args.weight_decay)
+    steps = len(train_x) // args.batch_size
+    total, step, records, start = steps * args.epochs, 0, [], time.perf_counter()
+    for epoch in range(args.epochs):
+        order = rng.permutation(len(train_x))
+        loss_sum, correct, seen = 0.0, 0, 0
+        for index in range(steps):
+            picked = order[index * args.batch_size:(index + 1) * args.batch_size]
+            x, y = augment(train_x[picked], rng), torch.from_numpy(train_y[picked])
+            for group in optimizer.param_groups:
+                group["lr"] = onecycle(step, args.lr, total, args.pct_start)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+        test_loss, test_top1 = evaluate(model, test_x, test_y)
+        records.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
+                        "train_top1": 100.0 * correct / seen, "test_loss": test_loss,
+                        "test_top1": test_top1, "elapsed": time.perf_counter() - start})
+        print(json.dumps(records[-1]), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"args": vars(args), "epochs": records}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
