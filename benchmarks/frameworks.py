@@ -116,7 +116,8 @@ def run_paddle(variant, mode, name, batch, steps):
             model.eval()
             with paddle.no_grad():
                 return timed(lambda: model(images).argmax(1).numpy(), batch, steps)
-        from paddle_resnet.engine.eval_engine import cpu_threads, eval_forward
+        from paddle_resnet.engine.eval_engine import eval_forward
+        from paddle_resnet.inference import cpu_threads
         threads = 1 if variant.endswith("1 thread") else cpu_threads(0)
         with eval_forward(model, "inference", "cpu", threads) as forward:
             return timed(lambda: forward(images).argmax(1).numpy(), batch, steps)

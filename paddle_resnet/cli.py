@@ -93,7 +93,7 @@ def train_main(argv=None) -> int:
             if nproc > 1:
                 return run_launcher(nproc, _train_script(), _without_nproc(argv),
                                     cfg["output_dir"])
-        from .engine import checkpoint as ckpt
+        from . import checkpoint as ckpt
         from .engine.trainer import Trainer
         resume = args.resume
         if resume == "":

@@ -106,6 +106,9 @@ SCHEMA: Dict[str, Option] = {
                           "Inference with oneDNN (CPU only; several times dygraph's speed, "
                           "same predictions), `dygraph` = eagerly, `auto` = inference on the "
                           "CPU, dygraph on GPUs", choices=("auto", "dygraph", "inference")),
+    "eval.precision": Option("float32", str, "precision of eval.engine=inference: `bfloat16` "
+                             "runs oneDNN's bf16 kernels (CPUs with AVX-512; faster, top-1 "
+                             "measured in docs/performance.md)", choices=("float32", "bfloat16")),
     "eval.threads": Option(0, int, "CPU threads for eval.engine=inference (0 = the cores "
                            "shared among the processes)", low=0),
     # --- speed switches (each off where it did not help on this project's CPU) ---------

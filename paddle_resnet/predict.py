@@ -6,10 +6,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .data import MEAN_STD
+from .checkpoint import load_trained_model
+from .data import MEAN_STD, class_names
 from .data.augment import normalize
 from .errors import UserError
-from .export import InferenceModel, class_names, load_trained_model
+from .inference import InferenceModel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, quickstart_args, run_tool
 from paddle_resnet.cpu import AMD_VENDOR, cpu_vendor, usable_cores
-from paddle_resnet.engine.checkpoint import load_checkpoint
+from paddle_resnet.checkpoint import load_checkpoint
 
 STEP = os.path.join(ROOT, "tests", "dist_step.py")
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import run_tool
 from paddle_resnet.config import load_config
-from paddle_resnet.engine.eval_engine import cpu_threads, eval_forward, resolve_engine
+from paddle_resnet.engine.eval_engine import eval_forward, resolve_engine
+from paddle_resnet.inference import cpu_threads
 from paddle_resnet.engine.trainer import Trainer
 from paddle_resnet.errors import ConfigError
 from paddle_resnet.models import build_model

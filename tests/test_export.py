@@ -11,7 +11,9 @@ from paddle_resnet.data import MEAN_STD, load_split
 from paddle_resnet.data.augment import normalize
 from paddle_resnet.engine.trainer import Trainer
 from paddle_resnet.errors import UserError
-from paddle_resnet.export import InferenceModel, export_model, load_trained_model
+from paddle_resnet.checkpoint import load_trained_model
+from paddle_resnet.export import export_model
+from paddle_resnet.inference import InferenceModel
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,9 @@ def test_resnet20_quickstart_learns_real_cifar10(real_cifar10, tmp_path):
     import paddle
     from paddle_resnet.data import MEAN_STD, load_split
     from paddle_resnet.data.augment import normalize
-    from paddle_resnet.export import InferenceModel, export_model, load_trained_model
+    from paddle_resnet.checkpoint import load_trained_model
+    from paddle_resnet.export import export_model
+    from paddle_resnet.inference import InferenceModel
     checkpoint = str(tmp_path / "run" / "best.pdckpt")
     export_model(checkpoint, str(tmp_path / "exported"))
     images = load_split("cifar10", "test", real_cifar10).images[:1000]

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from conftest import ROOT, quickstart_args, run_tool
 from paddle_resnet.config import SCHEMA, Config, load_config
-from paddle_resnet.engine import checkpoint as ckpt
+from paddle_resnet import checkpoint as ckpt
 from paddle_resnet.engine.trainer import Trainer
 from paddle_resnet.errors import CheckpointError, ConfigError, UserError
 
@@ -90,7 +90,7 @@ WRITER = textwrap.dedent("""
     import numpy as np
     import paddle
     sys.path.insert(0, {root!r})
-    from paddle_resnet.engine import checkpoint as ckpt
+    from paddle_resnet import checkpoint as ckpt
     weights = paddle.to_tensor(np.zeros((2_000_000,), dtype="float32"))
     i = 0
     while True:

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import quickstart_args, run_tool
 from paddle_resnet.config import load_config
-from paddle_resnet.engine import checkpoint as ckpt
+from paddle_resnet import checkpoint as ckpt
 from paddle_resnet.engine.runlog import read_metrics
 from paddle_resnet.engine.trainer import Interrupted, Trainer
 from paddle_resnet.errors import CheckpointError, ConfigError

@@ -85,7 +85,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cifar10, tmp_
     with pytest.raises(NonFiniteLoss, match="non-finite at step 9 \\(epoch 2, iteration 3\\); "
                                             "the last good checkpoint .* is kept"):
         trainer.fit()
-    from paddle_resnet.engine import checkpoint as ckpt
+    from paddle_resnet import checkpoint as ckpt
     state = ckpt.load_checkpoint(str(out / "latest.pdckpt"))
     assert state["progress"]["epoch"] == 1
     assert all(np.isfinite(v.numpy()).all() for v in state["model"].values())

@@ -8,7 +8,7 @@ import socket
 import tarfile
 import zlib
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -145,3 +145,9 @@ def load_cifar(dataset: str, data_file: Optional[str] = None,
         val = test
     train = subset(train, train_samples, salt=3)
     return train, val, test
+
+
+def class_names(dataset: str, num_classes: int) -> List[str]:
+    if dataset == "cifar10":
+        return list(CIFAR10_CLASSES)
+    return [str(i) for i in range(num_classes)]

@@ -2,34 +2,33 @@
 Paddle Inference with oneDNN kernels, which on this project's CPU evaluates ResNets
 several times as fast with the same predictions (docs/performance.md)."""
 import contextlib
-import os
 import tempfile
 
 import paddle
 
 from ..errors import ConfigError
-from ..export import Predictor, save_program
+from ..inference import Predictor, save_program
 
 
-def resolve_engine(engine: str, place: str) -> str:
+def resolve_engine(engine: str, place: str, precision: str = "float32") -> str:
     """`auto` is Paddle Inference on the CPU and dygraph on GPUs (where AMP applies)."""
     if engine == "auto":
-        return "inference" if place == "cpu" else "dygraph"
+        engine = "inference" if place == "cpu" else "dygraph"
     if engine == "inference" and place != "cpu":
         raise ConfigError(f"eval.engine = inference runs on the CPU only, but the device is "
                           f"{place}; use eval.engine=auto or dygraph")
+    if engine == "dygraph" and precision != "float32":
+        raise ConfigError(f"eval.precision = {precision} is for eval.engine=inference (the "
+                          f"CPU), but evaluation runs in dygraph on {place}; set "
+                          "eval.precision=float32 (speed.amp sets a GPU's precision)")
     return engine
 
 
-def cpu_threads(requested: int, processes: int = 1) -> int:
-    """0 means the machine's cores shared among the processes on it."""
-    return requested or max(1, (os.cpu_count() or 1) // processes)
-
-
 @contextlib.contextmanager
-def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int = 1):
+def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int = 1,
+                 precision: str = "float32"):
     """A callable from an image batch to logits that evaluates `model` as it is now."""
-    if resolve_engine(engine, place) == "dygraph":
+    if resolve_engine(engine, place, precision) == "dygraph":
         yield model
         return
     with tempfile.TemporaryDirectory(prefix="paddle_resnet_eval_") as work:
@@ -37,5 +36,5 @@ def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int =
         # Paddle Inference's oneDNN passes mishandle NHWC convolutions (a channel-count
         # error, Paddle 3.3.1); a channels-last model runs on the plain CPU kernels.
         onednn = getattr(model, "data_format", "NCHW") == "NCHW"
-        predictor = Predictor(work, threads=threads, onednn=onednn)
+        predictor = Predictor(work, threads=threads, onednn=onednn, precision=precision)
         yield lambda images: paddle.to_tensor(predictor(images.numpy()))

@@ -5,10 +5,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..data import MEAN_STD, BatchLoader
+from ..checkpoint import load_trained_model
+from ..data import MEAN_STD, BatchLoader, class_names
 from ..data.cifar import load_split, subset
-from ..export import class_names, load_trained_model
-from .eval_engine import cpu_threads, eval_forward
+from ..inference import cpu_threads
+from .eval_engine import eval_forward
 from .evaluator import evaluate
 
 
@@ -59,7 +60,8 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
     loader = BatchLoader(data, 256, *MEAN_STD[cfg["data.dataset"]])
     num_classes = cfg["model.num_classes"]
     engine = cfg["eval.engine"]
-    with eval_forward(model, engine, place, cpu_threads(cfg["eval.threads"])) as forward:
+    with eval_forward(model, engine, place, cpu_threads(cfg["eval.threads"]),
+                      cfg["eval.precision"]) as forward:
         result = evaluate(model, loader, num_classes, with_confusion=True, forward=forward)
     names = class_names(cfg["data.dataset"], num_classes)
     best = progress.get("best_top1")
@@ -68,7 +70,8 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
               + (f" and {partial} iteration(s) of the next (interrupted)" if partial else "")
               + (f", best top-1 {best:.2f}% at epoch {progress.get('best_epoch')}"
                  if best is not None else "")
-              + f"; evaluated on {split} ({place}, eval.engine={engine})")
+              + f"; evaluated on {split} ({place}, eval.engine={engine}, "
+                 f"{cfg['eval.precision']})")
     print(format_report(result, names, header))
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(weights))[0]

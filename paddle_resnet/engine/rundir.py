@@ -4,7 +4,7 @@ import os
 
 from ..device import Processes, barrier
 from ..errors import ConfigError, unwritable_output_dir
-from . import checkpoint as ckpt
+from .. import checkpoint as ckpt
 from .runlog import LOG_FILE, METRICS_FILE
 
 CONFIG_FILE = "config.yaml"

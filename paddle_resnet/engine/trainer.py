@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional, TextIO
 
 import paddle
 
+from .. import checkpoint as ckpt
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
 from ..device import (MixedPrecision, all_reduce, average_running_statistics, describe,
@@ -16,8 +17,8 @@ from ..device import (MixedPrecision, all_reduce, average_running_statistics, de
                       to_device, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
-from . import checkpoint as ckpt
-from .eval_engine import cpu_threads, eval_forward, resolve_engine
+from ..inference import cpu_threads
+from .eval_engine import eval_forward, resolve_engine
 from .evaluator import evaluate
 from .losses import label_smoothed_cross_entropy
 from .meters import RunClock, format_duration
@@ -75,7 +76,8 @@ class Trainer:
                               f"by the {self.procs.world} processes")
         prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.place = use_device(cfg["device"])
-        resolve_engine(cfg["eval.engine"], self.place)  # a bad combination fails before training
+        # A bad combination fails before training.
+        resolve_engine(cfg["eval.engine"], self.place, cfg["eval.precision"])
         self.amp = MixedPrecision(cfg["speed.amp"], cfg["speed.amp_dtype"],
                                   cfg["speed.loss_scale"], self.place)
         paddle.seed(cfg["seed"])
@@ -407,7 +409,8 @@ class Trainer:
         if epoch + 1 in self.eval_epochs:
             eval_start = time.perf_counter()
             with eval_forward(self.model, cfg["eval.engine"], self.place,
-                              cpu_threads(cfg["eval.threads"], self.procs.world)) as forward, \
+                              cpu_threads(cfg["eval.threads"], self.procs.world),
+                              cfg["eval.precision"]) as forward, \
                     self.amp.autocast():
                 result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
                                   reduce=lambda t: all_reduce(t, self.procs), forward=forward)

@@ -1,14 +1,19 @@
 """Checkpoints: one file per state, written atomically (temp file, fsync, rename), so a
-crash mid-write leaves the previous checkpoint readable and never a partial file."""
+crash mid-write leaves the previous checkpoint readable and never a partial file; and a
+trained model from one. Below the engine: training, evaluation, export and predict all
+read checkpoints through this module, and it imports none of them."""
 import io
 import os
 import pickle
 import zipfile
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import paddle
 
-from ..errors import CheckpointError
+from .config import load_config
+from .device import use_device
+from .errors import CheckpointError
+from .models import build_model
 
 FORMAT_VERSION = 1
 SUFFIX = ".pdckpt"
@@ -122,3 +127,14 @@ def optimizer_state_for_saving(optimizer, model: paddle.nn.Layer) -> Dict[str, A
 def load_optimizer_state(optimizer, model: paddle.nn.Layer, state: Dict[str, Any]) -> None:
     names = {f"@{structured}": p.name for structured, p in model.named_parameters()}
     optimizer.set_state_dict(_rename_accumulators(state, names))
+
+
+def load_trained_model(weights: str, config_path: Optional[str] = None, overrides=()):
+    """(model in eval mode on the config's device, config, checkpoint progress, device)."""
+    state = load_checkpoint(weights)
+    cfg = load_config(config_path, overrides, base=None if config_path else state.get("config"))
+    place = use_device(cfg["device"])
+    model = build_model(cfg["model.name"], **cfg.model_kwargs())
+    load_model_state(model, state["model"], weights)
+    model.eval()
+    return model, cfg, state.get("progress", {}), place
