@@ -4,10 +4,14 @@ machine, each variant in its own process, interleaved over repeats (medians repo
     pip install torch==2.13.0            # the CPU wheel; PyTorch is only needed here
     python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128
 
-Training variants: the package's dygraph step, the same under `paddle.jit.to_static`
-(speed.to_static), in NHWC layout (speed.channels_last), two processes under
-paddle.distributed.launch (`tools/train.py
---nproc 2`; the same global batch), and PyTorch eager with all cores and with one.
+Training variants: the package's dygraph step in one process, with MKL's fast path (what
+the package sets on AMD CPUs, paddle_resnet/cpu.py) and with MKL's generic path (the
+state before it, `PADDLE_RESNET_MKL_FAST_PATH=0`); the same under `paddle.jit.to_static`
+(speed.to_static) and in NHWC layout (speed.channels_last); one process running every
+core as threads (Paddle's `core.set_num_threads` and OMP_NUM_THREADS); one process per
+core under
+paddle.distributed.launch (the default of `tools/train.py` on a CPU; the same global
+batch); and PyTorch eager with all cores and with one.
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
 eval.engine=auto) with one thread and with all cores, and PyTorch eager.
 """
@@ -25,8 +29,11 @@ sys.path.insert(0, ROOT)
 
 WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 
-TRAIN = ["paddle dygraph", "paddle to_static", "paddle channels_last", "paddle 2 processes",
-         "torch", "torch 1 thread"]
+DEFAULT = "paddle, 1 process per core (the default)"
+GENERIC_MKL = "paddle dygraph, MKL generic path"
+THREADS = "paddle dygraph, 1 process x all cores as threads"
+TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", THREADS,
+         DEFAULT, "torch", "torch 1 thread"]
 EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
 
 
@@ -106,6 +113,8 @@ def run_paddle(variant, mode, name, batch, steps):
     from paddle_resnet.device import init_processes
     from paddle_resnet.models import build_model
     procs = init_processes()
+    if variant == THREADS:
+        paddle.base.core.set_num_threads(os.cpu_count())  # Paddle's default is 1
     paddle.seed(0)
     model = build_model(name, data_format="NHWC" if variant == "paddle channels_last"
                         else "NCHW")
@@ -151,12 +160,20 @@ def measure(variant, mode, name, batch, steps) -> float:
         worker = [os.path.abspath(__file__), "--worker", variant, "--mode", mode,
                   "--models", name, "--batch", str(batch), "--steps", str(steps),
                   "--result", result]
-        if variant == "paddle 2 processes":
+        if variant == DEFAULT:
+            # Imported here, not at the top: importing paddle_resnet sets MKL's variable,
+            # which the PyTorch workers must not inherit.
+            from paddle_resnet.cpu import usable_cores
             command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
-                       "2", "--log_dir", os.path.join(work, "logs"), *worker]
+                       str(usable_cores()), "--log_dir", os.path.join(work, "logs"), *worker]
         else:
             command = [sys.executable, *worker]
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
+        if variant == GENERIC_MKL:
+            env["PADDLE_RESNET_MKL_FAST_PATH"] = "0"
+        if variant == THREADS:
+            env["OMP_NUM_THREADS"] = str(os.cpu_count())
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         if done.returncode != 0 or not os.path.exists(result):
             raise RuntimeError(f"{variant} ({mode}, {name}) failed:\n{done.stderr[-2000:]}")
         with open(result, encoding="utf-8") as f:
