@@ -9,9 +9,8 @@ the package sets on AMD CPUs, paddle_resnet/cpu.py) and with MKL's generic path 
 state before it, `PADDLE_RESNET_MKL_FAST_PATH=0`); the same under `paddle.jit.to_static`
 (speed.to_static) and in NHWC layout (speed.channels_last); one process running every
 core as threads (Paddle's `core.set_num_threads` and OMP_NUM_THREADS); one process per
-core under
-paddle.distributed.launch (the default of `tools/train.py` on a CPU; the same global
-batch); and PyTorch eager with all cores and with one.
+core under paddle.distributed.launch (the default of `tools/train.py` on a CPU; the same
+global batch); and PyTorch eager with all cores and with one.
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
 eval.engine=auto) with one thread and with all cores, and PyTorch eager.
 """

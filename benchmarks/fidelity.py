@@ -1,0 +1,111 @@
+"""Fidelity against an independent implementation: this package and its PyTorch twin
+(benchmarks/torch_twin.py) trained with the same recipe for a few epochs on all of
+CIFAR-10, over several seeds; a table of test top-1, mean +- sd, and the difference.
+
+    pip install torch==2.13.0
+    python benchmarks/fidelity.py --data-file cifar-10-python.tar.gz --epochs 3 --seeds 0 1 2
+
+The recipe is read from the config (default configs/resnet20_onecycle.yaml) and passed
+to both sides, with `train.epochs` replaced by `--epochs`: the one-cycle curve is
+compressed into those epochs on both sides alike. The package trains as a user runs it
+(`tools/train.py`, its default processes); the twin with PyTorch's default threads.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def twin_args(cfg, epochs: int, seed: int, data_file: str):
+    """benchmarks/torch_twin.py's flags for the config's recipe."""
+    unsupported = {key: cfg[key] for key, wanted in
+                   (("optimizer.name", "sgd"), ("schedule.name", "onecycle"),
+                    ("data.augment", "standard"), ("data.dataset", "cifar10"),
+                    ("schedule.warmup_epochs", 0.0), ("schedule.min_lr", 0.0))
+                   if cfg[key] != wanted}
+    if unsupported:
+        sys.exit(f"error: the twin implements SGD + one-cycle + standard augmentation on "
+                 f"CIFAR-10 only; the config has {unsupported}")
+    args = ["--data-file", data_file, "--model", cfg["model.name"], "--epochs", str(epochs),
+            "--batch-size", str(cfg["train.batch_size"]), "--lr", str(cfg["optimizer.lr"]),
+            "--momentum", str(cfg["optimizer.momentum"]),
+            "--weight-decay", str(cfg["optimizer.weight_decay"]),
+            "--label-smoothing", str(cfg["train.label_smoothing"]),
+            "--pct-start", str(cfg["schedule.pct_start"]), "--seed", str(seed)]
+    return args + (["--nesterov"] if cfg["optimizer.nesterov"] else [])
+
+
+def run_paddle(config: str, epochs: int, seed: int, data_file: str, work: str) -> dict:
+    from paddle_resnet.engine.runlog import read_metrics
+    out = os.path.join(work, f"paddle_seed{seed}")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", config,
+                           "-o", f"train.epochs={epochs}", "-o", f"seed={seed}",
+                           "-o", f"data.data_file={data_file}", "-o", f"output_dir={out}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"paddle_resnet seed {seed} failed: {done.stderr.strip()}")
+    last = [r for r in read_metrics(out) if r["kind"] == "epoch"][-1]
+    return {"test_top1": last["test_top1"], "train_loss": last["train_loss"],
+            "seconds": last["elapsed"]}
+
+
+def run_torch(cfg, epochs: int, seed: int, data_file: str, work: str) -> dict:
+    result = os.path.join(work, f"torch_seed{seed}.json")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
+                           *twin_args(cfg, epochs, seed, data_file), "--json", result],
+                          cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"torch twin seed {seed} failed: {done.stderr.strip()[-2000:]}")
+    with open(result, encoding="utf-8") as f:
+        last = json.load(f)["epochs"][-1]
+    return {"test_top1": last["test_top1"], "train_loss": last["train_loss"],
+            "seconds": last["elapsed"]}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-file", required=True)
+    p.add_argument("-c", "--config", default="configs/resnet20_onecycle.yaml")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--json", default="benchmarks/results/fidelity.json")
+    args = p.parse_args()
+    from paddle_resnet.config import load_config
+    cfg = load_config(args.config, [])
+    runs = {"paddle_resnet": [], "torch twin": []}
+    with tempfile.TemporaryDirectory() as work:
+        for seed in args.seeds:  # interleaved, so drift of the machine hits both sides
+            runs["paddle_resnet"].append(run_paddle(args.config, args.epochs, seed,
+                                                    args.data_file, work))
+            runs["torch twin"].append(run_torch(cfg, args.epochs, seed, args.data_file, work))
+            print(f"seed {seed}: " + ", ".join(f"{side} {r[-1]['test_top1']:.2f}%"
+                                               for side, r in runs.items()),
+                  file=sys.stderr, flush=True)
+    print(f"\n| {cfg['model.name']}, {args.config}, {args.epochs} epochs, all 50,000 images, "
+          f"seeds {', '.join(map(str, args.seeds))} | test top-1 per seed | mean +- sd | "
+          "train loss (mean) | minutes per run (mean) |")
+    print("|---|---|---:|---:|---:|")
+    means = {}
+    for side, results in runs.items():
+        top1 = [r["test_top1"] for r in results]
+        means[side] = statistics.mean(top1)
+        sd = statistics.stdev(top1) if len(top1) > 1 else 0.0
+        print(f"| {side} | {', '.join(f'{t:.2f}' for t in top1)} | {means[side]:.2f} +- "
+              f"{sd:.2f} | {statistics.mean(r['train_loss'] for r in results):.4f} | "
+              f"{statistics.mean(r['seconds'] for r in results) / 60:.1f} |")
+    difference = means["paddle_resnet"] - means["torch twin"]
+    print(f"\ndifference of the means (paddle_resnet - torch): {difference:+.2f} pt")
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump({"config": args.config, "epochs": args.epochs, "seeds": args.seeds,
+                   "runs": runs, "difference": difference}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
