@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import List, Optional
 
@@ -132,7 +133,10 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
                 launcher.send_signal(signal.SIGINT)
             received.append(signum)
 
-        previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        # Handlers can only be set from the main thread; elsewhere signals stay the caller's.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = ({s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+                    if in_main else {})
         try:
             while launcher.poll() is None:
                 followers[0].poll()
