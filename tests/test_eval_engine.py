@@ -84,3 +84,25 @@ def test_eval_tool_names_its_engine(tiny_cifar10, tmp_path):
         assert f"eval.engine={engine}" in result.stdout
         reports[engine] = json.loads((tmp_path / engine / "eval_latest_test.json").read_text())
     assert reports["dygraph"]["confusion"] == reports["inference"]["confusion"]
+
+
+@pytest.mark.skipif(not paddle.base.core.supports_bfloat16(), reason="needs AVX-512")
+def test_bfloat16_evaluation_predicts_like_float32():
+    model = trained_a_little("resnet20")
+    images = paddle.randn([64, 3, 32, 32])
+    with eval_forward(model, "inference", "cpu", threads=1) as forward:
+        full = forward(images).numpy()
+    with eval_forward(model, "inference", "cpu", threads=1, precision="bfloat16") as forward:
+        half = forward(images).numpy()
+    # bf16 keeps 8 bits of mantissa: close to float32, not equal to it.
+    assert not np.array_equal(half, full)
+    np.testing.assert_allclose(half, full, atol=0.1 * np.abs(full).max())
+    assert (half.argmax(1) == full.argmax(1)).mean() >= 0.9
+
+
+def test_bfloat16_is_refused_where_it_cannot_run():
+    with pytest.raises(ConfigError, match="eval.precision = bfloat16 is for eval.engine=infer"):
+        resolve_engine("auto", "gpu:0", "bfloat16")
+    with pytest.raises(ConfigError, match="eval.precision = bfloat16 is for eval.engine=infer"):
+        resolve_engine("dygraph", "cpu", "bfloat16")
+    assert resolve_engine("auto", "cpu", "bfloat16") == "inference"

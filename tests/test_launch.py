@@ -1,0 +1,47 @@
+"""paddle_resnet/launch.py: how many processes by default, and what reaches the console."""
+import io
+
+import pytest
+
+from conftest import run_tool
+from paddle_resnet import launch
+from paddle_resnet.errors import ConfigError
+
+
+def test_nproc_is_auto_or_a_positive_count():
+    assert launch.parse_nproc("auto") is None
+    assert launch.parse_nproc("3") == 3
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(ConfigError, match=f"--nproc {bad}: expected auto or a whole number"):
+            launch.parse_nproc(bad)
+
+
+@pytest.mark.parametrize("cores, batch, expected", [(2, 128, 2), (3, 128, 2), (4, 128, 4),
+                                                    (8, 150, 6), (1, 128, 1)])
+def test_auto_is_one_process_per_core_that_divides_the_batch(cores, batch, expected,
+                                                             monkeypatch):
+    monkeypatch.setattr(launch, "usable_cores", lambda: cores)
+    assert launch.default_processes("cpu", batch) == expected
+    assert launch.default_processes("gpu:0", batch) == 1
+
+
+def test_the_console_shows_rank_0_without_its_error_line(tmp_path):
+    log = tmp_path / "workerlog.0"
+    log.write_text("a line of an earlier run\n")
+    shown = io.StringIO()
+    follower = launch._Follower(str(log), shown)
+    with open(log, "a") as f:
+        f.write("epoch 1/2  iter 5/10\nerror: the fix is ...\nhalf a li")
+    follower.poll()
+    assert shown.getvalue() == "epoch 1/2  iter 5/10\n"  # the unfinished line waits
+    with open(log, "a") as f:
+        f.write("ne\nlast words")
+    follower.poll(final=True)
+    assert shown.getvalue() == "epoch 1/2  iter 5/10\nhalf a line\nlast words\n"
+    assert follower.error_line() == "error: the fix is ..."
+
+
+def test_a_bad_nproc_is_one_line(tmp_path):
+    result = run_tool("train", "-c", "configs/quickstart.yaml", "--nproc", "0")
+    assert result.returncode == 2
+    assert result.stderr == "error: --nproc 0: expected auto or a whole number of at least 1\n"
