@@ -121,11 +121,12 @@ class Trainer:
 
     def _restore(self, state: Dict[str, Any]):
         ckpt.load_model_state(self.model, state["model"], self.resume_path)
-        per_rank = state.get("running_statistics")
-        if per_rank is not None and len(per_rank) == self.procs.world:
+        per_rank = state.get("running_statistics")  # None: written by one process
+        written_by = len(per_rank) if per_rank is not None else 1
+        if per_rank is not None and written_by == self.procs.world:
             restore_running_statistics(self.model, per_rank[self.procs.rank])
-        elif self.procs.distributed:
-            self._resume_note = (f"{self.resume_path} was written by {len(per_rank or [1])} "
+        elif written_by != self.procs.world:
+            self._resume_note = (f"{self.resume_path} was written by {written_by} "
                                  f"process(es), this run has {self.procs.world}: every "
                                  "process starts from rank 0's BN running statistics, so the "
                                  "run will not equal an uninterrupted one bit for bit")
@@ -203,7 +204,8 @@ class Trainer:
             raise UserError(f"cannot write {path}: {e.strerror or e}; free space or fix "
                             "permissions") from None
         s = self.state
-        self.log.info(describe(self.place, self.procs.world))
+        hardware = describe(self.place, self.procs.world)
+        self.log.info(hardware)
         if self.resume_path:
             self.log.info(f"resumed from {self.resume_path} at epoch {s['epoch'] + 1}, "
                           f"iteration {s['batch_index']}, global step {s['global_step']}")
@@ -230,7 +232,7 @@ class Trainer:
                              "eval_split": self.eval_name, "epochs": cfg["train.epochs"],
                              "batch_size": cfg["train.batch_size"],
                              "processes": self.procs.world,
-                             "hardware": describe(self.place, self.procs.world)})
+                             "hardware": hardware})
         self.vdl.hparams({key: cfg[key] for key in HPARAM_KEYS},
                          ["eval/top1", "eval/loss", "train/loss"])
 
