@@ -110,8 +110,8 @@ def eval_main(argv=None) -> int:
                    help="a .pdckpt written by tools/train.py (e.g. output/resnet20/best.pdckpt)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--out", default=None,
-                   help="where to write eval.json and confusion.png (default: beside the "
-                        "checkpoint)")
+                   help="where to write eval_<checkpoint>_<split>.json and its confusion plot "
+                        "(default: beside the checkpoint)")
 
     def main(args):
         from .engine.evaluate_checkpoint import evaluate_checkpoint
