@@ -20,6 +20,9 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+# Taken before anything imports paddle: paddle/base/__init__.py writes OMP_NUM_THREADS=1
+# into os.environ, which would leave the twin, a child process, with one thread.
+TWIN_ENVIRONMENT = dict(os.environ)
 
 
 def twin_args(cfg, epochs: int, seed: int, data_file: str):
@@ -59,7 +62,7 @@ def run_torch(cfg, epochs: int, seed: int, data_file: str, work: str) -> dict:
     result = os.path.join(work, f"torch_seed{seed}.json")
     done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
                            *twin_args(cfg, epochs, seed, data_file), "--json", result],
-                          cwd=ROOT, capture_output=True, text=True)
+                          cwd=ROOT, env=TWIN_ENVIRONMENT, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"torch twin seed {seed} failed: {done.stderr.strip()[-2000:]}")
     with open(result, encoding="utf-8") as f:
