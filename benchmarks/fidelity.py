@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 TWIN_ENVIRONMENT = dict(os.environ)
 
 
-def twin_args(cfg, epochs: int, seed: int, data_file: str):
+def twin_args(cfg, epochs: int, seed: int, data_file: str, bn_split: int = 1):
     """benchmarks/torch_twin.py's flags for the config's recipe."""
     unsupported = {key: cfg[key] for key, wanted in
                    (("optimizer.name", "sgd"), ("schedule.name", "onecycle"),
@@ -40,7 +40,8 @@ def twin_args(cfg, epochs: int, seed: int, data_file: str):
             "--momentum", str(cfg["optimizer.momentum"]),
             "--weight-decay", str(cfg["optimizer.weight_decay"]),
             "--label-smoothing", str(cfg["train.label_smoothing"]),
-            "--pct-start", str(cfg["schedule.pct_start"]), "--seed", str(seed)]
+            "--pct-start", str(cfg["schedule.pct_start"]), "--seed", str(seed),
+            "--bn-split", str(bn_split)]
     return args + (["--nesterov"] if cfg["optimizer.nesterov"] else [])
 
 
@@ -58,10 +59,11 @@ def run_paddle(config: str, epochs: int, seed: int, data_file: str, work: str) -
             "seconds": last["elapsed"]}
 
 
-def run_torch(cfg, epochs: int, seed: int, data_file: str, work: str) -> dict:
+def run_torch(cfg, epochs: int, seed: int, data_file: str, work: str,
+              bn_split: int) -> dict:
     result = os.path.join(work, f"torch_seed{seed}.json")
     done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
-                           *twin_args(cfg, epochs, seed, data_file), "--json", result],
+                           *twin_args(cfg, epochs, seed, data_file, bn_split), "--json", result],
                           cwd=ROOT, env=TWIN_ENVIRONMENT, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"torch twin seed {seed} failed: {done.stderr.strip()[-2000:]}")
@@ -77,16 +79,27 @@ def main():
     p.add_argument("-c", "--config", default="configs/resnet20_onecycle.yaml")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--sides", nargs="+", choices=("paddle", "torch"), default=["paddle", "torch"],
+                   help="which implementations to train (default both)")
+    p.add_argument("--twin-bn-split", type=int, default=1,
+                   help="the twin normalises each batch in this many parts, e.g. 2 for the "
+                        "package's two processes' per-process BN (default 1: whole batch)")
     p.add_argument("--json", default="benchmarks/results/fidelity.json")
     args = p.parse_args()
     from paddle_resnet.config import load_config
     cfg = load_config(args.config, [])
-    runs = {"paddle_resnet": [], "torch twin": []}
+    twin = "torch twin" + (f", BN over {cfg['train.batch_size'] // args.twin_bn_split}"
+                           if args.twin_bn_split > 1 else "")
+    train = {"paddle_resnet": lambda seed, work: run_paddle(args.config, args.epochs, seed,
+                                                            args.data_file, work),
+             twin: lambda seed, work: run_torch(cfg, args.epochs, seed, args.data_file, work,
+                                                args.twin_bn_split)}
+    chosen = {"paddle_resnet": "paddle" in args.sides, twin: "torch" in args.sides}
+    runs = {side: [] for side in train if chosen[side]}
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:  # interleaved, so drift of the machine hits both sides
-            runs["paddle_resnet"].append(run_paddle(args.config, args.epochs, seed,
-                                                    args.data_file, work))
-            runs["torch twin"].append(run_torch(cfg, args.epochs, seed, args.data_file, work))
+            for side in runs:
+                runs[side].append(train[side](seed, work))
             print(f"seed {seed}: " + ", ".join(f"{side} {r[-1]['test_top1']:.2f}%"
                                                for side, r in runs.items()),
                   file=sys.stderr, flush=True)
@@ -102,12 +115,14 @@ def main():
         print(f"| {side} | {', '.join(f'{t:.2f}' for t in top1)} | {means[side]:.2f} +- "
               f"{sd:.2f} | {statistics.mean(r['train_loss'] for r in results):.4f} | "
               f"{statistics.mean(r['seconds'] for r in results) / 60:.1f} |")
-    difference = means["paddle_resnet"] - means["torch twin"]
-    print(f"\ndifference of the means (paddle_resnet - torch): {difference:+.2f} pt")
+    difference = means["paddle_resnet"] - means[twin] if len(means) == 2 else None
+    if difference is not None:
+        print(f"\ndifference of the means (paddle_resnet - torch): {difference:+.2f} pt")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"config": args.config, "epochs": args.epochs, "seeds": args.seeds,
-                   "runs": runs, "difference": difference}, f, indent=1)
+                   "twin_bn_split": args.twin_bn_split, "runs": runs,
+                   "difference": difference}, f, indent=1)
 
 
 if __name__ == "__main__":

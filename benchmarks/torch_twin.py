@@ -15,8 +15,12 @@ constant momentum (no momentum cycling), coupled L2 weight decay, optional Neste
 learning rate set every iteration from the same one-cycle formula as
 `paddle_resnet/engine/optim.py` (torch's OneCycleLR would also cycle momentum unless
 `cycle_momentum=False`, and ends at peak/25e4 rather than 0); label smoothing through
-`F.cross_entropy`; the ragged last batch dropped. It reads the same archive
-(`paddle.vision.datasets.Cifar10`'s layout) and shares no code with the package.
+`F.cross_entropy`; the ragged last batch dropped. With `--bn-split N` each batch is
+normalised in N equal parts, as N data-parallel processes without SyncBN normalise it
+(DDP's default, and the package's one process per core); the parts' running statistics
+go through the one set of BN buffers in turn, where DDP keeps one set per process. It
+reads the same archive (`paddle.vision.datasets.Cifar10`'s layout) and shares no code
+with the package.
 
 Prints one JSON line per epoch (train loss/top-1, test loss/top-1, seconds) and, with
 `--json`, writes them to a file.
@@ -163,9 +167,14 @@ def main():
     p.add_argument("--train-samples", type=int, default=0, help="first N (0: all)")
     p.add_argument("--test-samples", type=int, default=0, help="first N (0: all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bn-split", type=int, default=1,
+                   help="normalise each batch in this many equal parts (default 1: whole)")
     p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     p.add_argument("--json", default=None, help="also write the epoch records here")
     args = p.parse_args()
+    if args.bn_split < 1 or args.batch_size % args.bn_split:
+        p.error(f"--bn-split {args.bn_split} must be >= 1 and divide --batch-size "
+                f"{args.batch_size}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -188,7 +197,7 @@ def main():
             x, y = augment(train_x[picked], rng), torch.from_numpy(train_y[picked])
             for group in optimizer.param_groups:
                 group["lr"] = onecycle(step, args.lr, total, args.pct_start)
-            logits = model(x)
+            logits = torch.cat([model(part) for part in x.chunk(args.bn_split)])
             loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
