@@ -4,6 +4,8 @@ CIFAR-10, over several seeds; a table of test top-1, mean +- sd, and the differe
 
     pip install torch==2.13.0
     python benchmarks/fidelity.py --data-file cifar-10-python.tar.gz --epochs 3 --seeds 0 1 2
+    # the twin only, normalising each half batch as the package's two processes do:
+    python benchmarks/fidelity.py --data-file ... --sides torch --twin-bn-split 2 --json OUT
 
 The recipe is read from the config (default configs/resnet20_onecycle.yaml) and passed
 to both sides, with `train.epochs` replaced by `--epochs`: the one-cycle curve is
