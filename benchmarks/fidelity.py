@@ -27,7 +27,7 @@ sys.path.insert(0, ROOT)
 TWIN_ENVIRONMENT = dict(os.environ)
 
 
-def twin_args(cfg, epochs: int, seed: int, data_file: str, bn_split: int = 1):
+def twin_args(cfg, epochs: int, seed: int, data_file: str, bn_split: int):
     """benchmarks/torch_twin.py's flags for the config's recipe."""
     unsupported = {key: cfg[key] for key, wanted in
                    (("optimizer.name", "sgd"), ("schedule.name", "onecycle"),
@@ -90,18 +90,23 @@ def main():
     args = p.parse_args()
     from paddle_resnet.config import load_config
     cfg = load_config(args.config, [])
+    if args.twin_bn_split < 1 or cfg["train.batch_size"] % args.twin_bn_split:
+        p.error(f"--twin-bn-split {args.twin_bn_split} must be >= 1 and divide the config's "
+                f"train.batch_size {cfg['train.batch_size']}")
     twin = "torch twin" + (f", BN over {cfg['train.batch_size'] // args.twin_bn_split}"
                            if args.twin_bn_split > 1 else "")
-    train = {"paddle_resnet": lambda seed, work: run_paddle(args.config, args.epochs, seed,
-                                                            args.data_file, work),
-             twin: lambda seed, work: run_torch(cfg, args.epochs, seed, args.data_file, work,
-                                                args.twin_bn_split)}
-    chosen = {"paddle_resnet": "paddle" in args.sides, twin: "torch" in args.sides}
-    runs = {side: [] for side in train if chosen[side]}
+    runs = {label: [] for side, label in (("paddle", "paddle_resnet"), ("torch", twin))
+            if side in args.sides}
+    if twin in runs:  # refuse a recipe the twin lacks before any training, not after
+        twin_args(cfg, args.epochs, args.seeds[0], args.data_file, args.twin_bn_split)
     with tempfile.TemporaryDirectory() as work:
         for seed in args.seeds:  # interleaved, so drift of the machine hits both sides
-            for side in runs:
-                runs[side].append(train[side](seed, work))
+            if "paddle_resnet" in runs:
+                runs["paddle_resnet"].append(run_paddle(args.config, args.epochs, seed,
+                                                        args.data_file, work))
+            if twin in runs:
+                runs[twin].append(run_torch(cfg, args.epochs, seed, args.data_file, work,
+                                            args.twin_bn_split))
             print(f"seed {seed}: " + ", ".join(f"{side} {r[-1]['test_top1']:.2f}%"
                                                for side, r in runs.items()),
                   file=sys.stderr, flush=True)
