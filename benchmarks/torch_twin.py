@@ -23,7 +23,7 @@ reads the same archive (`paddle.vision.datasets.Cifar10`'s layout) and shares no
 with the package.
 
 Prints one JSON line per epoch (train loss/top-1, test loss/top-1, seconds) and, with
-`--json`, writes them to a file.
+`--json`, writes them to a file; `--save` keeps the trained weights.
 """
 import argparse
 import json
@@ -171,6 +171,9 @@ def main():
                    help="normalise each batch in this many equal parts (default 1: whole)")
     p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
     p.add_argument("--json", default=None, help="also write the epoch records here")
+    p.add_argument("--save", default=None, metavar="PT",
+                   help="write the trained state_dict here (benchmarks/fidelity_swap.py "
+                        "evaluates it in the package)")
     args = p.parse_args()
     if args.bn_split < 1 or args.batch_size % args.bn_split:
         p.error(f"--bn-split {args.bn_split} must be >= 1 and divide --batch-size "
@@ -214,6 +217,8 @@ def main():
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"args": vars(args), "epochs": records}, f, indent=1)
+    if args.save:
+        torch.save(model.state_dict(), args.save)
 
 
 if __name__ == "__main__":
