@@ -11,7 +11,7 @@ In float32, rounding alone makes the two drift (the libraries sum in different o
 and a ReLU that flips on a rounding error moves a whole gradient sum); `--float64` takes
 rounding out, so what remains is a difference in the arithmetic itself (weight decay,
 Nesterov, label smoothing, batch norm): it shows at the first step. Two are known and
-small: Paddle keeps the learning rate in float32 (a relative 1e-8 per step in float64
+small: Paddle keeps the learning rate in float32 (up to 5e-8 relative after a step, in float64
 mode), and it updates BN's running variance with the biased batch variance where
 PyTorch uses the unbiased one (a factor 1 + 1/(n - 1), n = images x pixels per channel:
 1e-4 at 8 x 8 pixels and batch 128). Before the steps, the whole learning-rate curve of
@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
 import torch_twin  # noqa: E402
-from fidelity_swap import to_twin  # noqa: E402
+from fidelity_swap import load_into_twin, to_twin  # noqa: E402
 
 
 def worst_gaps(paddle_state, twin_model, blocks_per_stage: int):
@@ -64,6 +64,10 @@ def main():
                    help="both sides in float64: rounding drops out, only differences in "
                         "the arithmetic remain")
     args = p.parse_args()
+    if args.bn_split < 1:
+        p.error(f"--bn-split {args.bn_split} must be >= 1")
+    if not os.path.isfile(args.data_file):
+        p.error(f"--data-file {args.data_file} does not exist")
 
     import paddle
     from paddle_resnet.config import load_config
@@ -71,13 +75,19 @@ def main():
     from paddle_resnet.data.cifar import MEAN_STD
     from paddle_resnet.engine.losses import label_smoothed_cross_entropy
     from paddle_resnet.engine.optim import build_optimizer, build_schedule
+    from paddle_resnet.errors import UserError
     from paddle_resnet.models import build_model
 
     paddle.set_device("cpu")
     dtype = "float64" if args.float64 else "float32"
     paddle.set_default_dtype(dtype)
-    cfg = load_config(args.config, [f"train.epochs={args.epochs}"])
+    try:
+        cfg = load_config(args.config, [f"train.epochs={args.epochs}"])
+    except UserError as e:
+        p.error(str(e))
     name, batch = cfg["model.name"], cfg["train.batch_size"]
+    if batch % args.bn_split:
+        p.error(f"--bn-split {args.bn_split} must divide the config's train.batch_size {batch}")
     blocks = torch_twin.DEPTHS[name]
     train_x, train_y, _, _ = torch_twin.load_cifar10(args.data_file)
     steps_per_epoch = len(train_x) // batch
@@ -92,10 +102,7 @@ def main():
     optimizer = build_optimizer(cfg, model.parameters(), schedule)
 
     twin = torch_twin.CifarResNet(blocks).to(getattr(torch, dtype))
-    start = to_twin(model.state_dict(), blocks)
-    for key, buffer in twin.state_dict().items():
-        start.setdefault(key, torch.zeros_like(buffer))
-    twin.load_state_dict(start, strict=True)
+    load_into_twin(twin, to_twin(model.state_dict(), blocks))
     twin.train()
     twin_optimizer = torch.optim.SGD(
         twin.parameters(), lr=cfg["optimizer.lr"], momentum=cfg["optimizer.momentum"],
@@ -105,9 +112,9 @@ def main():
     smoothing = cfg["train.label_smoothing"]
     rng = np.random.default_rng(args.seed)
     print(f"{name} in {dtype}, batch {batch} (BN over {batch // args.bn_split}), schedule "
-          f"of {total} steps (the two learning-rate curves differ by at most {curve_gap:.1e}); gap = max |paddle - twin| / "
-          "max |twin| of the worst tensor, among the trained parameters and among BN's "
-          "running statistics\n")
+          f"of {total} steps (the two learning-rate curves differ by at most "
+          f"{curve_gap:.1e}); gap = max |paddle - twin| / max |twin| of the worst tensor, "
+          "among the trained parameters and among BN's running statistics\n")
     print("| step | lr (package / twin) | loss paddle_resnet | loss twin | parameters: gap, "
           "worst | running statistics: gap, worst |")
     print("|---:|---|---:|---:|---|---|")

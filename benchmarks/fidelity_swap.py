@@ -58,29 +58,32 @@ def to_twin(paddle_state, blocks_per_stage: int):
     return state
 
 
-def to_paddle(twin_state, blocks_per_stage: int):
-    """The package's model state (numpy arrays) from a twin state_dict."""
+def to_paddle(twin_state, paddle_names, blocks_per_stage: int):
+    """The package's model state (numpy arrays, under `paddle_names`: the package model's
+    own) from a twin state_dict."""
+    paddle_name = {twin_name(name, blocks_per_stage): name for name in paddle_names}
     state = {}
     for name, value in twin_state.items():
         if name.endswith("num_batches_tracked"):
             continue  # PyTorch's count of BN updates; Paddle keeps none
-        block = re.match(r"layers\.(\d+)\.(.*)", name)
-        if block:
-            stage, index = divmod(int(block[1]), blocks_per_stage)
-            name = f"layer{stage + 1}.{index}.{block[2]}"
-        name = re.sub(r"\.running_var$", "._variance", re.sub(r"\.running_mean$", "._mean",
-                                                              name))
         array = value.detach().cpu().numpy()
-        state[name] = array.T.copy() if name in TRANSPOSED else array
+        state[paddle_name[name]] = array.T.copy() if paddle_name[name] in TRANSPOSED else array
     return state
+
+
+def load_into_twin(model, twin_state) -> None:
+    """Loads a state converted by to_twin, which has no BN update counts (Paddle keeps
+    none; evaluation and a momentum-set BN do not read them)."""
+    state = dict(twin_state)
+    for name, buffer in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            state.setdefault(name, torch.zeros_like(buffer))
+    model.load_state_dict(state, strict=True)
 
 
 def evaluate_in_twin(model_name: str, twin_state, test_x, test_y) -> dict:
     model = torch_twin.CifarResNet(torch_twin.DEPTHS[model_name])
-    for name, buffer in model.state_dict().items():
-        if name.endswith("num_batches_tracked"):
-            twin_state.setdefault(name, torch.zeros_like(buffer))
-    model.load_state_dict(twin_state, strict=True)
+    load_into_twin(model, twin_state)
     loss, top1 = torch_twin.evaluate(model, test_x, test_y)
     return {"top1": top1, "loss": loss}
 
@@ -98,6 +101,38 @@ def evaluate_in_package(checkpoint: str, data_file: str, work: str) -> dict:
     return {"top1": report["top1"], "loss": report["loss"]}
 
 
+def paddle_row(checkpoint: str, data_file: str, test_x, test_y, work: str) -> dict:
+    """Weights trained by the package, evaluated by both."""
+    from paddle_resnet.checkpoint import load_checkpoint
+    state = load_checkpoint(checkpoint)
+    model_name = state["config"]["model"]["name"]
+    twin_state = to_twin(state["model"], torch_twin.DEPTHS[model_name])
+    return {"weights": f"paddle_resnet ({checkpoint})",
+            "package": evaluate_in_package(os.path.abspath(checkpoint), data_file, work),
+            "twin": evaluate_in_twin(model_name, twin_state, test_x, test_y)}
+
+
+def twin_row(weights: str, config: str, data_file: str, test_x, test_y, work: str) -> dict:
+    """Weights trained by the twin, evaluated by both; the package reads them as a
+    checkpoint under `config`."""
+    import paddle
+    from paddle_resnet.checkpoint import save_checkpoint
+    from paddle_resnet.config import load_config
+    from paddle_resnet.models import build_model
+    cfg = load_config(config)
+    model_name = cfg["model.name"]
+    twin_state = torch.load(weights, map_location="cpu")
+    names = build_model(model_name, **cfg.model_kwargs()).state_dict()
+    converted = os.path.join(work, "twin_weights.pdckpt")
+    save_checkpoint(converted, {
+        "model": {k: paddle.to_tensor(v) for k, v in
+                  to_paddle(twin_state, names, torch_twin.DEPTHS[model_name]).items()},
+        "config": cfg.to_dict(), "progress": {}})
+    return {"weights": f"PyTorch twin ({weights})",
+            "package": evaluate_in_package(converted, data_file, work),
+            "twin": evaluate_in_twin(model_name, twin_state, test_x, test_y)}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-file", required=True)
@@ -110,36 +145,23 @@ def main():
     args = p.parse_args()
     if not (args.paddle or args.torch):
         p.error("give --paddle, --torch or both")
+    for flag, path in (("--data-file", args.data_file), ("--paddle", args.paddle),
+                       ("--torch", args.torch)):
+        if path is not None and not os.path.isfile(path):
+            p.error(f"{flag} {path} does not exist")
     _, _, test_x, test_y = torch_twin.load_cifar10(args.data_file)
 
-    from paddle_resnet.checkpoint import load_checkpoint, save_checkpoint
-    from paddle_resnet.config import load_config
+    from paddle_resnet.errors import UserError
     rows = []
-    with tempfile.TemporaryDirectory(prefix="fidelity_swap_") as work:
-        if args.paddle:
-            state = load_checkpoint(args.paddle)
-            model_name = state["config"]["model"]["name"]
-            blocks = torch_twin.DEPTHS[model_name]
-            rows.append({"weights": f"paddle_resnet ({args.paddle})",
-                         "package": evaluate_in_package(os.path.abspath(args.paddle),
-                                                        args.data_file, work),
-                         "twin": evaluate_in_twin(model_name, to_twin(state["model"], blocks),
-                                                  test_x, test_y)})
-        if args.torch:
-            cfg = load_config(args.config)
-            model_name = cfg["model.name"]
-            blocks = torch_twin.DEPTHS[model_name]
-            twin_state = torch.load(args.torch, map_location="cpu")
-            import paddle
-            converted = os.path.join(work, "twin_weights.pdckpt")
-            save_checkpoint(converted, {
-                "model": {k: paddle.to_tensor(v)
-                          for k, v in to_paddle(twin_state, blocks).items()},
-                "config": cfg.to_dict(), "progress": {}})
-            rows.append({"weights": f"PyTorch twin ({args.torch})",
-                         "package": evaluate_in_package(converted, args.data_file, work),
-                         "twin": evaluate_in_twin(model_name, dict(twin_state),
-                                                  test_x, test_y)})
+    try:  # an unreadable checkpoint or config gets one line, as in tools/
+        with tempfile.TemporaryDirectory(prefix="fidelity_swap_") as work:
+            if args.paddle:
+                rows.append(paddle_row(args.paddle, args.data_file, test_x, test_y, work))
+            if args.torch:
+                rows.append(twin_row(args.torch, args.config, args.data_file, test_x, test_y,
+                                     work))
+    except UserError as e:
+        p.error(str(e))
 
     print(f"test top-1 (loss) on all {len(test_y):,} test images, each set of weights "
           "evaluated by both implementations\n")
