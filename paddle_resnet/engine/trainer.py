@@ -16,7 +16,7 @@ from ..device import (MixedPrecision, all_reduce, average_running_statistics, de
                       gather_running_statistics, init_processes, restore_running_statistics,
                       to_device, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
-from ..models import build_model, count_flops, count_parameters
+from ..models import build_model, count_flops, count_parameters, use_conv_for_input_grad
 from ..inference import cpu_threads
 from .eval_engine import eval_forward, resolve_engine
 from .evaluator import evaluate
@@ -94,6 +94,8 @@ class Trainer:
                                         augment_on=cfg["data.augment_on"], **shard)
         self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std, **shard)
         model = build_model(cfg["model.name"], **cfg.model_kwargs())
+        if cfg["speed.conv_input_grad"] and not self.place.startswith("gpu"):
+            use_conv_for_input_grad(model)
         if cfg["speed.to_static"]:
             model = paddle.jit.to_static(model)
         self.model, self.forward_model = wrap_model(model, self.procs, cfg["dist.sync_bn"],
