@@ -73,12 +73,22 @@ def test_other_convolutions_keep_paddles_kernel(kwargs):
     assert use_conv_for_input_grad(layer) == 0 and type(layer) is nn.Conv2D
 
 
+@pytest.mark.parametrize("in_channels,out_channels,switched", [
+    (16, 16, True), (32, 32, True), (64, 64, False), (512, 512, False), (160, 12, True),
+    (256, 64, True), (64, 256, False),
+])
+def test_only_layers_where_it_was_faster_are_switched(in_channels, out_channels, switched):
+    layer = nn.Conv2D(in_channels, out_channels, 3, padding=1)
+    assert use_conv_for_input_grad(layer) == int(switched)
+
+
 def test_a_model_keeps_its_parameters_and_names():
     paddle.seed(0)
     model = build_model("resnet20")
     before = {k: v.numpy().copy() for k, v in model.state_dict().items()}
-    # ResNet-20: the stem and 18 block convolutions, two of them with stride 2.
-    assert use_conv_for_input_grad(model) == 17
+    # ResNet-20: the stem (3 -> 16), then 6, 6 and 6 block convolutions of 16, 32 and 64
+    # channels; each later stage opens with a stride-2 one, and 64 channels keep Paddle's.
+    assert use_conv_for_input_grad(model) == 1 + 6 + 5
     after = model.state_dict()
     assert list(after) == list(before)
     for key, value in before.items():
@@ -86,6 +96,7 @@ def test_a_model_keeps_its_parameters_and_names():
     stride_two = [layer for layer in model.sublayers() if isinstance(layer, nn.Conv2D)
                   and list(layer._stride) == [2, 2]]
     assert len(stride_two) == 2 and all(type(layer) is nn.Conv2D for layer in stride_two)
+    assert use_conv_for_input_grad(build_model("resnet18")) == 0
 
 
 def test_inputs_without_gradient_and_evaluation_take_paddles_path():
