@@ -7,6 +7,12 @@ steps, one process, one thread, the two forms interleaved over repeats in one ru
 Each model also gets a gradient check: one step from the same weights and batch with
 each form, reporting the largest difference of any parameter's gradient relative to that
 parameter's largest gradient.
+
+    python benchmarks/conv_input_grad.py --layers --batch 32
+
+times the input gradient alone for single layers of the shapes these models use (Paddle's
+share of conv2d_grad: both gradients minus the weight's alone), the measurements behind
+the rule of which layers are switched (`pays_off` in paddle_resnet/models/conv_grad.py).
 """
 import argparse
 import json
@@ -29,6 +35,11 @@ from paddle_resnet.models import use_conv_for_input_grad  # noqa: E402
 
 FORMS = ["Paddle's conv2d_grad", "forward convolution"]
 WARMUP = 2
+# (in, out, size, kernel): ResNet-20's three widths, ResNet-18's four, a ResNet-50
+# bottleneck's 1x1 pair, DenseNet-40's narrowing 3x3 layers.
+LAYERS = [(16, 16, 32, 3), (32, 32, 16, 3), (64, 64, 8, 3), (64, 64, 32, 3),
+          (128, 128, 16, 3), (256, 256, 8, 3), (512, 512, 4, 3), (64, 256, 8, 1),
+          (256, 64, 8, 1), (48, 12, 32, 3), (100, 12, 16, 3), (160, 12, 32, 3)]
 
 
 def model_and_batch(name: str, batch: int, form: str):
@@ -64,6 +75,49 @@ def images_per_second(name: str, batch: int, form: str, steps: int) -> float:
     return batch * steps / (time.perf_counter() - start)
 
 
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def layer_table(batch: int, repeats: int):
+    print(f"| layer, batch {batch}, 1 thread | Paddle's input gradient, ms | forward "
+          "convolution, ms | speed-up | switched |")
+    print("|---|---:|---:|---:|---|")
+    rows = []
+    for in_channels, out_channels, size, kernel in LAYERS:
+        layer = paddle.nn.Conv2D(in_channels, out_channels, kernel, padding=kernel // 2,
+                                 bias_attr=False)
+        images = paddle.randn([batch, in_channels, size, size])
+        grad_out = paddle.randn([batch, out_channels, size, size])
+
+        def paddle_grads(with_input: bool):
+            x = images.detach()
+            x.stop_gradient = not with_input
+            targets = [x, layer.weight] if with_input else [layer.weight]
+            return paddle.grad([layer(x)], targets, [grad_out])
+
+        flipped = layer.weight.detach().flip([2, 3]).transpose([1, 0, 2, 3])
+        forward_form = median_ms(lambda: F.conv2d(grad_out, flipped, padding=kernel // 2),
+                                 repeats)
+        # Paddle computes both gradients in one kernel: its input gradient's cost is the
+        # difference to the weight gradient alone.
+        paddle_form = (median_ms(lambda: paddle_grads(True), repeats)
+                       - median_ms(lambda: paddle_grads(False), repeats))
+        switched = use_conv_for_input_grad(layer) == 1
+        name = f"{in_channels} -> {out_channels}, {size}x{size}, {kernel}x{kernel}"
+        rows.append({"layer": name, "paddle_ms": paddle_form, "forward_ms": forward_form,
+                     "switched": switched})
+        print(f"| {name} | {paddle_form:.2f} | {forward_form:.2f} | "
+              f"{paddle_form / forward_form:.2f}x | {'yes' if switched else 'no'} |")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["resnet20"])
@@ -71,9 +125,17 @@ def main():
                         help="per-process batch (the quickstart's 128 over 2 processes)")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--json", default="benchmarks/results/conv_input_grad.json")
+    parser.add_argument("--layers", action="store_true",
+                        help="time single layers' input gradients instead of models")
+    parser.add_argument("--json", default=None,
+                        help="default: benchmarks/results/conv_input_grad[_layers].json")
     args = parser.parse_args()
     paddle.set_device("cpu")
+    if args.layers:
+        rows = layer_table(args.batch, args.repeats)
+        write(args.json or "benchmarks/results/conv_input_grad_layers.json",
+              {"batch": args.batch, "repeats": args.repeats, "layers": rows})
+        return
 
     results = {}
     print(f"| {args.batch} images per step, {args.steps} steps x {args.repeats}, 1 thread "
@@ -94,10 +156,15 @@ def main():
                          "gradient_difference": difference}
         print(f"| {name} | {medians[FORMS[0]]:.1f} | {medians[FORMS[1]]:.1f} | "
               f"{speedup:.2f}x | {difference:.1e} |")
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as fp:
-        json.dump({"batch": args.batch, "steps": args.steps, "repeats": args.repeats,
-                   "results": results}, fp, indent=2)
+    write(args.json or "benchmarks/results/conv_input_grad.json",
+          {"batch": args.batch, "steps": args.steps, "repeats": args.repeats,
+           "results": results})
+
+
+def write(path: str, record: dict) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fp:
+        json.dump(record, fp, indent=2)
 
 
 if __name__ == "__main__":
