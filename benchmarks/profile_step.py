@@ -19,7 +19,7 @@ import paddle.nn.functional as F  # noqa: E402
 import paddle.profiler as profiler  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401
-from paddle_resnet.models import build_model  # noqa: E402
+from paddle_resnet.models import build_model, use_conv_for_input_grad  # noqa: E402
 
 WARMUP, STEPS = 2, 3
 
@@ -46,9 +46,14 @@ def main():
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--paddle-conv-grad", action="store_true",
+                        help="Paddle's own convolution backward everywhere (as "
+                             "speed.conv_input_grad=false); default: as training on a CPU")
     args = parser.parse_args()
     paddle.seed(0)
     model = build_model(args.model)
+    if not args.paddle_conv_grad:
+        use_conv_for_input_grad(model)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
     images = paddle.randn([args.batch, 3, 32, 32])
     labels = paddle.randint(0, 10, [args.batch])
