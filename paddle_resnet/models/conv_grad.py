@@ -10,10 +10,11 @@ forward kernel (im2col + GEMM) computes it with the same GEMM work but trades co
 gradient stays with Paddle's kernel.
 
 Measured per layer on the project's CPU (docs/performance.md) this wins where a layer
-narrows (`in_channels > out_channels`: 2.9x-3.7x for DenseNet's 160 -> 12) and on narrow
-layers (16 and 32 channels: 1.2x), and loses on wide equal-width ones (64 channels at
-32x32: 0.86x; 512 at 4x4: 0.64x), so only the first two are switched: ResNet-20's step
-gains ~1.1x, DenseNet-40's ~1.3x, ResNet-18's layers all keep Paddle's kernel.
+narrows (`in_channels > out_channels`: 2x-4x for DenseNet's growth layers) and on narrow
+layers (16 and 32 channels: 1.3x-1.6x); on wide equal-width ones it is mixed and loses
+where it matters (64 channels at 32x32: 0.69x; all of ResNet-18 switched: 0.92x of its
+step), so only the first two are switched: ResNet-20's step gains 1.06x, DenseNet-40's
+1.31x, and ResNet-18's layers all keep Paddle's kernel.
 
 `use_conv_for_input_grad(model)` switches a model's eligible `nn.Conv2D` layers to this
 form in place. Parameters, their names and checkpoints are unchanged; only the backward
