@@ -126,9 +126,10 @@ SCHEMA: Dict[str, Option] = {
     "speed.channels_last": Option(False, bool, "compute in NHWC (channels-last) layout, "
                                   "which tensor cores prefer under AMP; inputs, weights and "
                                   "checkpoints stay the same; slower on a CPU"),
-    "speed.conv_input_grad": Option(True, bool, "on the CPU, compute stride-1 "
-                                    "convolutions' input gradient as a forward convolution "
-                                    "with the flipped kernel, faster than Paddle's CPU "
+    "speed.conv_input_grad": Option(True, bool, "on the CPU, compute the input gradient of "
+                                    "stride-1 convolutions that narrow or have at most 32 "
+                                    "output channels as a forward convolution with the "
+                                    "flipped kernel, faster there than Paddle's CPU "
                                     "conv2d_grad; same parameters and checkpoints, gradients "
                                     "equal to float32 rounding (ignored on GPUs)"),
     "speed.pin_memory": Option(True, bool, "on GPUs, copy batches through page-locked host "

@@ -79,7 +79,6 @@ def pays_off(layer: nn.Conv2D) -> bool:
             or layer._out_channels <= NARROW_CHANNELS)
 
 
-
 class InputGradConv2D(nn.Conv2D):
     """`nn.Conv2D` whose input gradient is a forward convolution (module docstring)."""
 
