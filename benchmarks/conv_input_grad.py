@@ -30,8 +30,8 @@ import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401  (MKL's fast path on AMD)
-from paddle_resnet.models import build_model  # noqa: E402
-from paddle_resnet.models import use_conv_for_input_grad  # noqa: E402
+from paddle_resnet.models import build_model, use_conv_for_input_grad  # noqa: E402
+from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
 
 FORMS = ["Paddle's conv2d_grad", "forward convolution"]
 WARMUP = 2
@@ -130,6 +130,14 @@ def main():
     parser.add_argument("--json", default=None,
                         help="default: benchmarks/results/conv_input_grad[_layers].json")
     args = parser.parse_args()
+    for flag in ("batch", "steps", "repeats"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} {getattr(args, flag)} must be at least 1")
+    for name in args.models:
+        try:
+            get_builder(name)
+        except UnknownModelError as e:
+            parser.error(str(e))
     paddle.set_device("cpu")
     if args.layers:
         rows = layer_table(args.batch, args.repeats)

@@ -20,6 +20,7 @@ import paddle.profiler as profiler  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401
 from paddle_resnet.models import build_model, use_conv_for_input_grad  # noqa: E402
+from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
 
 WARMUP, STEPS = 2, 3
 
@@ -50,6 +51,12 @@ def main():
                         help="Paddle's own convolution backward everywhere (as "
                              "speed.conv_input_grad=false); default: as training on a CPU")
     args = parser.parse_args()
+    if args.batch < 1:
+        parser.error(f"--batch {args.batch} must be at least 1")
+    try:
+        get_builder(args.model)
+    except UnknownModelError as e:
+        parser.error(str(e))
     paddle.seed(0)
     model = build_model(args.model)
     if not args.paddle_conv_grad:

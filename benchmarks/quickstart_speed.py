@@ -76,6 +76,13 @@ def main():
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--json", default="benchmarks/results/quickstart_speed.json")
     args = p.parse_args()
+    if not os.path.isfile(args.data_file):
+        p.error(f"--data-file {args.data_file} does not exist")
+    if not 0 < args.small < args.large:
+        p.error(f"--small {args.small} and --large {args.large}: need 0 < small < large "
+                "(the rate is that of the difference)")
+    if args.repeats < 1:
+        p.error(f"--repeats {args.repeats} must be at least 1")
     rates = {v: [] for v in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
