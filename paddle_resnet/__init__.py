@@ -8,8 +8,9 @@ import warnings
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 # MKL's fast kernels on AMD CPUs: must be set before Paddle's first computation, so it is
-# done here, at the package's import (paddle_resnet/cpu.py says why and how to opt out).
-from . import cpu  # noqa: E402,F401
+# done here, at the package's import (paddle_resnet/speed/mkl.py says why and how to opt
+# out).
+from .speed import mkl  # noqa: E402,F401
 
 # Paddle >= 3.0 warns on every import when ccache is missing; it concerns compiling C++
 # extensions, which this package never does, and would otherwise open every log.

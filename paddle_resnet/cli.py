@@ -91,6 +91,10 @@ def train_main(argv=None) -> int:
                 nproc = default_processes(resolve_device(cfg["device"]),
                                           cfg["train.batch_size"])
             if nproc > 1:
+                # The workers would each compile a missing operator; the parent does it once.
+                from .device import resolve_device
+                from .speed import plan_speed
+                plan_speed(cfg, resolve_device(cfg["device"]), nproc)
                 return run_launcher(nproc, _train_script(), _without_nproc(argv),
                                     cfg["output_dir"])
         from . import checkpoint as ckpt

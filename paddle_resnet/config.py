@@ -123,9 +123,19 @@ SCHEMA: Dict[str, Option] = {
                               choices=("float16", "bfloat16")),
     "speed.loss_scale": Option(32768.0, float, "initial dynamic loss scale for speed.amp "
                                "with float16", low=1.0),
-    "speed.channels_last": Option(False, bool, "compute in NHWC (channels-last) layout, "
-                                  "which tensor cores prefer under AMP; inputs, weights and "
-                                  "checkpoints stay the same; slower on a CPU"),
+    "speed.conv": Option("auto", str, "the training convolution: `onednn` = oneDNN's "
+                         "kernels through the package's C++ operator (CPU, compiled once on "
+                         "first use; fails if it cannot be built), `paddle` = Paddle's own, "
+                         "`auto` = oneDNN on a CPU where it builds, else Paddle's (saying why)",
+                         choices=("auto", "onednn", "paddle")),
+    "speed.conv_bf16": Option(False, bool, "with the oneDNN convolution, round its inputs to "
+                              "bfloat16 inside the kernels (float32 outputs, weights and "
+                              "gradients; CPUs with AVX-512 BF16)"),
+    "speed.channels_last": Option(None, bool, "compute in NHWC (channels-last) layout, which "
+                                  "oneDNN's CPU kernels and tensor cores under AMP prefer; "
+                                  "weights and checkpoints stay the same", nullable=True,
+                                  null_means="NHWC where the oneDNN convolution runs, else "
+                                  "NCHW"),
     "speed.conv_input_grad": Option(True, bool, "on the CPU, compute the input gradient of "
                                     "stride-1 convolutions that narrow or have at most 32 "
                                     "output channels as a forward convolution with the "

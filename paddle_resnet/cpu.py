@@ -1,26 +1,8 @@
-"""The host CPU, and MKL's fast kernels on AMD CPUs. Imports nothing of Paddle: it must
-act before Paddle computes anything.
-
-Paddle's CPU build ships Intel's `libmklml_intel.so`, whose dispatcher checks the CPU
-*vendor*, not its instruction set, and runs generic SSE code on AMD CPUs, even those with
-AVX2 and AVX-512. `MKL_DEBUG_CPU_TYPE=5` makes it use its AVX2 kernels. This MKL reads the
-variable at its first call, not when the library loads (measured with Paddle 3.3.1:
-setting it after `import paddle` but before the first training step gives the fast path,
-setting it after that step does not), so importing `paddle_resnet` anywhere before the
-first Paddle computation is enough, and child processes inherit it. On this project's AMD
-EPYC it made ResNet-20's training step 1.7x as fast, with results equal within float32
-rounding (docs/performance.md, tests/test_cpu.py).
-
-`PADDLE_RESNET_MKL_FAST_PATH=0` turns it off; a value of `MKL_DEBUG_CPU_TYPE` set by the
-user is never changed.
-"""
+"""The host CPU: its vendor, name and the cores this process may use."""
 import os
 import platform
-from typing import Dict, Optional
+from typing import Dict
 
-MKL_VARIABLE = "MKL_DEBUG_CPU_TYPE"
-MKL_AVX2 = "5"  # MKL's code for its AVX2 dispatch (4 = AVX, 5 = AVX2)
-SWITCH = "PADDLE_RESNET_MKL_FAST_PATH"
 AMD_VENDOR = "AuthenticAMD"
 
 
@@ -56,27 +38,3 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-def enable_mkl_fast_path(environ=os.environ, vendor: Optional[str] = None) -> str:
-    """Set MKL's AVX2 dispatch on an AMD CPU unless the user decided otherwise; returns
-    the state for the run's first line: `on`, `off (...)`, or `not needed (...)`."""
-    if environ.get(SWITCH, "1").strip().lower() in ("0", "false", "off", "no"):
-        return f"off ({SWITCH}={environ[SWITCH]})"
-    if MKL_VARIABLE in environ:
-        value = environ[MKL_VARIABLE]
-        return "on" if value == MKL_AVX2 else f"as set by the user ({MKL_VARIABLE}={value})"
-    vendor = cpu_vendor() if vendor is None else vendor
-    if vendor != AMD_VENDOR:
-        return f"not needed ({vendor or 'unknown vendor'})"
-    environ[MKL_VARIABLE] = MKL_AVX2
-    return "on"
-
-
-MKL_FAST_PATH = enable_mkl_fast_path()
-
-
-def describe(processes: int) -> str:
-    """The run's first line, e.g. `cpu: AMD EPYC, 2 cores; MKL fast path on; 2 processes`."""
-    return (f"cpu: {cpu_name()}, {usable_cores()} cores; MKL fast path {MKL_FAST_PATH}; "
-            f"{processes} process{'es' if processes > 1 else ''}")

@@ -6,7 +6,7 @@ Under the launcher every process trains on its share of each global batch and Pa
 DataParallel averages the gradients, so every process holds the same parameters. On a CPU
 the launcher picks the gloo backend by itself; on GPUs, NCCL, one GPU per process.
 Starting the launcher for `tools/train.py` is `launch.py`'s job; the host CPU and MKL's
-dispatch are `cpu.py`'s.
+dispatch are `cpu.py`'s and `speed/`'s.
 """
 import contextlib
 import io
@@ -227,7 +227,8 @@ def restore_running_statistics(model: paddle.nn.Layer, flat) -> None:
 
 def describe(place: str, processes: int) -> str:
     """The run's first line: the hardware and how it is used."""
+    count = f"{processes} process{'es' if processes > 1 else ''}"
     if place == "cpu":
-        return cpu.describe(processes)
+        return f"cpu: {cpu.cpu_name()}, {cpu.usable_cores()} cores; {count}"
     name = paddle.device.cuda.get_device_name(int(place.split(":")[1]))
-    return f"{place}: {name}; {processes} process{'es' if processes > 1 else ''}"
+    return f"{place}: {name}; {count}"

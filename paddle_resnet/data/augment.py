@@ -1,5 +1,5 @@
-"""Whole-batch augmentation of uint8 NHWC images into standardised float32 NCHW batches,
-compiled with numba.
+"""Whole-batch augmentation of uint8 NHWC images into standardised float32 batches, NCHW
+(Paddle's default) or NHWC (channels-last models), compiled with numba.
 
 A recipe is two steps. `draw` takes every random parameter of a batch (crop offsets,
 flips, jitter factors; one row per image) from a numpy Generator up front, so a batch's
@@ -41,9 +41,20 @@ def standardisation(mean, std):
             (-np.asarray(mean, dtype=np.float32) / std).astype(np.float32))
 
 
-def _planar_output(images: np.ndarray) -> np.ndarray:
+LAYOUTS = ("NCHW", "NHWC")
+
+
+def _output(images: np.ndarray, layout: str):
+    """(the batch in `layout`, the same memory indexed [image, channel, y, x]): the
+    kernels write through the second, so an NHWC batch is written, not transposed."""
     n, h, w, channels = images.shape
-    return np.empty((n, channels, h, w), dtype=np.float32)
+    if layout == "NCHW":
+        out = np.empty((n, channels, h, w), dtype=np.float32)
+        return out, out
+    if layout != "NHWC":
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    out = np.empty((n, h, w, channels), dtype=np.float32)
+    return out, out.transpose(0, 3, 1, 2)
 
 
 @_kernel
@@ -72,10 +83,11 @@ def draw_crop_flip(n: int, rng: np.random.Generator) -> Parameters:
             "flip": rng.random(n) < 0.5}
 
 
-def apply_crop_flip(images: np.ndarray, params: Parameters, mean, std) -> np.ndarray:
-    out = _planar_output(images)
+def apply_crop_flip(images: np.ndarray, params: Parameters, mean, std,
+                    layout: str = "NCHW") -> np.ndarray:
+    out, planar = _output(images, layout)
     _crop_flip(np.ascontiguousarray(images), params["shift_y"], params["shift_x"],
-               params["flip"], *standardisation(mean, std), out)
+               params["flip"], *standardisation(mean, std), planar)
     return out
 
 
@@ -166,11 +178,15 @@ def draw_flip_jitter(n: int, rng: np.random.Generator) -> Parameters:
     return params
 
 
-def apply_flip_jitter(images: np.ndarray, params: Parameters, mean, std) -> np.ndarray:
-    out = _planar_output(images)
+def apply_flip_jitter(images: np.ndarray, params: Parameters, mean, std,
+                      layout: str = "NCHW") -> np.ndarray:
+    out, _ = _output(images, layout)
+    n = len(images)
+    # [image, channel, pixel] rows over the same memory
+    rows = out.reshape(n, 3, -1) if layout == "NCHW" else out.reshape(n, -1, 3).transpose(0, 2, 1)
     _flip_jitter(np.ascontiguousarray(images), params["hflip"], params["vflip"],
                  params["brightness"], params["contrast"], params["saturation"], params["hue"],
-                 *standardisation(mean, std), out.reshape(len(images), 3, -1))
+                 *standardisation(mean, std), rows)
     return out
 
 
@@ -184,10 +200,10 @@ def _standardise(images, scale, offset, out):
                     out[i, c, y, x] = images[i, y, x, c] * scale[c] + offset[c]
 
 
-def normalize(images: np.ndarray, mean, std) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW, per-channel standardised: (x / 255 - mean) / std."""
-    out = _planar_output(images)
-    _standardise(np.ascontiguousarray(images), *standardisation(mean, std), out)
+def normalize(images: np.ndarray, mean, std, layout: str = "NCHW") -> np.ndarray:
+    """uint8 NHWC -> float32 in `layout`, per-channel standardised: (x / 255 - mean) / std."""
+    out, planar = _output(images, layout)
+    _standardise(np.ascontiguousarray(images), *standardisation(mean, std), planar)
     return out
 
 
@@ -195,8 +211,9 @@ def draw_nothing(n: int, rng: np.random.Generator) -> Parameters:
     return {}
 
 
-def apply_nothing(images: np.ndarray, params: Parameters, mean, std) -> np.ndarray:
-    return normalize(images, mean, std)
+def apply_nothing(images: np.ndarray, params: Parameters, mean, std,
+                  layout: str = "NCHW") -> np.ndarray:
+    return normalize(images, mean, std, layout)
 
 
 @dataclass(frozen=True)
@@ -204,7 +221,7 @@ class Recipe:
     """An augmentation: `recipe(images, rng, mean, std)` is `apply(images, draw(len(images),
     rng), mean, std)`."""
     draw: Callable[[int, np.random.Generator], Parameters]
-    apply: Callable[[np.ndarray, Parameters, object, object], np.ndarray]
+    apply: Callable[..., np.ndarray]  # (images, params, mean, std, layout="NCHW")
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator, mean, std) -> np.ndarray:
         return self.apply(images, self.draw(len(images), rng), mean, std)

@@ -15,7 +15,7 @@ class BatchLoader:
     def __init__(self, split: Split, batch_size: int, mean, std, augment: str = "none",
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
                  rank: int = 0, world: int = 1, to_tensor=paddle.to_tensor,
-                 augment_on: str = "host"):
+                 augment_on: str = "host", layout: str = "NCHW"):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}")
         if augment_on not in AUGMENT_ON:
@@ -37,6 +37,9 @@ class BatchLoader:
         # global batch (order and augmentation) is the one a single process would draw.
         self.rank, self.world = rank, world
         self.to_tensor = to_tensor  # host array -> tensor on the training device
+        self.layout = layout  # of the float32 batches (augment.LAYOUTS)
+        if augment_on == "device" and layout != "NCHW":
+            raise ValueError("augment_on=device writes NCHW batches; use layout NCHW")
 
     def __len__(self) -> int:
         if self.drop_last:
@@ -67,9 +70,9 @@ class BatchLoader:
 
     def batch_arrays(self, epoch: int, index: int, order: Optional[np.ndarray] = None
                      ) -> Tuple[np.ndarray, np.ndarray]:
-        """A batch augmented on the host: float32 NCHW images and int64 labels."""
+        """A batch augmented on the host: float32 images in `layout` and int64 labels."""
         images, params, labels = self.batch_source(epoch, index, order)
-        return self.augment.apply(images, params, self.mean, self.std), labels
+        return self.augment.apply(images, params, self.mean, self.std, self.layout), labels
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         """Batches `start`.. of `epoch`; resuming at batch k skips straight to it."""

@@ -26,11 +26,15 @@ def resolve_engine(engine: str, place: str, precision: str = "float32") -> str:
 
 @contextlib.contextmanager
 def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int = 1,
-                 precision: str = "float32"):
-    """A callable from an image batch to logits that evaluates `model` as it is now."""
+                 precision: str = "float32", nchw_twin=None):
+    """A callable from an image batch to logits that evaluates `model` as it is now.
+    Under Paddle Inference the batches are NCHW, and `nchw_twin()` (if given) returns an
+    NCHW model with `model`'s weights, which is the one exported."""
     if resolve_engine(engine, place, precision) == "dygraph":
         yield model
         return
+    if nchw_twin is not None:
+        model = nchw_twin()
     with tempfile.TemporaryDirectory(prefix="paddle_resnet_eval_") as work:
         save_program(model, work)
         # Paddle Inference's oneDNN passes mishandle NHWC convolutions (a channel-count

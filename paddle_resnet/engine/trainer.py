@@ -16,8 +16,9 @@ from ..device import (MixedPrecision, all_reduce, average_running_statistics, de
                       gather_running_statistics, init_processes, restore_running_statistics,
                       to_device, use_device, wrap_model)
 from ..errors import CheckpointError, ConfigError, UserError
-from ..models import build_model, count_flops, count_parameters, use_conv_for_input_grad
+from ..models import build_model, count_flops, count_parameters
 from ..inference import cpu_threads
+from ..speed import apply_speed, plan_speed
 from .eval_engine import eval_forward, resolve_engine
 from .evaluator import evaluate
 from .losses import label_smoothed_cross_entropy
@@ -77,7 +78,9 @@ class Trainer:
         prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.place = use_device(cfg["device"])
         # A bad combination fails before training.
-        resolve_engine(cfg["eval.engine"], self.place, cfg["eval.precision"])
+        self.eval_inference = resolve_engine(cfg["eval.engine"], self.place,
+                                             cfg["eval.precision"]) == "inference"
+        self.speed = plan_speed(cfg, self.place, self.procs.world, say=self._say)
         self.amp = MixedPrecision(cfg["speed.amp"], cfg["speed.amp_dtype"],
                                   cfg["speed.loss_scale"], self.place)
         paddle.seed(cfg["seed"])
@@ -89,13 +92,18 @@ class Trainer:
         shard = {"rank": self.procs.rank, "world": self.procs.world,
                  "to_tensor": functools.partial(to_device, place=self.place,
                                                 pin_memory=cfg["speed.pin_memory"])}
+        # Host augmentation writes batches in the model's layout; the device's writes NCHW.
+        layout = self.speed.data_format if cfg["data.augment_on"] == "host" else "NCHW"
         self.train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
                                         shuffle=True, drop_last=True, seed=cfg["seed"],
-                                        augment_on=cfg["data.augment_on"], **shard)
-        self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std, **shard)
-        model = build_model(cfg["model.name"], **cfg.model_kwargs())
-        if cfg["speed.conv_input_grad"] and not self.place.startswith("gpu"):
-            use_conv_for_input_grad(model)
+                                        augment_on=cfg["data.augment_on"], layout=layout,
+                                        **shard)
+        self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std,
+                                       layout="NCHW" if self.eval_inference else layout,
+                                       **shard)
+        model = self._new_model(self.speed.data_format)
+        model.input_format = layout
+        self.speed_layers = apply_speed(model, self.speed)
         if cfg["speed.to_static"]:
             model = paddle.jit.to_static(model)
         self.model, self.forward_model = wrap_model(model, self.procs, cfg["dist.sync_bn"],
@@ -114,6 +122,23 @@ class Trainer:
                       "train_sums": self._zero_sums()}
         if resume_state is not None:
             self._restore(resume_state)
+
+    def _new_model(self, data_format: str):
+        return build_model(self.cfg["model.name"],
+                           **dict(self.cfg.model_kwargs(), data_format=data_format))
+
+    def _nchw_twin(self):
+        """The model in NCHW with this run's weights: what Paddle Inference runs best."""
+        if self.speed.data_format == "NCHW":
+            return self.model
+        twin = self._new_model("NCHW")
+        twin.set_state_dict(self.model.state_dict())
+        return twin
+
+    def _say(self, line: str):
+        """A set-up step's line, before the run log exists (rank 0 only)."""
+        if self.procs.main:
+            print(line, file=self.stream, flush=True)
 
     @staticmethod
     def _zero_sums() -> Dict[str, paddle.Tensor]:
@@ -208,6 +233,9 @@ class Trainer:
         s = self.state
         hardware = describe(self.place, self.procs.world)
         self.log.info(hardware)
+        self.log.info(self.speed.describe())
+        if self.speed.note:
+            self.log.info(f"note: {self.speed.note}")
         if self.resume_path:
             self.log.info(f"resumed from {self.resume_path} at epoch {s['epoch'] + 1}, "
                           f"iteration {s['batch_index']}, global step {s['global_step']}")
@@ -414,7 +442,7 @@ class Trainer:
             eval_start = time.perf_counter()
             with eval_forward(self.model, cfg["eval.engine"], self.place,
                               cpu_threads(cfg["eval.threads"], self.procs.world),
-                              cfg["eval.precision"]) as forward, \
+                              cfg["eval.precision"], self._nchw_twin) as forward, \
                     self.amp.autocast():
                 result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
                                   reduce=lambda t: all_reduce(t, self.procs), forward=forward)

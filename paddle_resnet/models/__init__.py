@@ -1,6 +1,5 @@
 """The model zoo: `build_model("resnet56")`, `list_models()`."""
 from . import densenet, resnet, simple_cnn  # noqa: F401  (registers the builders)
-from .conv_grad import InputGradConv2D, use_conv_for_input_grad
 from .densenet import DenseNet
 from .registry import UnknownModelError, build_model, list_models, register_model
 from .resnet import (BasicBlock, Bottleneck, ProjectionShortcut, ResNet, ShortcutA,
@@ -9,8 +8,7 @@ from .simple_cnn import SimpleCNN
 from .summary import count_flops, count_parameters
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "DenseNet", "InputGradConv2D", "ProjectionShortcut", "ResNet",
+    "BasicBlock", "Bottleneck", "DenseNet", "ProjectionShortcut", "ResNet",
     "ShortcutA", "SimpleCNN", "UnknownModelError", "build_model", "cifar_resnet",
     "count_flops", "count_parameters", "list_models", "make_layer", "register_model",
-    "use_conv_for_input_grad",
 ]

@@ -58,6 +58,8 @@ class Transition(nn.Layer):
 
 
 class DenseNet(nn.Layer):
+    input_format = "NCHW"  # the batches' layout (resnet.DATA_FORMATS)
+
     def __init__(self, block_config: Sequence[int], growth_rate: int = 12,
                  stem_channels: int = 24, bottleneck: bool = True, compression: float = 0.5,
                  num_classes: int = 10, data_format: str = "NCHW"):
@@ -85,7 +87,7 @@ class DenseNet(nn.Layer):
         self.fc = linear(channels, num_classes)
 
     def forward(self, x):
-        x = self.features(self.conv1(to_layout(x, self.data_format)))
+        x = self.features(self.conv1(to_layout(x, self.data_format, self.input_format)))
         x = self.pool(F.relu(self.bn(x)))
         return self.fc(paddle.flatten(x, 1))
 

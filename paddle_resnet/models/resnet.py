@@ -33,9 +33,11 @@ from paddle.nn.initializer import Constant, KaimingNormal
 from .registry import register_model
 
 SHORTCUT_OPTIONS = ("A", "B", "C")
-# The layout the layers compute in. Inputs are NCHW either way; an NHWC model transposes
-# once at its entry. Weights have the same names and shapes in both (Paddle keeps conv
-# kernels as [out, in, kh, kw]), so checkpoints load into either.
+# The layout the layers compute in. Weights have the same names and shapes in both (Paddle
+# keeps conv kernels as [out, in, kh, kw]), so checkpoints load into either. Inputs are
+# NCHW unless a model's `input_format` says otherwise: an NHWC model fed NCHW batches
+# transposes once at its entry; a training loader that writes NHWC batches sets
+# `model.input_format = "NHWC"` and the transpose disappears.
 DATA_FORMATS = ("NCHW", "NHWC")
 
 
@@ -46,9 +48,12 @@ def channel_axis(data_format: str) -> int:
     return 1 if data_format == "NCHW" else 3
 
 
-def to_layout(images: paddle.Tensor, data_format: str) -> paddle.Tensor:
-    """An NCHW batch in the model's layout."""
-    return images if data_format == "NCHW" else paddle.transpose(images, [0, 2, 3, 1])
+def to_layout(images: paddle.Tensor, data_format: str, input_format: str = "NCHW"
+              ) -> paddle.Tensor:
+    """A batch in `input_format`, in the model's layout."""
+    if input_format == data_format:
+        return images
+    return paddle.transpose(images, [0, 2, 3, 1] if data_format == "NHWC" else [0, 3, 1, 2])
 
 
 def he_normal():
@@ -224,6 +229,8 @@ class ResNet(nn.Layer):
     average pooling and a linear classifier. Parameter names follow torchvision:
     conv1, bn1, layer1..layerN, fc."""
 
+    input_format = "NCHW"  # the batches' layout (DATA_FORMATS above)
+
     def __init__(self, block: Block, layers: Sequence[int], num_classes: int = 10,
                  stage_channels: Sequence[int] = (64, 128, 256, 512), stem_channels: int = 64,
                  shortcut: Optional[str] = "B", zero_init_residual: bool = False,
@@ -249,7 +256,7 @@ class ResNet(nn.Layer):
         self.fc = linear(in_channels, num_classes)
 
     def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(to_layout(x, self.data_format))))
+        x = F.relu(self.bn1(self.conv1(to_layout(x, self.data_format, self.input_format))))
         for index in range(self.num_stages):
             x = getattr(self, f"layer{index + 1}")(x)
         return self.fc(paddle.flatten(self.pool(x), 1))

@@ -9,6 +9,8 @@ from .resnet import batch_norm, channel_axis, conv3x3, linear, to_layout
 class SimpleCNN(nn.Layer):
     """Three stages of two conv-BN-ReLU layers and a 2x2 max-pool, then a linear layer."""
 
+    input_format = "NCHW"  # the batches' layout (resnet.DATA_FORMATS)
+
     def __init__(self, stage_channels=(32, 64, 128), num_classes: int = 10,
                  data_format: str = "NCHW"):
         super().__init__()
@@ -27,7 +29,7 @@ class SimpleCNN(nn.Layer):
         self.fc = linear(in_channels, num_classes)
 
     def forward(self, x):
-        x = self.features(to_layout(x, self.data_format))
+        x = self.features(to_layout(x, self.data_format, self.input_format))
         return self.fc(paddle.flatten(self.pool(x), 1))
 
 

@@ -55,7 +55,10 @@ def count_flops(model: nn.Layer, image_size: int = 32) -> int:
     model.eval()
     try:
         with paddle.no_grad():
-            model(paddle.zeros([1, 3, image_size, image_size]))
+            shape = [1, 3, image_size, image_size]
+            if getattr(model, "input_format", "NCHW") == "NHWC":
+                shape = [1, image_size, image_size, 3]
+            model(paddle.zeros(shape))
     finally:
         for hook in hooks:
             hook.remove()

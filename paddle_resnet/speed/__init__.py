@@ -1,0 +1,114 @@
+"""Speed paths: how a run computes faster than Paddle's defaults, in one place.
+
+`plan_speed(options, place, processes)` decides, once per process and before any model
+exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; Paddle's
+elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
+fast kernels want; NCHW otherwise), the faster input gradient of narrow convolutions on
+Paddle's kernels (`conv_grad.py`), the CPU threads, and MKL's fast path on AMD CPUs
+(`mkl.py`, set at import). `apply_speed(model, plan)` then applies it to a model built in
+`plan.data_format`.
+
+The contract every path keeps:
+- training only, in dygraph: a static graph (`to_static`, export, Paddle Inference), a GPU
+  or another dtype takes Paddle's own kernels, layer by layer;
+- parameter names, shapes and checkpoints are those of the plain model (convolution
+  weights stay OIHW in every layout), so checkpoints move freely between paths;
+- results equal Paddle's own path to float32 rounding (tests/test_onednn_conv.py,
+  tests/test_conv_grad.py); a path that rounds more (bf16) is an option, off by default;
+- where a path cannot run, the run takes the next one and says why in one line
+  (`SpeedPlan.note`); `speed.conv=onednn` asks for oneDNN and fails instead.
+"""
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional
+
+from ..cpu import usable_cores
+from ..errors import ConfigError
+from .mkl import MKL_FAST_PATH
+
+CONV_CHOICES = ("auto", "onednn", "paddle")
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    conv: str  # "onednn" or "paddle"
+    data_format: str  # the model's layout, and the training batches'
+    conv_input_grad: bool  # conv_grad.py on the layers Paddle convolves
+    threads: int  # CPU threads per process (0: the device is a GPU)
+    bf16: bool = False
+    library: Optional[str] = None  # the built oneDNN operator
+    note: str = ""  # why a path asked for is not taken
+
+    def describe(self) -> str:
+        """The run header's line on speed paths."""
+        if self.conv == "onednn":
+            conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
+        else:
+            conv = "Paddle's" + (" (input gradient as a forward convolution where it pays)"
+                                 if self.conv_input_grad else "")
+        line = f"convolution: {conv}; layout {self.data_format}"
+        if self.threads:
+            line += (f"; {self.threads} thread{'s' if self.threads > 1 else ''} per process;"
+                     f" MKL fast path {MKL_FAST_PATH}")
+        return line
+
+
+def plan_speed(options: Mapping, place: str, processes: int = 1,
+               say: Callable[[str], None] = print) -> SpeedPlan:
+    """The speed paths for a run on `place` with `processes` processes. `options` maps the
+    config's `speed.*` keys; `say` gets the line that announces a compile; a fallback's
+    reason is in the plan's `note`.
+    Builds the oneDNN operator if needed, so call it in the parent before workers start."""
+    choice = options["speed.conv"]
+    if choice not in CONV_CHOICES:
+        raise ConfigError(f"speed.conv = {choice!r}; expected one of {', '.join(CONV_CHOICES)}")
+    on_cpu = place == "cpu"
+    conv, library, note = "paddle", None, ""
+    if choice != "paddle":
+        from . import onednn_build
+        reason = onednn_build.unavailable_reason(place)
+        if reason is None:
+            try:
+                library = onednn_build.ensure_built(say)
+                from .onednn_conv import register
+                register(library)
+                conv = "onednn"
+            except (onednn_build.BuildFailed, OSError, RuntimeError) as e:
+                reason = str(e)
+        if reason is not None:
+            if choice == "onednn":
+                raise ConfigError(f"speed.conv = onednn, but {reason}; set speed.conv=auto "
+                                  "or paddle")
+            if on_cpu:  # on a GPU Paddle's convolution is the plan, not a fallback
+                note = f"oneDNN convolution unavailable: {reason}; using Paddle's"
+    channels_last = options["speed.channels_last"]
+    if channels_last is None:
+        channels_last = conv == "onednn"
+    threads = 0
+    if on_cpu:
+        threads = max(1, usable_cores() // max(1, processes))
+        _use_threads(threads)
+    return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
+                     conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
+                     threads=threads, bf16=bool(options["speed.conv_bf16"]) and conv == "onednn",
+                     library=library, note=note)
+
+
+def _use_threads(threads: int) -> None:
+    # Paddle fixes OpenMP's and MKL's thread count at import (OMP_NUM_THREADS=1 unless
+    # set), and oneDNN's kernels read it when their primitives are made, so this must run
+    # before the first convolution. Paddle has no public API for it in 3.x.
+    import paddle
+    paddle.base.core.set_num_threads(threads)
+
+
+def apply_speed(model, plan: SpeedPlan) -> dict:
+    """Apply `plan` to `model` (built in `plan.data_format`) in place; returns how many
+    layers each path took."""
+    switched = {}
+    if plan.conv == "onednn":
+        from .onednn_conv import use_onednn_conv
+        switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
+    if plan.conv_input_grad:
+        from .conv_grad import use_conv_for_input_grad
+        switched["conv_input_grad"] = use_conv_for_input_grad(model)
+    return switched

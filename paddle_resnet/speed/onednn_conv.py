@@ -1,0 +1,118 @@
+"""`nn.Conv2D` through oneDNN on the CPU, for channels-last (NHWC) models in dygraph.
+
+Paddle's dygraph CPU convolution is im2col + GEMM per image, and its backward a GEMM +
+col2im per image; it never reaches oneDNN. The custom operators in onednn/conv.cc run
+oneDNN's direct convolution for the forward pass and both gradients, on NHWC activations
+in Paddle's memory and OIHW weights (reordered to oneDNN's blocked layout inside each
+call), so parameters, their names and checkpoints are those of `nn.Conv2D`. Measured per
+layer on the project's CPU: 1.4x-2.3x Paddle's forward + backward (docs/performance.md);
+results equal Paddle's to float32 rounding (tests/test_onednn_conv.py).
+
+`use_onednn_conv(model, library)` switches every eligible layer of a model in place (the
+class is swapped on the instance, as conv_grad.py does). Eligible: NHWC, float32, groups
+1, dilation 1, zero padding given as numbers (symmetric or not); any kernel size and
+stride. A layer switched this way takes Paddle's own kernel when it is traced for a
+static graph (export, Paddle Inference, `to_static`), for other dtypes or on a GPU.
+"""
+import functools
+from typing import List, Optional
+
+import paddle
+import paddle.nn as nn
+from paddle import _C_ops
+from paddle.autograd import PyLayer
+
+OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_weight")
+
+
+@functools.lru_cache(maxsize=None)
+def register(library: str) -> str:
+    """Register the operators of a built library with Paddle (once per process)."""
+    from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
+    registered = load_op_meta_info_and_register_op(library)
+    missing = [op for op in OPS if op not in registered]
+    if missing:
+        raise RuntimeError(f"{library} does not define {', '.join(missing)}")
+    return library
+
+
+def _run(op: str, *args):
+    # What the Python wrappers Paddle generates for custom operators call in dygraph.
+    return _C_ops._run_custom_op(op, *args)[0]
+
+
+def _dense(t: paddle.Tensor) -> paddle.Tensor:
+    # Paddle's stride kernels may hand a view (a transposed gradient, say); the operator
+    # reads raw memory in NHWC order.
+    return t if t.is_contiguous() else t.contiguous()
+
+
+class _OneDNNConv(PyLayer):
+    @staticmethod
+    def forward(ctx, x, weight, strides, paddings, bf16):
+        x = _dense(x)
+        ctx.save_for_backward(x, weight)
+        ctx.config = (strides, paddings, bf16)
+        ctx.needs = (not x.stop_gradient, not weight.stop_gradient)
+        return _run("onednn_conv2d", x, weight, strides, paddings, bf16)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensor()
+        grad_out = _dense(grad_out)
+        needs_x, needs_weight = ctx.needs
+        grad_x = (_run("onednn_conv2d_backward_input", grad_out, weight, x, *ctx.config)
+                  if needs_x else None)
+        grad_weight = (_run("onednn_conv2d_backward_weight", x, grad_out, weight, *ctx.config)
+                       if needs_weight else None)
+        return grad_x, grad_weight
+
+
+def paddings_of(layer: nn.Conv2D) -> Optional[List[int]]:
+    """[top, bottom, left, right], or None where the padding is not plain numbers."""
+    padding = layer._padding
+    if padding == "valid":
+        return [0, 0, 0, 0]
+    if isinstance(padding, int):
+        return [padding] * 4
+    if isinstance(padding, (list, tuple)) and all(isinstance(p, int) for p in padding):
+        if len(padding) == 2:
+            return [padding[0], padding[0], padding[1], padding[1]]
+        if len(padding) == 4:
+            return list(padding)
+    return None  # "same", or per-dimension pairs: Paddle's kernel
+
+
+def eligible(layer: nn.Layer) -> bool:
+    return (isinstance(layer, nn.Conv2D) and type(layer) in (nn.Conv2D, OneDNNConv2D)
+            and layer._data_format == "NHWC" and layer._groups == 1
+            and list(layer._dilation) == [1, 1] and layer._padding_mode == "zeros"
+            and paddings_of(layer) is not None)
+
+
+class OneDNNConv2D(nn.Conv2D):
+    """`nn.Conv2D` (NHWC) whose dygraph CPU passes run on oneDNN (module docstring)."""
+
+    def forward(self, x):
+        if (not paddle.in_dynamic_mode() or x.dtype != paddle.float32
+                or not x.place.is_cpu_place()):
+            return super().forward(x)
+        out = _OneDNNConv.apply(x, self.weight, list(self._stride), self._onednn_paddings,
+                                self._onednn_bf16)
+        return out if self.bias is None else out + self.bias
+
+
+def use_onednn_conv(model: nn.Layer, library: str, bf16: bool = False) -> int:
+    """Switch every eligible `nn.Conv2D` of `model` to `OneDNNConv2D`; returns how many.
+    `bf16` rounds the convolutions' inputs to bfloat16 inside oneDNN (float32 outputs,
+    weights and gradients)."""
+    register(library)
+    switched = 0
+    for layer in model.sublayers(include_self=True):
+        if not eligible(layer):
+            continue
+        layer.__class__ = OneDNNConv2D
+        layer._onednn_paddings = paddings_of(layer)
+        layer._onednn_bf16 = bool(bf16)
+        switched += 1
+    return switched
