@@ -2,7 +2,7 @@
 to one table of operators (forward and backward kernels together) by their share of the
 step's CPU time.
 
-    python benchmarks/profile_step.py --model resnet20 --batch 128 [--top 12]
+    python benchmarks/profile_step.py --model resnet20 --batch 64 --processes 2 [--top 12]
 """
 import argparse
 import json
@@ -15,12 +15,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 import paddle.profiler as profiler  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401
-from paddle_resnet.models import build_model, use_conv_for_input_grad  # noqa: E402
+from paddle_resnet.engine.step import speed_options, train_step, training_model  # noqa: E402
+from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
+from paddle_resnet.speed import plan_speed  # noqa: E402
 
 WARMUP, STEPS = 2, 3
 
@@ -47,9 +48,13 @@ def main():
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--top", type=int, default=12)
-    parser.add_argument("--paddle-conv-grad", action="store_true",
-                        help="Paddle's own convolution backward everywhere (as "
-                             "speed.conv_input_grad=false); default: as training on a CPU")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="profile one of N training processes (its share of the cores "
+                             "as threads; --batch is its own batch)")
+    parser.add_argument("--speed", action="append", default=[], metavar="KEY=VALUE",
+                        help="a speed option as in the config without `speed.`, e.g. "
+                             "conv=paddle or conv_input_grad=false (repeatable); default: "
+                             "as training on a CPU in one process")
     args = parser.parse_args()
     if args.batch < 1:
         parser.error(f"--batch {args.batch} must be at least 1")
@@ -57,12 +62,19 @@ def main():
         get_builder(args.model)
     except UnknownModelError as e:
         parser.error(str(e))
+    try:
+        options = speed_options(args.speed)
+    except ConfigError as e:
+        parser.error(str(e))
+    if args.processes < 1:
+        parser.error(f"--processes {args.processes} must be at least 1")
+    plan = plan_speed(options, "cpu", args.processes)
+    print(plan.describe())
     paddle.seed(0)
-    model = build_model(args.model)
-    if not args.paddle_conv_grad:
-        use_conv_for_input_grad(model)
+    model = training_model(args.model, plan)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
-    images = paddle.randn([args.batch, 3, 32, 32])
+    shape = [args.batch, 3, 32, 32] if plan.data_format == "NCHW" else [args.batch, 32, 32, 3]
+    images = paddle.randn(shape)
     labels = paddle.randint(0, 10, [args.batch])
     with tempfile.TemporaryDirectory() as work:
         prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU],
@@ -70,9 +82,7 @@ def main():
                                  on_trace_ready=profiler.export_chrome_tracing(work))
         prof.start()
         for _ in range(WARMUP + STEPS):
-            F.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-            optimizer.clear_grad()
+            train_step(model, images, labels, optimizer)
             prof.step()
         prof.stop()
         trace = os.path.join(work, sorted(os.listdir(work))[-1])

@@ -18,10 +18,10 @@ from ..device import (MixedPrecision, all_reduce, average_running_statistics, de
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from ..inference import cpu_threads
-from ..speed import apply_speed, plan_speed
+from ..speed import plan_speed
 from .eval_engine import eval_forward, resolve_engine
 from .evaluator import evaluate
-from .losses import label_smoothed_cross_entropy
+from .step import train_step, training_model
 from .meters import RunClock, format_duration
 from .optim import build_optimizer, build_schedule
 from .rundir import CONFIG_FILE, prepare_output_dir
@@ -101,9 +101,7 @@ class Trainer:
         self.eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std,
                                        layout="NCHW" if self.eval_inference else layout,
                                        **shard)
-        model = self._new_model(self.speed.data_format)
-        model.input_format = layout
-        self.speed_layers = apply_speed(model, self.speed)
+        model = training_model(cfg["model.name"], self.speed, layout, **cfg.model_kwargs())
         if cfg["speed.to_static"]:
             model = paddle.jit.to_static(model)
         self.model, self.forward_model = wrap_model(model, self.procs, cfg["dist.sync_bn"],
@@ -123,15 +121,12 @@ class Trainer:
         if resume_state is not None:
             self._restore(resume_state)
 
-    def _new_model(self, data_format: str):
-        return build_model(self.cfg["model.name"],
-                           **dict(self.cfg.model_kwargs(), data_format=data_format))
-
     def _nchw_twin(self):
         """The model in NCHW with this run's weights: what Paddle Inference runs best."""
         if self.speed.data_format == "NCHW":
             return self.model
-        twin = self._new_model("NCHW")
+        twin = build_model(self.cfg["model.name"],
+                           **dict(self.cfg.model_kwargs(), data_format="NCHW"))
         twin.set_state_dict(self.model.state_dict())
         return twin
 
@@ -311,16 +306,20 @@ class Trainer:
         step_start = self._epoch_start = time.perf_counter()
         self._histograms = None
         for images, labels in self.train_loader.epoch(epoch, start=s["batch_index"]):
-            with self.amp.autocast():
-                logits = self.forward_model(images)
-                loss = label_smoothed_cross_entropy(logits, labels, smoothing)
-            self.amp.backward_and_step(loss, self.optimizer)
             will_log = (s["batch_index"] + 1) % log_every == 0 or s["batch_index"] + 1 == steps
-            norms = stage_norms(self.model) if will_log else None
-            if (s["batch_index"] + 1 == steps and histogram_every
-                    and (epoch + 1) % histogram_every == 0 and self.vdl.enabled):
-                self._histograms = model_arrays(self.model, with_grads=True)
-            self.optimizer.clear_grad()
+            histograms = (s["batch_index"] + 1 == steps and histogram_every
+                          and (epoch + 1) % histogram_every == 0 and self.vdl.enabled)
+            seen = {}
+
+            def inspect():
+                if will_log:
+                    seen["norms"] = stage_norms(self.model)
+                if histograms:
+                    self._histograms = model_arrays(self.model, with_grads=True)
+
+            loss, logits = train_step(self.forward_model, images, labels, self.optimizer,
+                                      self.amp, smoothing, inspect)
+            norms = seen.get("norms")
             self.schedule.step()
             self._track_finite(loss, s["global_step"] + 1)
             with paddle.no_grad():

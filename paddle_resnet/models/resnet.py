@@ -107,6 +107,7 @@ class ShortcutA(nn.Layer):
         if out_channels < in_channels:
             raise ValueError("option-A shortcuts can only add channels")
         self.stride = stride
+        self._in_channels = in_channels
         self.pad_before = (out_channels - in_channels) // 2
         self.pad_after = out_channels - in_channels - self.pad_before
         self.axis = channel_axis(data_format)
