@@ -10,14 +10,16 @@ difference of the two wall times is the time of the extra training iterations on
 start-up, data loading and evaluation cancel out. Variants, interleaved over repeats:
 
 - `paddle_resnet (default)`: `tools/train.py -c configs/quickstart.yaml`, nothing else
-  changed (on a CPU: one process per core, MKL's fast path on AMD);
-- `paddle_resnet conv2d_grad`: the default with `-o speed.conv_input_grad=false`
-  (Paddle's own convolution backward; the default before 2026-11-29's second change);
-- `paddle_resnet --nproc 1`: one process, MKL's fast path;
-- `paddle_resnet before`: one process with MKL's fast path off, the default before this
-  package set either (`--nproc 1`, `PADDLE_RESNET_MKL_FAST_PATH=0`);
+  changed (on a CPU: one process per core, oneDNN convolutions in NHWC, MKL's fast path
+  on AMD);
+- `paddle_resnet conv=paddle`: the default with `-o speed.conv=paddle` (Paddle's own
+  convolution, NCHW: the default before 2026-12-01);
+- `paddle_resnet --nproc 1`: the default in one process with a thread per core;
+- `paddle_resnet before`: one process with MKL's fast path off and Paddle's convolution,
+  the default before this package set any speed path;
 - `torch`: benchmarks/torch_twin.py, the same model, data, augmentation and optimizer in
-  PyTorch with its default threads (every core).
+  PyTorch with its default threads (every core);
+- `torch channels_last`: the same in `torch.channels_last`.
 """
 import argparse
 import json
@@ -29,23 +31,24 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv2d_grad", "paddle_resnet --nproc 1",
-            "paddle_resnet before", "torch"]
+VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv=paddle", "paddle_resnet --nproc 1",
+            "paddle_resnet before", "torch", "torch channels_last"]
 SINGLE_PROCESS = ("paddle_resnet --nproc 1", "paddle_resnet before")
 
 
 def command(variant: str, data_file: str, images: int, test_images: int, out: str):
-    if variant == "torch":
+    if variant.startswith("torch"):
+        layout = ["--channels-last"] if variant == "torch channels_last" else []
         return [sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
                 "--data-file", data_file, "--epochs", "1", "--train-samples", str(images),
-                "--test-samples", str(test_images)], {}
+                "--test-samples", str(test_images), *layout], {}
     args = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
             "configs/quickstart.yaml", "-o", f"data.data_file={data_file}",
             "-o", f"data.train_samples={images}", "-o", f"data.test_samples={test_images}",
             "-o", "train.epochs=1", "-o", f"output_dir={out}"]
     env = {}
-    if variant == "paddle_resnet conv2d_grad":
-        args += ["-o", "speed.conv_input_grad=false"]
+    if variant in ("paddle_resnet conv=paddle", "paddle_resnet before"):
+        args += ["-o", "speed.conv=paddle"]
     if variant in SINGLE_PROCESS:
         args += ["--nproc", "1"]
     if variant == "paddle_resnet before":

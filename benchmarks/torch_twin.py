@@ -170,6 +170,9 @@ def main():
     p.add_argument("--bn-split", type=int, default=1,
                    help="normalise each batch in this many equal parts (default 1: whole)")
     p.add_argument("--threads", type=int, default=0, help="0: PyTorch's default")
+    p.add_argument("--channels-last", action="store_true",
+                   help="model and batches in torch.channels_last (its fastest fp32 CPU "
+                        "setting here)")
     p.add_argument("--json", default=None, help="also write the epoch records here")
     p.add_argument("--save", default=None, metavar="PT",
                    help="write the trained state_dict here (benchmarks/fidelity_swap.py "
@@ -188,6 +191,8 @@ def main():
     if args.test_samples:
         test_x, test_y = test_x[:args.test_samples], test_y[:args.test_samples]
     model = CifarResNet(DEPTHS[args.model])
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
                                 nesterov=args.nesterov, weight_decay=args.weight_decay)
     steps = len(train_x) // args.batch_size
@@ -198,6 +203,7 @@ def main():
         for index in range(steps):
             picked = order[index * args.batch_size:(index + 1) * args.batch_size]
             x, y = augment(train_x[picked], rng), torch.from_numpy(train_y[picked])
+            x = x.contiguous(memory_format=layout)
             for group in optimizer.param_groups:
                 group["lr"] = onecycle(step, args.lr, total, args.pct_start)
             logits = torch.cat([model(part) for part in x.chunk(args.bn_split)])

@@ -128,6 +128,13 @@ SCHEMA: Dict[str, Option] = {
                          "first use; fails if it cannot be built), `paddle` = Paddle's own, "
                          "`auto` = oneDNN on a CPU where it builds, else Paddle's (saying why)",
                          choices=("auto", "onednn", "paddle")),
+    "speed.onednn_norm": Option(None, bool, "with the oneDNN convolution, also run training's "
+                                "batch normalization on oneDNN, fused with the ReLU after it, "
+                                "and residual blocks' add + ReLU in one pass; same statistics, "
+                                "running averages and checkpoints", nullable=True,
+                                null_means="on where it measured faster: a process with "
+                                "several threads (1.10x ResNet-20's step in one process on 2 "
+                                "cores; 0.97x with one thread, docs/performance.md)"),
     "speed.conv_bf16": Option(False, bool, "with the oneDNN convolution, round its inputs to "
                               "bfloat16 inside the kernels (float32 outputs, weights and "
                               "gradients; CPUs with AVX-512 BF16)"),

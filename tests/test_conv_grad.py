@@ -7,8 +7,9 @@ import pytest
 
 from paddle_resnet.config import load_config
 from paddle_resnet.engine.trainer import Trainer
-from paddle_resnet.models import (InputGradConv2D, build_model, conv_grad,
-                                  use_conv_for_input_grad)
+from paddle_resnet.models import build_model
+from paddle_resnet.speed import conv_grad
+from paddle_resnet.speed.conv_grad import InputGradConv2D, use_conv_for_input_grad
 
 ELIGIBLE = [  # (kernel, padding, data_format, bias)
     (3, 1, "NCHW", False), (3, 0, "NCHW", True), (1, 0, "NCHW", False),
@@ -112,9 +113,11 @@ def test_inputs_without_gradient_and_evaluation_take_paddles_path():
 
 @pytest.mark.parametrize("override,expected", [([], InputGradConv2D),
                                                (["speed.conv_input_grad=false"], nn.Conv2D)])
-def test_training_on_the_cpu_uses_it_by_default(tiny_cifar10, tmp_path, override, expected):
+def test_training_on_paddles_convolution_uses_it_by_default(tiny_cifar10, tmp_path, override,
+                                                            expected):
     cfg = load_config("configs/quickstart.yaml", [f"data.data_file={tiny_cifar10}",
-                                                  f"output_dir={tmp_path}", *override])
+                                                  f"output_dir={tmp_path}", "speed.conv=paddle",
+                                                  *override])
     with open("/dev/null", "w") as quiet:
         trainer = Trainer(cfg, stream=quiet)
         trainer._build()

@@ -35,6 +35,7 @@ class SpeedPlan:
     conv_input_grad: bool  # conv_grad.py on the layers Paddle convolves
     threads: int  # CPU threads per process (0: the device is a GPU)
     bf16: bool = False
+    onednn_norm: bool = False  # batch normalization (+ ReLU, + residual add) on oneDNN
     library: Optional[str] = None  # the built oneDNN operator
     note: str = ""  # why a path asked for is not taken
 
@@ -42,6 +43,8 @@ class SpeedPlan:
         """The run header's line on speed paths."""
         if self.conv == "onednn":
             conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
+            if self.onednn_norm:
+                conv += "; batch norm (+ ReLU, + residual add): oneDNN"
         else:
             conv = "Paddle's" + (" (input gradient as a forward convolution where it pays)"
                                  if self.conv_input_grad else "")
@@ -90,7 +93,16 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bool(options["speed.conv_bf16"]) and conv == "onednn",
+                     onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
                      library=library, note=note)
+
+
+def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
+    if conv != "onednn":
+        return False
+    # oneDNN's normalization parallelises over threads, Paddle's does not; with one
+    # thread per process it measured 0.97x of Paddle's BN + ReLU + add (performance.md).
+    return threads > 1 if choice is None else bool(choice)
 
 
 def _use_threads(threads: int) -> None:
@@ -108,6 +120,9 @@ def apply_speed(model, plan: SpeedPlan) -> dict:
     if plan.conv == "onednn":
         from .onednn_conv import use_onednn_conv
         switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
+        if plan.onednn_norm:
+            from .onednn_norm import use_onednn_norm
+            switched["onednn_norm"] = use_onednn_norm(model)
     if plan.conv_input_grad:
         from .conv_grad import use_conv_for_input_grad
         switched["conv_input_grad"] = use_conv_for_input_grad(model)

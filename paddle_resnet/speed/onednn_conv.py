@@ -24,7 +24,8 @@ from paddle.autograd import PyLayer
 
 from ..models.resnet import ShortcutA
 
-OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_weight")
+OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_weight",
+       "onednn_batch_norm", "onednn_batch_norm_backward", "add_relu", "add_relu_backward")
 
 
 @functools.lru_cache(maxsize=None)
@@ -38,9 +39,20 @@ def register(library: str) -> str:
     return library
 
 
+def run_all(op: str, *args):
+    """A custom operator's outputs: what the Python wrappers Paddle generates for custom
+    operators call in dygraph."""
+    return _C_ops._run_custom_op(op, *args)
+
+
 def _run(op: str, *args):
-    # What the Python wrappers Paddle generates for custom operators call in dygraph.
-    return _C_ops._run_custom_op(op, *args)[0]
+    return run_all(op, *args)[0]
+
+
+def on_fast_path(x: paddle.Tensor) -> bool:
+    """Whether the oneDNN operators take `x`: dygraph, float32, on the CPU."""
+    return (paddle.in_dynamic_mode() and x.dtype == paddle.float32
+            and x.place.is_cpu_place())
 
 
 def _dense(t: paddle.Tensor) -> paddle.Tensor:
@@ -96,8 +108,7 @@ class OneDNNConv2D(nn.Conv2D):
     """`nn.Conv2D` (NHWC) whose dygraph CPU passes run on oneDNN (module docstring)."""
 
     def forward(self, x):
-        if (not paddle.in_dynamic_mode() or x.dtype != paddle.float32
-                or not x.place.is_cpu_place()):
+        if not on_fast_path(x):
             return super().forward(x)
         out = _OneDNNConv.apply(x, self.weight, list(self._stride), self._onednn_paddings,
                                 self._onednn_bf16)
@@ -113,8 +124,7 @@ class OneDNNShortcutA(ShortcutA):
     state_dict is unchanged."""
 
     def forward(self, x):
-        if (not paddle.in_dynamic_mode() or x.dtype != paddle.float32
-                or not x.place.is_cpu_place() or self.axis != 3):
+        if not on_fast_path(x) or self.axis != 3:
             return super().forward(x)
         return _OneDNNConv.apply(x, self._selection, [self.stride, self.stride], [0, 0, 0, 0],
                                  False)

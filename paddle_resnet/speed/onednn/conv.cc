@@ -1,6 +1,6 @@
 // 2-D convolution through oneDNN for Paddle's dygraph: forward, input gradient and
-// weight gradient as three custom operators (paddle_resnet/speed/onednn/conv.py composes
-// them into one autograd node).
+// weight gradient as three custom operators (paddle_resnet/speed/onednn_conv.py
+// composes them into one autograd node).
 //
 // Layouts: activations and their gradients are NHWC float32 in Paddle's memory (no
 // reorder: oneDNN's NHWC kernels read and write them in place); weights and their
@@ -8,19 +8,17 @@
 // the blocked layout oneDNN picks (`format_tag::any`). A plain NCHW descriptor sends
 // oneDNN to its slow GEMM path, hence NHWC.
 //
-// Primitive descriptors and primitives are built once per shape and kept: creating a
-// descriptor searches oneDNN's implementation list, which costs more than a small
-// convolution. Callers are Paddle's single training thread; oneDNN threads inside each
-// primitive with the OpenMP runtime Paddle loaded.
-#include "dnnl_cpu_config.h"  // first: it stands in for oneDNN's own dnnl_config.h
-
+// Primitives are built once per shape and kept (common.h). Callers are Paddle's single
+// training thread; oneDNN threads inside each primitive with the OpenMP runtime Paddle
+// loaded.
 #include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
-#include "oneapi/dnnl/dnnl.hpp"
-#include "paddle/extension.h"
+#include "common.h"
+
+using namespace paddle_resnet;  // NOLINT: the shared helpers of common.h
 
 namespace {
 
@@ -29,16 +27,6 @@ using Dims = memory::dims;
 using Tag = memory::format_tag;
 constexpr auto kF32 = memory::data_type::f32;
 constexpr auto kBF16 = memory::data_type::bf16;
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-dnnl::stream& cpu_stream() {
-  static dnnl::stream stream(cpu_engine());
-  return stream;
-}
 
 // oneDNN's dims are always logical N, C, H, W (weights O, I, KH, KW); the tag says how
 // they lie in memory.
@@ -140,14 +128,6 @@ struct BackwardWeights {
   dnnl::reorder to_plain;
 };
 
-template <typename T>
-T& cached(std::unordered_map<std::string, std::unique_ptr<T>>* cache, const std::string& key,
-          T* (*make)(const Geometry&), const Geometry& g) {
-  auto found = cache->find(key);
-  if (found == cache->end()) found = cache->emplace(key, std::unique_ptr<T>(make(g))).first;
-  return *found->second;
-}
-
 Forward* make_forward(const Geometry& g) {
   auto pd = forward_desc(g);
   return new Forward{dnnl::convolution_forward(pd), WeightsIn(pd.weights_desc(), g.weights)};
@@ -181,25 +161,13 @@ std::unordered_map<std::string, std::unique_ptr<Forward>> forward_cache;
 std::unordered_map<std::string, std::unique_ptr<BackwardData>> backward_data_cache;
 std::unordered_map<std::string, std::unique_ptr<BackwardWeights>> backward_weights_cache;
 
-void check_input(const paddle::Tensor& t, const char* name) {
-  PD_CHECK(t.is_cpu(), "onednn_conv2d: ", name, " must be on the CPU");
-  PD_CHECK(t.dtype() == paddle::DataType::FLOAT32, "onednn_conv2d: ", name,
-           " must be float32");
-}
-
-float* data_of(const paddle::Tensor& t) { return const_cast<float*>(t.data<float>()); }
-
-paddle::Tensor empty(const std::vector<int64_t>& shape) {
-  return paddle::empty(shape, paddle::DataType::FLOAT32, paddle::CPUPlace());
-}
-
 }  // namespace
 
 std::vector<paddle::Tensor> ConvForward(const paddle::Tensor& x, const paddle::Tensor& weight,
                                         const std::vector<int>& strides,
                                         const std::vector<int>& paddings, bool bf16) {
-  check_input(x, "input");
-  check_input(weight, "weight");
+  check_input(x, "onednn_conv2d", "input");
+  check_input(weight, "onednn_conv2d", "weight");
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   Forward& f = cached(&forward_cache, g.key("fwd"), make_forward, g);
   auto out = empty({g.dst[0], g.dst[2], g.dst[3], g.dst[1]});
@@ -219,8 +187,8 @@ std::vector<paddle::Tensor> ConvInputGrad(const paddle::Tensor& grad_out,
                                           const paddle::Tensor& x,
                                           const std::vector<int>& strides,
                                           const std::vector<int>& paddings, bool bf16) {
-  check_input(grad_out, "output gradient");
-  check_input(weight, "weight");
+  check_input(grad_out, "onednn_conv2d", "output gradient");
+  check_input(weight, "onednn_conv2d", "weight");
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   BackwardData& b = cached(&backward_data_cache, g.key("bwd_data"), make_backward_data, g);
   auto grad_x = empty(x.shape());
@@ -240,8 +208,8 @@ std::vector<paddle::Tensor> ConvWeightGrad(const paddle::Tensor& x,
                                            const paddle::Tensor& weight,
                                            const std::vector<int>& strides,
                                            const std::vector<int>& paddings, bool bf16) {
-  check_input(x, "input");
-  check_input(grad_out, "output gradient");
+  check_input(x, "onednn_conv2d", "input");
+  check_input(grad_out, "onednn_conv2d", "output gradient");
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   BackwardWeights& b =
       cached(&backward_weights_cache, g.key("bwd_weights"), make_backward_weights, g);
