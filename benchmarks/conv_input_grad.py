@@ -1,5 +1,5 @@
 """The input gradient of stride-1 convolutions as a forward convolution
-(paddle_resnet/models/conv_grad.py) against Paddle's own conv2d_grad: dygraph training
+(paddle_resnet/speed/conv_grad.py) against Paddle's own conv2d_grad: dygraph training
 steps, one process, one thread, the two forms interleaved over repeats in one run.
 
     python benchmarks/conv_input_grad.py --models resnet20 resnet18 --batch 64 --repeats 5
@@ -12,7 +12,7 @@ parameter's largest gradient.
 
 times the input gradient alone for single layers of the shapes these models use (Paddle's
 share of conv2d_grad: both gradients minus the weight's alone), the measurements behind
-the rule of which layers are switched (`pays_off` in paddle_resnet/models/conv_grad.py).
+the rule of which layers are switched (`pays_off` in paddle_resnet/speed/conv_grad.py).
 """
 import argparse
 import json
@@ -30,7 +30,8 @@ import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401  (MKL's fast path on AMD)
-from paddle_resnet.models import build_model, use_conv_for_input_grad  # noqa: E402
+from paddle_resnet.models import build_model  # noqa: E402
+from paddle_resnet.speed.conv_grad import use_conv_for_input_grad  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
 
 FORMS = ["Paddle's conv2d_grad", "forward convolution"]

@@ -5,7 +5,7 @@ machine, each variant in its own process, interleaved over repeats (medians repo
     python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128
 
 Training variants: the package's dygraph step in one process, with MKL's fast path (what
-the package sets on AMD CPUs, paddle_resnet/cpu.py) and with MKL's generic path (the
+the package sets on AMD CPUs, paddle_resnet/speed/mkl.py) and with MKL's generic path (the
 state before it, `PADDLE_RESNET_MKL_FAST_PATH=0`); the same under `paddle.jit.to_static`
 (speed.to_static) and in NHWC layout (speed.channels_last); one process running every
 core as threads (Paddle's `core.set_num_threads` and OMP_NUM_THREADS); one process per

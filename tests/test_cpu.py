@@ -1,4 +1,4 @@
-"""MKL's fast path on AMD CPUs (paddle_resnet/cpu.py) and the hardware line of a run."""
+"""MKL's fast path on AMD CPUs (paddle_resnet/speed/mkl.py) and the hardware line of a run."""
 import json
 import os
 import subprocess
@@ -9,26 +9,28 @@ import pytest
 
 from conftest import ROOT
 from paddle_resnet import cpu
+from paddle_resnet.device import describe
+from paddle_resnet.speed import mkl
 
 STEPS = os.path.join(ROOT, "tests", "mkl_steps.py")
 
 
 def test_amd_gets_the_avx2_dispatch():
     environ = {}
-    assert cpu.enable_mkl_fast_path(environ, vendor="AuthenticAMD") == "on"
+    assert mkl.enable_mkl_fast_path(environ, vendor="AuthenticAMD") == "on"
     assert environ == {"MKL_DEBUG_CPU_TYPE": "5"}
 
 
 def test_other_vendors_are_left_alone():
     environ = {}
-    assert cpu.enable_mkl_fast_path(environ, vendor="GenuineIntel") == \
+    assert mkl.enable_mkl_fast_path(environ, vendor="GenuineIntel") == \
         "not needed (GenuineIntel)"
     assert environ == {}
 
 
 def test_a_value_the_user_set_is_kept():
     environ = {"MKL_DEBUG_CPU_TYPE": "4"}
-    state = cpu.enable_mkl_fast_path(environ, vendor="AuthenticAMD")
+    state = mkl.enable_mkl_fast_path(environ, vendor="AuthenticAMD")
     assert environ == {"MKL_DEBUG_CPU_TYPE": "4"}
     assert state == "as set by the user (MKL_DEBUG_CPU_TYPE=4)"
 
@@ -36,7 +38,7 @@ def test_a_value_the_user_set_is_kept():
 @pytest.mark.parametrize("value", ["0", "off", "false"])
 def test_the_switch_turns_it_off(value):
     environ = {"PADDLE_RESNET_MKL_FAST_PATH": value}
-    assert cpu.enable_mkl_fast_path(environ, vendor="AuthenticAMD").startswith("off (")
+    assert mkl.enable_mkl_fast_path(environ, vendor="AuthenticAMD").startswith("off (")
     assert "MKL_DEBUG_CPU_TYPE" not in environ
 
 
@@ -70,7 +72,7 @@ def test_on_this_amd_cpu_mkl_runs_its_avx2_kernels_with_the_same_results(tmp_pat
         np.testing.assert_array_equal(fast_run[key], late_run[key], err_msg=key)
 
 
-def test_describe_names_cores_mkl_and_processes():
-    line = cpu.describe(2)
-    assert line.startswith("cpu: ") and f", {cpu.usable_cores()} cores; MKL fast path " in line
-    assert line.endswith("; 2 processes") and cpu.describe(1).endswith("; 1 process")
+def test_describe_names_cores_and_processes():
+    line = describe("cpu", 2)
+    assert line.startswith("cpu: ") and f", {cpu.usable_cores()} cores; " in line
+    assert line.endswith("; 2 processes") and describe("cpu", 1).endswith("; 1 process")

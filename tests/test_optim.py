@@ -5,7 +5,7 @@ import pytest
 from paddle_resnet.config import load_config
 from paddle_resnet.engine.meters import RunClock, format_duration
 from paddle_resnet.engine.optim import IterationSchedule, build_optimizer, build_schedule
-from paddle_resnet.engine.trainer import label_smoothed_cross_entropy
+from paddle_resnet.engine.losses import label_smoothed_cross_entropy
 
 
 def rates(schedule, steps):

@@ -257,7 +257,7 @@ class Trainer:
                              "eval_split": self.eval_name, "epochs": cfg["train.epochs"],
                              "batch_size": cfg["train.batch_size"],
                              "processes": self.procs.world,
-                             "hardware": hardware})
+                             "hardware": hardware, "speed": self.speed.describe()})
         self.vdl.hparams({key: cfg[key] for key in HPARAM_KEYS},
                          ["eval/top1", "eval/loss", "train/loss"])
 

@@ -66,6 +66,11 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
         raise ConfigError(f"speed.conv = {choice!r}; expected one of {', '.join(CONV_CHOICES)}")
     on_cpu = place == "cpu"
     conv, library, note = "paddle", None, ""
+    if options["speed.to_static"]:  # a traced model runs Paddle's kernels (the contract)
+        if choice == "onednn":
+            raise ConfigError("speed.conv = onednn runs in dygraph, but speed.to_static = true "
+                              "traces the model; set speed.conv=auto or speed.to_static=false")
+        choice = "paddle"
     if choice != "paddle":
         from . import onednn_build
         reason = onednn_build.unavailable_reason(place)
