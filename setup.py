@@ -8,13 +8,18 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["paddle_resnet", "paddle_resnet.*"]),
+    # The oneDNN operators' C++ sources, compiled on first use (paddle_resnet/speed/).
+    package_data={"paddle_resnet.speed": ["onednn/*.cc", "onednn/*.h"]},
     python_requires=">=3.9",
     # Paddle itself comes per platform (see README): `[cpu]` installs the CPU build from
     # PyPI; GPU users install paddlepaddle-gpu from Paddle's own index first. The two
     # builds share the `paddle` module and cannot be installed together.
     install_requires=["numpy", "numba>=0.59", "pyyaml", "matplotlib", "pillow", "visualdl"],
     extras_require={
-        "cpu": ["paddlepaddle>=3.0"],
+        # onednn-devel: oneDNN's headers for the CPU training operators; 2025.0.1 is
+        # oneDNN 3.6.1, not newer than the 3.6.2 inside Paddle 3.3's wheel (newer headers
+        # compile but fail at load). Without them training runs Paddle's convolution.
+        "cpu": ["paddlepaddle>=3.0", "onednn-devel==2025.0.1"],
         "test": ["pytest", "hypothesis", "selenium"],
     },
     entry_points={
