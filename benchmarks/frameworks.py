@@ -4,13 +4,14 @@ machine, each variant in its own process, interleaved over repeats (medians repo
     pip install torch==2.13.0            # the CPU wheel; PyTorch is only needed here
     python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128
 
-Training variants: the package's dygraph step in one process, with MKL's fast path (what
-the package sets on AMD CPUs, paddle_resnet/speed/mkl.py) and with MKL's generic path (the
-state before it, `PADDLE_RESNET_MKL_FAST_PATH=0`); the same under `paddle.jit.to_static`
-(speed.to_static) and in NHWC layout (speed.channels_last); one process running every
-core as threads (Paddle's `core.set_num_threads` and OMP_NUM_THREADS); one process per
-core under paddle.distributed.launch (the default of `tools/train.py` on a CPU; the same
-global batch); and PyTorch eager with all cores and with one.
+Training variants, each the package's own step (engine/step.py:train_step) on a speed plan
+(speed.plan_speed): Paddle's convolution in one process, with MKL's fast path (what the
+package sets on AMD CPUs, paddle_resnet/speed/mkl.py) and with MKL's generic path
+(`PADDLE_RESNET_MKL_FAST_PATH=0`); the same under `paddle.jit.to_static` (speed.to_static)
+and in NHWC layout (speed.channels_last); the default speed paths (oneDNN convolutions) in
+one process of one thread, in one process running every core as threads, and one process
+per core under paddle.distributed.launch (the default of `tools/train.py` on a CPU; the
+same global batch); and PyTorch eager with all cores and with one.
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
 eval.engine=auto) with one thread and with all cores, and PyTorch eager.
 """
@@ -30,9 +31,14 @@ WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 
 DEFAULT = "paddle, 1 process per core (the default)"
 GENERIC_MKL = "paddle dygraph, MKL generic path"
-THREADS = "paddle dygraph, 1 process x all cores as threads"
-TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", THREADS,
-         DEFAULT, "torch", "torch 1 thread"]
+THREADS = "paddle oneDNN, 1 process x all cores as threads"
+ONE_THREAD = "paddle oneDNN, 1 process x 1 thread"
+TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", ONE_THREAD,
+         THREADS, DEFAULT, "torch", "torch 1 thread"]
+# The `speed.*` options of each Paddle training variant (the rest: the defaults).
+SPEED = {"paddle dygraph": ["conv=paddle"], GENERIC_MKL: ["conv=paddle"],
+         "paddle to_static": ["to_static=true"],
+         "paddle channels_last": ["conv=paddle", "channels_last=true"]}
 EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
 
 
@@ -106,20 +112,17 @@ def run_torch(mode, name, batch, steps, threads):
 
 def run_paddle(variant, mode, name, batch, steps):
     import paddle
-    import paddle.nn.functional as F
 
     import paddle_resnet  # noqa: F401
     from paddle_resnet.device import init_processes
+    from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model
+    from paddle_resnet.speed import plan_speed
     procs = init_processes()
-    if variant == THREADS:
-        paddle.base.core.set_num_threads(os.cpu_count())  # Paddle's default is 1
-    paddle.seed(0)
-    model = build_model(name, data_format="NHWC" if variant == "paddle channels_last"
-                        else "NCHW")
-    images = paddle.randn([batch // procs.world, 3, 32, 32])
-    labels = paddle.randint(0, 10, [batch // procs.world])
     if mode == "eval":
+        paddle.seed(0)
+        model = build_model(name)
+        images = paddle.randn([batch, 3, 32, 32])
         if variant == "paddle dygraph":
             model.eval()
             with paddle.no_grad():
@@ -129,18 +132,22 @@ def run_paddle(variant, mode, name, batch, steps):
         threads = 1 if variant.endswith("1 thread") else cpu_threads(0)
         with eval_forward(model, "inference", "cpu", threads) as forward:
             return timed(lambda: forward(images).argmax(1).numpy(), batch, steps)
+    # One thread per process but in the THREADS variant, which takes every core.
+    processes = 1 if variant == THREADS else max(procs.world, os.cpu_count() or 1)
+    plan = plan_speed(speed_options(SPEED.get(variant, [])), "cpu", processes)
+    paddle.seed(0)
+    model = training_model(name, plan)
+    shape = [batch // procs.world, 3, 32, 32]
+    if plan.data_format == "NHWC":
+        shape = [shape[0], 32, 32, 3]
+    images = paddle.randn(shape)
+    labels = paddle.randint(0, 10, [batch // procs.world])
     forward = paddle.jit.to_static(model) if variant == "paddle to_static" else model
     if procs.distributed:
         forward = paddle.DataParallel(model)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
-
-    def step():
-        loss = F.cross_entropy(forward(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
-        return float(loss)
-    return timed(step, batch, steps)
+    return timed(lambda: float(train_step(forward, images, labels, optimizer)[0]), batch,
+                 steps)
 
 
 def timed(step, batch, steps):

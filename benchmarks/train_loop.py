@@ -16,30 +16,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401
 from paddle_resnet.config import load_config  # noqa: E402
 from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
 from paddle_resnet.engine.runlog import read_metrics  # noqa: E402
+from paddle_resnet.engine.step import train_step, training_model  # noqa: E402
 from paddle_resnet.engine.trainer import Trainer  # noqa: E402
-from paddle_resnet.models import build_model  # noqa: E402
+from paddle_resnet.speed import plan_speed  # noqa: E402
 
 
 def bare_steps(model_name, batch, steps):
-    paddle.seed(0)
-    model = build_model(model_name)
+    """The package's own step on the speed paths a one-process run takes (the loop below
+    is the Trainer in this process)."""
     cfg = load_config(None, [f"model.name={model_name}"])
+    plan = plan_speed(cfg, "cpu", 1)
+    paddle.seed(0)
+    model = training_model(model_name, plan)
     optimizer = build_optimizer(cfg, model.parameters(), build_schedule(cfg, steps))
-    images = paddle.randn([batch, 3, 32, 32])
+    shape = [batch, 3, 32, 32] if plan.data_format == "NCHW" else [batch, 32, 32, 3]
+    images = paddle.randn(shape)
     labels = paddle.randint(0, 10, [batch])
     for index in range(steps + 2):
         if index == 2:  # the first steps allocate memory and pick kernels
             start = time.perf_counter()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.clear_grad()
+        loss, _ = train_step(model, images, labels, optimizer)
     float(loss)
     return batch * steps / (time.perf_counter() - start)
 
