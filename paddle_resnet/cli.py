@@ -86,6 +86,9 @@ def train_main(argv=None) -> int:
             raise ConfigError("--resume and --overwrite exclude each other; pick one")
         cfg = load_config(args.config, args.override)  # fails fast, before launching
         if not under_launcher():
+            # Missing data fails in seconds, before a compile or a launch.
+            from .data.cifar import resolve_archive
+            resolve_archive(cfg["data.dataset"], cfg["data.data_file"])
             if nproc is None:
                 from .device import resolve_device
                 nproc = default_processes(resolve_device(cfg["device"]),
