@@ -306,8 +306,9 @@ def _read_yaml(path: str) -> Dict[str, Any]:
         raise ConfigError(f"{path}: invalid yaml{line}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file; pass a yaml config") from None
-    if tree is None:
-        return {}
+    if tree is None:  # an empty or all-comment file would silently train the defaults
+        raise ConfigError(f"{path}: the config file is empty; give at least model.name, or "
+                          "start from one of configs/ (e.g. configs/quickstart.yaml)")
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: a config must be a mapping of sections "
                           f"({', '.join(SECTIONS)}), got {type(tree).__name__}")

@@ -218,3 +218,23 @@ def test_any_config_gives_a_config_or_a_one_line_error(tmp_path_factory, tree, o
         assert str(e) and "\n" not in str(e)
     else:
         assert isinstance(cfg, Config)
+
+
+def test_an_empty_or_all_comment_config_is_refused(tmp_path):
+    config = tmp_path / "empty.yaml"
+    config.write_text("# nothing but a comment\n")
+    done = run_tool("train", "-c", str(config))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: {config}: the config file is empty; give at least "
+                                   "model.name, or start from one of configs/ (e.g. "
+                                   "configs/quickstart.yaml)")
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tiny_cifar10, tmp_path):
+    done = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "run",
+                                              "train.batch_size=100000"), "--nproc", "1")
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("error: train.batch_size = 100000 is larger than the 200 "
+                                   "training images, so an epoch would be one short step; lower "
+                                   "train.batch_size or raise data.train_samples")
+    assert not any((tmp_path / "run").iterdir())  # nothing was written

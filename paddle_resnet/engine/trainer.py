@@ -87,6 +87,10 @@ class Trainer:
         train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
                                           cfg["data.train_samples"], cfg["data.test_samples"],
                                           cfg["data.val_samples"])
+        if batch > len(train):
+            raise ConfigError(f"train.batch_size = {batch} is larger than the {len(train):,} "
+                              "training images, so an epoch would be one short step; lower "
+                              "train.batch_size or raise data.train_samples")
         self.eval_name = "val" if cfg["data.val_samples"] else "test"
         mean, std = MEAN_STD[cfg["data.dataset"]]
         shard = {"rank": self.procs.rank, "world": self.procs.world,
