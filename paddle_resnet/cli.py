@@ -86,8 +86,11 @@ def train_main(argv=None) -> int:
             raise ConfigError("--resume and --overwrite exclude each other; pick one")
         cfg = load_config(args.config, args.override)  # fails fast, before launching
         if not under_launcher():
-            # Missing data fails in seconds, before a compile or a launch.
+            # A directory holding a run and missing data fail in seconds, in this process
+            # (one exit status), before a compile or a launch.
             from .data.cifar import resolve_archive
+            from .engine.rundir import check_output_dir
+            check_output_dir(cfg["output_dir"], args.resume is not None, args.overwrite)
             resolve_archive(cfg["data.dataset"], cfg["data.data_file"])
             if nproc is None:
                 from .device import resolve_device

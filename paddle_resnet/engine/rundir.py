@@ -17,14 +17,20 @@ def previous_run_files(output_dir: str):
                           glob.glob(os.path.join(output_dir, "*" + ckpt.SUFFIX)))
 
 
-def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool,
-                       processes: Processes = Processes()) -> None:
-    """Refuse to mix runs; then (on rank 0 only) clear and create the directory."""
+def check_output_dir(output_dir: str, resuming: bool, overwrite: bool):
+    """Refuse to mix runs; returns the files of a previous run there."""
     existing = previous_run_files(output_dir) if os.path.isdir(output_dir) else []
     if existing and not resuming and not overwrite:
         raise ConfigError(f"output_dir {output_dir} already holds a run ({existing[0]}); "
                           "add --resume to continue it, --overwrite to replace it, or "
                           "set -o output_dir=NEW_DIR")
+    return existing
+
+
+def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool,
+                       processes: Processes = Processes()) -> None:
+    """Refuse to mix runs; then (on rank 0 only) clear and create the directory."""
+    existing = check_output_dir(output_dir, resuming, overwrite)
     barrier(processes)  # every process has looked before rank 0 writes anything
     if not processes.main:
         return
