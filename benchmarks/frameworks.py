@@ -117,6 +117,7 @@ def run_paddle(variant, mode, name, batch, steps):
     from paddle_resnet.device import init_processes
     from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model
+    from paddle_resnet.models.resnet import batch_shape
     from paddle_resnet.speed import plan_speed
     procs = init_processes()
     if mode == "eval":
@@ -137,10 +138,7 @@ def run_paddle(variant, mode, name, batch, steps):
     plan = plan_speed(speed_options(SPEED.get(variant, [])), "cpu", processes)
     paddle.seed(0)
     model = training_model(name, plan)
-    shape = [batch // procs.world, 3, 32, 32]
-    if plan.data_format == "NHWC":
-        shape = [shape[0], 32, 32, 3]
-    images = paddle.randn(shape)
+    images = paddle.randn(batch_shape(batch // procs.world, plan.data_format))
     labels = paddle.randint(0, 10, [batch // procs.world])
     forward = paddle.jit.to_static(model) if variant == "paddle to_static" else model
     if procs.distributed:

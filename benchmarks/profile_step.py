@@ -21,6 +21,7 @@ import paddle_resnet  # noqa: E402,F401
 from paddle_resnet.engine.step import speed_options, train_step, training_model  # noqa: E402
 from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
+from paddle_resnet.models.resnet import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
 
 WARMUP, STEPS = 2, 3
@@ -73,8 +74,7 @@ def main():
     paddle.seed(0)
     model = training_model(args.model, plan)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
-    shape = [args.batch, 3, 32, 32] if plan.data_format == "NCHW" else [args.batch, 32, 32, 3]
-    images = paddle.randn(shape)
+    images = paddle.randn(batch_shape(args.batch, plan.data_format))
     labels = paddle.randint(0, 10, [args.batch])
     with tempfile.TemporaryDirectory() as work:
         prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU],

@@ -25,6 +25,7 @@ import paddle_resnet  # noqa: E402,F401
 from paddle_resnet.engine.step import speed_options, train_step, training_model  # noqa: E402
 from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
+from paddle_resnet.models.resnet import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
 
 
@@ -40,8 +41,7 @@ def make_variant(model_name, batch, processes, overrides):
     paddle.seed(0)
     model = training_model(model_name, plan)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
-    shape = [batch, 3, 32, 32] if plan.data_format == "NCHW" else [batch, 32, 32, 3]
-    images = paddle.randn(shape)
+    images = paddle.randn(batch_shape(batch, plan.data_format))
     labels = paddle.randint(0, 10, [batch])
     return plan, lambda: train_step(model, images, labels, optimizer)
 

@@ -23,6 +23,7 @@ from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: 
 from paddle_resnet.engine.runlog import read_metrics  # noqa: E402
 from paddle_resnet.engine.step import train_step, training_model  # noqa: E402
 from paddle_resnet.engine.trainer import Trainer  # noqa: E402
+from paddle_resnet.models.resnet import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
 
 
@@ -34,8 +35,7 @@ def bare_steps(model_name, batch, steps):
     paddle.seed(0)
     model = training_model(model_name, plan)
     optimizer = build_optimizer(cfg, model.parameters(), build_schedule(cfg, steps))
-    shape = [batch, 3, 32, 32] if plan.data_format == "NCHW" else [batch, 32, 32, 3]
-    images = paddle.randn(shape)
+    images = paddle.randn(batch_shape(batch, plan.data_format))
     labels = paddle.randint(0, 10, [batch])
     for index in range(steps + 2):
         if index == 2:  # the first steps allocate memory and pick kernels

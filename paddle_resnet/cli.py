@@ -92,15 +92,14 @@ def train_main(argv=None) -> int:
             from .engine.rundir import check_output_dir
             check_output_dir(cfg["output_dir"], args.resume is not None, args.overwrite)
             resolve_archive(cfg["data.dataset"], cfg["data.data_file"])
+            from .device import resolve_device
+            place = resolve_device(cfg["device"])
             if nproc is None:
-                from .device import resolve_device
-                nproc = default_processes(resolve_device(cfg["device"]),
-                                          cfg["train.batch_size"])
+                nproc = default_processes(place, cfg["train.batch_size"])
             if nproc > 1:
                 # The workers would each compile a missing operator; the parent does it once.
-                from .device import resolve_device
                 from .speed import plan_speed
-                plan_speed(cfg, resolve_device(cfg["device"]), nproc)
+                plan_speed(cfg, place, nproc)
                 return run_launcher(nproc, _train_script(), _without_nproc(argv),
                                     cfg["output_dir"])
         from . import checkpoint as ckpt

@@ -241,3 +241,16 @@ def test_a_run_that_cannot_build_it_still_trains_saying_why(tiny_cifar10, tmp_pa
     notes = [line for line in done.stdout.splitlines() if "oneDNN convolution unavailable" in line]
     assert len(notes) == 1 and "are newer than Paddle's library" in notes[0]
     assert "convolution: Paddle's" in done.stdout
+
+
+def test_a_strided_view_input_gets_its_gradient(library):
+    """A transposed batch that needs a gradient gets Paddle's."""
+    plain, switched = conv_pair(4, 6, 3, 1, 1, False)
+    use_onednn_conv(switched, library)
+    x_np = np.random.default_rng(4).standard_normal([2, 4, 7, 7]).astype("float32")
+    grads = []
+    for layer in (plain, switched):
+        x = paddle.to_tensor(x_np, stop_gradient=False)
+        layer(paddle.transpose(x, [0, 2, 3, 1])).sum().backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-5)

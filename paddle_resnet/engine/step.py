@@ -8,6 +8,8 @@ import paddle
 from ..device import MixedPrecision
 from .losses import label_smoothed_cross_entropy
 
+FULL_PRECISION = MixedPrecision("off", "float16", 1.0, "cpu")  # `amp` when none is given
+
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor,
                optimizer, amp: Optional[MixedPrecision] = None, label_smoothing: float = 0.0,
@@ -16,7 +18,7 @@ def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Ten
     """One update of `model` on a batch; returns (loss, logits). `inspect` runs after the
     update while the gradients are still there (gradient norms, histograms); then they are
     cleared."""
-    amp = amp or MixedPrecision("off", "float16", 1.0, "cpu")
+    amp = amp or FULL_PRECISION
     with amp.autocast():
         logits = model(images)
         loss = label_smoothed_cross_entropy(logits, labels, label_smoothing)

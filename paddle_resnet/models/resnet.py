@@ -48,6 +48,11 @@ def channel_axis(data_format: str) -> int:
     return 1 if data_format == "NCHW" else 3
 
 
+def batch_shape(batch: int, layout: str, size: int = 32, channels: int = 3) -> List[int]:
+    """The shape of a batch of `size` x `size` images in `layout`."""
+    return [batch, size, size, channels] if layout == "NHWC" else [batch, channels, size, size]
+
+
 def to_layout(images: paddle.Tensor, data_format: str, input_format: str = "NCHW"
               ) -> paddle.Tensor:
     """A batch in `input_format`, in the model's layout."""

@@ -10,6 +10,7 @@ import paddle
 import paddle.nn as nn
 
 from .registry import build_model, list_models
+from .resnet import batch_shape
 
 HE = "He et al. 2016 (arXiv:1512.03385)"
 HUANG = "Huang et al. 2017 (arXiv:1608.06993)"
@@ -55,10 +56,8 @@ def count_flops(model: nn.Layer, image_size: int = 32) -> int:
     model.eval()
     try:
         with paddle.no_grad():
-            shape = [1, 3, image_size, image_size]
-            if getattr(model, "input_format", "NCHW") == "NHWC":
-                shape = [1, image_size, image_size, 3]
-            model(paddle.zeros(shape))
+            model(paddle.zeros(batch_shape(1, getattr(model, "input_format", "NCHW"),
+                                           image_size)))
     finally:
         for hook in hooks:
             hook.remove()

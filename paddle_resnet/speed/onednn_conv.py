@@ -55,16 +55,13 @@ def on_fast_path(x: paddle.Tensor) -> bool:
             and x.place.is_cpu_place())
 
 
-def _dense(t: paddle.Tensor) -> paddle.Tensor:
-    # Paddle's stride kernels may hand a view (a transposed gradient, say); the operator
-    # reads raw memory in NHWC order.
-    return t if t.is_contiguous() else t.contiguous()
-
-
 class _OneDNNConv(PyLayer):
+    """The operators read raw memory in NHWC order, so callers pass `x.contiguous()`
+    (Paddle's stride kernels may hand a view; `contiguous()` of a dense tensor is the
+    tensor itself), and the node's input is the tensor whose need for a gradient it reads."""
+
     @staticmethod
     def forward(ctx, x, weight, strides, paddings, bf16):
-        x = _dense(x)
         ctx.save_for_backward(x, weight)
         ctx.config = (strides, paddings, bf16)
         ctx.needs = (not x.stop_gradient, not weight.stop_gradient)
@@ -73,7 +70,7 @@ class _OneDNNConv(PyLayer):
     @staticmethod
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensor()
-        grad_out = _dense(grad_out)
+        grad_out = grad_out.contiguous()
         needs_x, needs_weight = ctx.needs
         grad_x = (_run("onednn_conv2d_backward_input", grad_out, weight, x, *ctx.config)
                   if needs_x else None)
@@ -110,7 +107,7 @@ class OneDNNConv2D(nn.Conv2D):
     def forward(self, x):
         if not on_fast_path(x):
             return super().forward(x)
-        out = _OneDNNConv.apply(x, self.weight, list(self._stride), self._onednn_paddings,
+        out = _OneDNNConv.apply(x.contiguous(), self.weight, list(self._stride), self._onednn_paddings,
                                 self._onednn_bf16)
         return out if self.bias is None else out + self.bias
 
@@ -126,7 +123,7 @@ class OneDNNShortcutA(ShortcutA):
     def forward(self, x):
         if not on_fast_path(x) or self.axis != 3:
             return super().forward(x)
-        return _OneDNNConv.apply(x, self._selection, [self.stride, self.stride], [0, 0, 0, 0],
+        return _OneDNNConv.apply(x.contiguous(), self._selection, [self.stride, self.stride], [0, 0, 0, 0],
                                  False)
 
 
