@@ -7,14 +7,15 @@ import warnings
 # show. Read once when Paddle loads, so it only takes effect when set before that.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+# Paddle >= 3.0 warns when paddle.utils.cpp_extension is imported without ccache; the
+# package compiles its operators once into a cache (speed/onednn_build.py), where ccache
+# would save nothing, and the warning would open every run. Set before the import below.
+warnings.filterwarnings("ignore", message="No ccache found")
+
 # MKL's fast kernels on AMD CPUs: must be set before Paddle's first computation, so it is
 # done here, at the package's import (paddle_resnet/speed/mkl.py says why and how to opt
 # out).
 from .speed import mkl  # noqa: E402,F401
-
-# Paddle >= 3.0 warns on every import when ccache is missing; it concerns compiling C++
-# extensions, which this package never does, and would otherwise open every log.
-warnings.filterwarnings("ignore", message="No ccache found")
 # Paddle's BatchNorm repeats this notice for every model in train mode; it describes the
 # behaviour every CIFAR recipe expects.
 warnings.filterwarnings("ignore", message="When training, we now always track global mean")

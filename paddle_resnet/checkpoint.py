@@ -54,11 +54,22 @@ def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
         pass
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
+def check_checkpoint_path(path: str) -> None:
+    """A path that cannot be a checkpoint fails here, in a second, with what to pass."""
+    if os.path.isdir(path):
+        held = sorted(name for name in os.listdir(path) if name.endswith(SUFFIX))
+        pick = "latest" + SUFFIX if "latest" + SUFFIX in held else (held or [None])[0]
+        which = (f"it holds {', '.join(held)}: pass e.g. {os.path.join(path, pick)}"
+                 if held else f"it holds no {SUFFIX} file")
+        raise CheckpointError(f"checkpoint {path} is a directory, not a {SUFFIX} file; {which}")
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint {path} does not exist; pass a {SUFFIX} file "
                               "written by tools/train.py (latest or best in the run's "
                               "output directory)")
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    check_checkpoint_path(path)
     try:
         with open(path, "rb") as f:
             state = paddle.load(io.BytesIO(f.read()), return_numpy=False)

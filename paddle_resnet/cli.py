@@ -5,7 +5,8 @@ import sys
 from typing import Callable, List, Optional
 
 from .errors import ConfigError, UserError
-from .launch import default_processes, parse_nproc, run_launcher, under_launcher
+from .launch import (default_processes, die_with_launcher, parse_nproc, run_launcher,
+                     under_launcher, under_parent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +35,8 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argumen
     except UserError as e:
         if args.debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        if not getattr(e, "shown", False):  # e.g. an interrupt the run log has reported
+            print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except ValueError as e:  # from the model zoo: bad architecture arguments
         if args.debug:
@@ -67,6 +69,18 @@ def _train_script() -> str:
     return script
 
 
+def _resume_path(cfg, args) -> Optional[str]:
+    from . import checkpoint as ckpt
+    if args.resume == "":
+        return ckpt.checkpoint_path(cfg["output_dir"], "latest")
+    return args.resume
+
+
+def _train(cfg, args) -> None:
+    from .engine.trainer import Trainer
+    Trainer(cfg, resume=_resume_path(cfg, args), overwrite=args.overwrite).fit()
+
+
 def train_main(argv=None) -> int:
     p = parser("Train a model on CIFAR.")
     add_config_args(p)
@@ -85,12 +99,26 @@ def train_main(argv=None) -> int:
         if args.resume is not None and args.overwrite:
             raise ConfigError("--resume and --overwrite exclude each other; pick one")
         cfg = load_config(args.config, args.override)  # fails fast, before launching
-        if not under_launcher():
+        from .engine.rundir import RunDirLock, hold_as_worker
+        if under_parent():
+            if not die_with_launcher():
+                return 1  # the run was stopped before this worker started
+            hold_as_worker(cfg["output_dir"])
+            return _train(cfg, args)
+        if under_launcher():  # a launcher the user started: rank 0 holds the directory
+            if os.environ.get("PADDLE_TRAINER_ID", "0") != "0":
+                return _train(cfg, args)
+        with RunDirLock(cfg["output_dir"]):
+            if under_launcher():
+                return _train(cfg, args)
             # A directory holding a run and missing data fail in seconds, in this process
             # (one exit status), before a compile or a launch.
             from .data.cifar import resolve_archive
             from .engine.rundir import check_output_dir
             check_output_dir(cfg["output_dir"], args.resume is not None, args.overwrite)
+            if args.resume is not None:
+                from .checkpoint import check_checkpoint_path
+                check_checkpoint_path(_resume_path(cfg, args))
             resolve_archive(cfg["data.dataset"], cfg["data.data_file"])
             from .device import resolve_device
             place = resolve_device(cfg["device"])
@@ -102,12 +130,7 @@ def train_main(argv=None) -> int:
                 plan_speed(cfg, place, nproc)
                 return run_launcher(nproc, _train_script(), _without_nproc(argv),
                                     cfg["output_dir"])
-        from . import checkpoint as ckpt
-        from .engine.trainer import Trainer
-        resume = args.resume
-        if resume == "":
-            resume = ckpt.checkpoint_path(cfg["output_dir"], "latest")
-        Trainer(cfg, resume=resume, overwrite=args.overwrite).fit()
+            return _train(cfg, args)
 
     return run(main, p, argv)
 
@@ -176,8 +199,9 @@ def compare_main(argv=None) -> int:
     p = parser("Compare runs: a markdown table and plots from their metrics.jsonl.")
     p.add_argument("runs", nargs="+", help="run directories, globs ('output/*') or a folder "
                                            "of runs")
-    p.add_argument("--out", default="comparison", help="where to write comparison.md and "
-                                                       "the PNG plots (default: comparison/)")
+    p.add_argument("-o", "--out", default=None,
+                   help="where to write comparison.md and the PNG plots (default: "
+                        "comparison/ in the folder that holds the runs)")
 
     def main(args):
         from .compare import compare

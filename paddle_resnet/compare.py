@@ -2,7 +2,7 @@
 each run's `metrics.jsonl` and `config.yaml`."""
 import glob
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import yaml
@@ -78,8 +78,24 @@ def summarize_run(path: str) -> Dict:
             "eval_error": [100 - r[f"{split}_top1"] for r in evaluated],
             "step_epoch": [r["epoch"] - 1 + r["iter"] / steps_per_epoch for r in logged],
             "step_loss": [r["loss"] for r in logged],
+            # The epoch's running averages so far: what a one-epoch run has for a curve.
+            "step_avg_loss": [r["avg_loss"] for r in logged],
+            "step_train_error": [100 - r["top1"] for r in logged],
         },
     }
+
+
+# Below this many finished epochs, per-epoch curves are a dot or two: the training
+# curves are drawn from the logged iterations instead.
+FEW_EPOCHS = 3
+
+
+def _few_epochs(runs: List[Dict]) -> bool:
+    return max(r["epochs_done"] for r in runs) < FEW_EPOCHS
+
+
+def _has_data(r: Dict) -> bool:
+    return bool(r["curves"]["epoch"] or r["curves"]["step_epoch"])
 
 
 def _fmt(value, pattern="{:.2f}", missing="–"):
@@ -95,7 +111,8 @@ def markdown_table(runs: List[Dict]) -> str:
         lines.append(
             f"| {r['run']} | {r['model']} | {_fmt(r['params'], '{:,}')} | "
             f"{_fmt(r['flops'] and r['flops'] / 1e6, '{:.1f}M')} | "
-            f"{r['epochs_done']}/{_fmt(r['epochs_planned'], '{}')} | "
+            f"{r['epochs_done']}/{_fmt(r['epochs_planned'], '{}')}"
+            f"{'' if _has_data(r) else ' (no data yet)'} | "
             f"{_fmt(r['best_top1'], '{:.2f}%')}{split} | {_fmt(r['final_top1'], '{:.2f}%')} | "
             f"{_fmt(r['final_train_error'], '{:.2f}%')} | "
             f"{format_duration(r['wall_time']) if r['wall_time'] is not None else '–'} | "
@@ -113,26 +130,52 @@ PLOTS = {
     "train_loss_steps.png": ("step_epoch", "step_loss", "training loss of the step",
                              "Training loss at every logged step"),
 }
+# What the per-epoch training curves become for short runs (FEW_EPOCHS).
+STEP_CURVES = {"epoch": ("step_epoch", "(running average within the epoch)"),
+               "train_loss": "step_avg_loss", "train_error": "step_train_error"}
+
+
+def _axes_in_epochs(ax, runs: List[Dict]) -> None:
+    """Whole-epoch ticks from 0, also for a run with one point (whose automatic range,
+    0.95 to 1.05, holds no whole number)."""
+    from matplotlib.ticker import MaxNLocator
+    last = max([1] + [x for r in runs for key in ("epoch", "step_epoch")
+                      for x in r["curves"][key]])
+    ax.set_xlim(0, last * 1.04)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+
+
+def _training_curve(r: Dict, y_key: str, few: bool):
+    """x, y of a per-epoch training curve; from the logged steps for short runs."""
+    if few and y_key in STEP_CURVES:
+        return r["curves"][STEP_CURVES["epoch"][0]], r["curves"][STEP_CURVES[y_key]]
+    return r["curves"]["epoch"], r["curves"][y_key]
 
 
 def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
     written = []
+    few = _few_epochs(runs)
     for filename, (x_key, y_key, ylabel, title) in PLOTS.items():
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for r in runs:
-            x, y = r["curves"][x_key], r["curves"][y_key]
+            if x_key == "epoch":
+                x, y = _training_curve(r, y_key, few)
+            else:
+                x, y = r["curves"][x_key], r["curves"][y_key]
             if not x:
                 continue
             # Plain nets dashed, as in the paper's figure; residual and others solid.
             style = "--" if r["model"].startswith("plain") else "-"
             label = r["run"] if r["run"] == r["model"] else f"{r['run']} ({r['model']})"
             ax.plot(x, y, style, marker="o", markersize=3, label=label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
+        if few and x_key == "epoch":
+            title = title.replace("per epoch", "at every logged step") + " " + \
+                STEP_CURVES["epoch"][1]
+        _axes_in_epochs(ax, runs)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
@@ -151,17 +194,19 @@ def plot_errors(runs: List[Dict], out_dir: str) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    few = _few_epochs(runs)
     for index, r in enumerate(runs):
         color = f"C{index % 10}"
         curves = r["curves"]
-        ax.plot(curves["epoch"], curves["train_error"], "--", color=color, linewidth=1,
-                label=f"{r['run']} train")
-        ax.plot(curves["eval_epoch"], curves["eval_error"], "-", color=color, linewidth=2.5,
-                marker="o", markersize=3, label=f"{r['run']} test")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+        x, y = _training_curve(r, "train_error", few)
+        if x:  # markers: a single point of a dashed line would draw nothing
+            ax.plot(x, y, "--", color=color, linewidth=1, marker=".", markersize=4,
+                    label=f"{r['run']} train")
+        if curves["eval_epoch"]:
+            ax.plot(curves["eval_epoch"], curves["eval_error"], "-", color=color,
+                    linewidth=2.5, marker="o", markersize=5, label=f"{r['run']} test")
+    _axes_in_epochs(ax, runs)
     ax.set_ylabel("error (%)")
     ax.set_title("Training error (dashed) and test error (bold)")
     ax.grid(True, alpha=0.3)
@@ -173,8 +218,16 @@ def plot_errors(runs: List[Dict], out_dir: str) -> str:
     return path
 
 
-def compare(patterns: Sequence[str], out_dir: str) -> str:
-    runs = [summarize_run(path) for path in find_runs(patterns)]
+def default_out_dir(run_paths: Sequence[str]) -> str:
+    """`comparison/` beside the runs: in the folder that holds them all."""
+    parents = [os.path.dirname(os.path.abspath(p)) for p in run_paths]
+    return os.path.join(os.path.commonpath(parents), "comparison")
+
+
+def compare(patterns: Sequence[str], out_dir: Optional[str] = None) -> str:
+    paths = find_runs(patterns)
+    runs = [summarize_run(path) for path in paths]
+    out_dir = out_dir or default_out_dir(paths)
     os.makedirs(out_dir, exist_ok=True)
     table = markdown_table(runs)
     table_path = os.path.join(out_dir, "comparison.md")
@@ -182,5 +235,9 @@ def compare(patterns: Sequence[str], out_dir: str) -> str:
         f.write(table + "\n")
     plots = plot_runs(runs, out_dir) + [plot_errors(runs, out_dir)]
     print(table)
+    empty = [r["run"] for r in runs if not _has_data(r)]
+    if empty:
+        print(f"\nno finished epoch or logged step yet, so not in the plots: "
+              f"{', '.join(empty)}")
     print(f"\nwrote {table_path} and {', '.join(plots)}")
     return table

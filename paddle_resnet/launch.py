@@ -4,12 +4,18 @@
 their output to `launch_logs/workerlog.N`, and prints forty lines of its own settings.
 This module runs the launcher in the background (its own output goes to
 `launch_logs/launcher.log`) and shows on the console what rank 0 prints, as a single
-process would. The one-line error of a failing worker is printed once on stderr (the
-launcher stops the other workers when one fails, so none is left waiting), and a Ctrl-C
-or SIGTERM is passed on to the launcher once, which passes SIGTERM to every worker: they
-agree on a step, rank 0 writes the resumable checkpoint, and the run says how to resume.
+process would, with rank 0's live status line (console.py). The run is one unit:
+- the launcher and the workers die with the process the user started (launcher_main.py),
+  so a SIGKILL of tools/train.py still ends the run, through the usual SIGTERM and its
+  checkpoint;
+- a Ctrl-C, SIGTERM or SIGHUP is passed on to the launcher once, which passes SIGTERM to
+  every worker: they agree on a step, rank 0 writes the resumable checkpoint, and the run
+  says how to resume; a second Ctrl-C kills every process of the run at once;
+- a worker that fails makes the launcher stop the others; its one-line error, or else
+  which worker died and where its log is, is printed once on stderr.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,17 +23,34 @@ import threading
 import time
 from typing import List, Optional
 
+from .console import STATUS_ENV, Console, read_status
 from .cpu import usable_cores
 from .errors import ConfigError, unwritable_output_dir
+from .launcher_main import LAUNCHER_ENV, PARENT_ENV, die_with_parent
 
 LOG_DIR = "launch_logs"
+STATUS_FILE = "status"
 ERROR_PREFIX = "error: "
 POLL_SECONDS = 0.2
+# What Paddle's launcher logs when a worker fails (paddle/distributed/launch/job).
+_FAILED_WORKER = re.compile(r"Container rank (\d+) status failed .* code (-?\d+) log (\S+)")
 
 
 def under_launcher() -> bool:
     """True inside a worker that paddle.distributed.launch started (even a 1-process one)."""
     return "PADDLE_TRAINERS_NUM" in os.environ
+
+
+def under_parent() -> bool:
+    """True inside a worker of tools/train.py's own launch (whose parent talks to the
+    user), False in a single process or under a launcher the user started."""
+    return under_launcher() and LAUNCHER_ENV in os.environ
+
+
+def die_with_launcher() -> bool:
+    """In a worker of tools/train.py's launch: end (SIGTERM: checkpoint, then exit) when
+    the launcher ends. False if it has ended already."""
+    return die_with_parent(int(os.environ[LAUNCHER_ENV]))
 
 
 def default_processes(place: str, batch_size: int) -> int:
@@ -53,11 +76,11 @@ def parse_nproc(value: str) -> Optional[int]:
 
 
 class _Follower:
-    """Copies what a worker appends to its log to a stream, whole lines at a time, leaving
+    """Copies what a worker appends to its log to a console, whole lines at a time, leaving
     out the worker's `error: ...` line (printed once on stderr at the end)."""
 
-    def __init__(self, path: str, stream):
-        self.path, self.stream = path, stream
+    def __init__(self, path: str, console: Console):
+        self.path, self.console = path, console
         self.offset = os.path.getsize(path) if os.path.exists(path) else 0
         self.start, self.pending = self.offset, b""
 
@@ -74,11 +97,9 @@ class _Follower:
         if final and self.pending:
             lines.append(self.pending)
             self.pending = b""
-        shown = [text for text in (line.decode("utf-8", "replace") for line in lines)
-                 if not text.startswith(ERROR_PREFIX)]
-        if shown:
-            self.stream.write("\n".join(shown) + "\n")
-            self.stream.flush()
+        for text in (line.decode("utf-8", "replace") for line in lines):
+            if not text.startswith(ERROR_PREFIX):
+                self.console.line(text)
 
     def error_line(self) -> Optional[str]:
         """The first `error: ...` line this launch wrote to the log, if any."""
@@ -94,29 +115,103 @@ class _Follower:
         return None
 
 
+class _StatusFollower:
+    """Draws the status rank 0 relays through a file (console.py) when it changes."""
+
+    def __init__(self, path: str, console: Console):
+        self.path, self.console, self.shown = path, console, None
+        try:
+            os.remove(path)  # a stopped run's last status is not this run's
+        except OSError:
+            pass
+
+    def poll(self) -> None:
+        text = read_status(self.path)
+        if text and text != self.shown:
+            self.shown = text
+            self.console.status(text)
+
+
+def failed_worker(launcher_log: str, start: int, nproc: int) -> Optional[str]:
+    """The line for a worker that died without a message (e.g. killed for memory), from
+    what Paddle's launcher logged about it since offset `start`."""
+    try:
+        with open(launcher_log, "rb") as f:
+            f.seek(start)
+            found = _FAILED_WORKER.findall(f.read().decode("utf-8", "replace"))
+    except OSError:
+        return None
+    if not found:
+        return None
+    rank, code, log = found[-1]
+    code = int(code)
+    how = (f"was killed by {signal.Signals(-code).name}"
+           + (" (the kernel does this when memory runs out)" if -code == signal.SIGKILL
+              else "")
+           if code < 0 and -code in signal.valid_signals() else f"exited with status {code}")
+    return (f"error: training process {rank} of {nproc} {how} without a message; its log "
+            f"is {log}; the launcher stopped the others; the last checkpoint resumes with "
+            "--resume")
+
+
+def _children(pid: int) -> List[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == pid:  # the field after the state is the parent's PID
+                found.append(int(name))
+    return found
+
+
+def kill_now(launcher: subprocess.Popen) -> None:
+    """SIGKILL the launcher and its workers (each in a session of its own, so no process
+    group reaches them all). Checkpoints are written atomically: what was saved stays."""
+    if not os.path.isdir("/proc"):
+        launcher.kill()
+        return
+    for pid in _children(launcher.pid) + [launcher.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
                  stdout=None, stderr=None) -> int:
     """Run `script args` in `nproc` processes under paddle.distributed.launch; returns
-    the exit status (128 + signal number after a Ctrl-C or SIGTERM)."""
-    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
+    the exit status (128 + signal number after a Ctrl-C, SIGTERM or SIGHUP)."""
+    console = Console(stdout or sys.stdout)
+    stderr = stderr or sys.stderr
     log_dir = os.path.join(output_dir, LOG_DIR)
     try:
         os.makedirs(log_dir, exist_ok=True)
-        launcher_log = open(os.path.join(log_dir, "launcher.log"), "ab")
+        launcher_log_path = os.path.join(log_dir, "launcher.log")
+        launcher_log = open(launcher_log_path, "ab")
     except OSError as e:
         raise unwritable_output_dir(output_dir, e) from None
-    followers = [_Follower(os.path.join(log_dir, f"workerlog.{rank}"), stdout)
+    launcher_log_start = launcher_log.tell()
+    followers = [_Follower(os.path.join(log_dir, f"workerlog.{rank}"), console)
                  for rank in range(nproc)]
+    status_path = os.path.join(log_dir, STATUS_FILE)
+    status = _StatusFollower(status_path, console)
     # One thread per process: the processes share the cores. Unbuffered, so that rank 0's
     # lines reach the console as they are printed.
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", **{PARENT_ENV: str(os.getpid()),
+                                        STATUS_ENV: status_path})
     # --nproc_per_node, not --devices: the latter fails on CPU-only builds.
-    command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
-               str(nproc), "--log_dir", log_dir, script, *args]
+    command = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "launcher_main.py"),
+               "--nproc_per_node", str(nproc), "--log_dir", log_dir, script, *args]
     with launcher_log:
         # A session of its own: a terminal's Ctrl-C reaches this process only, which
         # passes it on once (the launcher treats a second signal as "kill in 10 s").
+        # Its death signal is tied to the thread that starts it: this one, the main one.
         launcher = subprocess.Popen(command, env=env, stdout=launcher_log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         received: List[int] = []
@@ -124,34 +219,39 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
         def forward(signum, frame):
             if not received:
                 # The workers see SIGTERM whatever the signal: it is what the launcher sends.
-                stdout.write(f"{signal.Signals(signum).name} received: stopping the {nproc} "
-                             "processes after this step with a resumable checkpoint "
-                             "(Ctrl-C again to stop without one)\n")
-                stdout.flush()
+                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+                console.line(f"{name}: stopping the {nproc} processes after this step with a "
+                             "resumable checkpoint (Ctrl-C again to stop at once)")
                 launcher.send_signal(signal.SIGTERM)
-            elif signum == signal.SIGINT:  # a second Ctrl-C: stop without a checkpoint
-                launcher.send_signal(signal.SIGINT)
+            elif signum == signal.SIGINT and signal.SIGINT not in received[1:]:
+                kill_now(launcher)
+                from .checkpoint import checkpoint_path
+                latest = checkpoint_path(output_dir, "latest")
+                console.line("second Ctrl-C: stopped every process at once; "
+                             + (f"the last checkpoint, {latest}, resumes with --resume"
+                                if os.path.exists(latest) else "no checkpoint was written"))
             received.append(signum)
 
         # Handlers can only be set from the main thread; elsewhere signals stay the caller's.
         in_main = threading.current_thread() is threading.main_thread()
-        previous = ({s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-                    if in_main else {})
+        stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = ({s: signal.signal(s, forward) for s in stop_signals} if in_main else {})
         try:
             while launcher.poll() is None:
                 followers[0].poll()
+                status.poll()
                 time.sleep(POLL_SECONDS)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         followers[0].poll(final=True)
-    if launcher.returncode != 0 or received:
-        error = next((line for line in (f.error_line() for f in followers) if line), None)
-        if error is None and not received:
-            error = (f"error: a training process stopped (exit status {launcher.returncode}) "
-                     f"without a message, and the launcher stopped the others; see "
-                     f"{log_dir}/workerlog.N; the last checkpoint resumes with --resume")
-        if error:
-            stderr.write(error + "\n")
-            stderr.flush()
+        console.end_status()
+    if launcher.returncode != 0 and not received:
+        error = (next((line for line in (f.error_line() for f in followers) if line), None)
+                 or failed_worker(launcher_log_path, launcher_log_start, nproc)
+                 or f"error: a training process stopped (exit status {launcher.returncode}) "
+                    f"without a message, and the launcher stopped the others; see "
+                    f"{log_dir}/workerlog.N; the last checkpoint resumes with --resume")
+        stderr.write(error + "\n")
+        stderr.flush()
     return 128 + received[0] if received else launcher.returncode

@@ -98,7 +98,8 @@ def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker
     assert whole.returncode == 0, whole.stderr[-3000:]
     lines = whole.stdout.splitlines()
     # the hardware, before anything else but a first run's compile line; then the speed
-    first = next(i for i, line in enumerate(lines) if not line.startswith("compiling "))
+    first = next(i for i, line in enumerate(lines)
+                 if not line.startswith(("compiling ", "loading ")))
     assert lines[first].startswith("cpu: ")
     assert lines[first].endswith(f"; {usable_cores()} processes")
     assert lines[first + 1].startswith("convolution: oneDNN; layout NHWC; 1 thread per process;"
@@ -162,7 +163,9 @@ def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
     os.kill(worker, signal.SIGKILL)
     out, err = process.communicate(timeout=120)  # the launcher stops rank 0 too
     assert process.returncode != 0
-    assert err.count("\n") == 1 and err.startswith("error: a training process")
+    assert err.count("\n") == 1, err
+    assert err.startswith("error: training process 1 of 2 was killed by SIGKILL"), err
+    assert f"its log is {tmp_path / 'run' / 'launch_logs' / 'workerlog.1'}" in err
     assert (tmp_path / "run" / "latest.pdckpt").is_file()  # epoch 1's, kept
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import run_tool
 from paddle_resnet import launch
+from paddle_resnet.console import Console
 from paddle_resnet.errors import ConfigError
 
 
@@ -29,7 +30,7 @@ def test_the_console_shows_rank_0_without_its_error_line(tmp_path):
     log = tmp_path / "workerlog.0"
     log.write_text("a line of an earlier run\n")
     shown = io.StringIO()
-    follower = launch._Follower(str(log), shown)
+    follower = launch._Follower(str(log), Console(shown, live=False))
     with open(log, "a") as f:
         f.write("epoch 1/2  iter 5/10\nerror: the fix is ...\nhalf a li")
     follower.poll()
@@ -45,3 +46,24 @@ def test_a_bad_nproc_is_one_line(tmp_path):
     result = run_tool("train", "-c", "configs/quickstart.yaml", "--nproc", "0")
     assert result.returncode == 2
     assert result.stderr == "error: --nproc 0: expected auto or a whole number of at least 1\n"
+
+
+LAUNCHER_FAILURE = ("LAUNCH ERROR 2026-12-01 13:15:38,974 Container failed !!!\n"
+                    "Container rank 1 status failed cmd ['python', '-u', 'tools/train.py'] "
+                    "code -9 log /runs/r/launch_logs/workerlog.1\n")
+
+
+def test_a_worker_that_died_silently_is_named_with_its_log(tmp_path):
+    log = tmp_path / "launcher.log"
+    log.write_text("an earlier launch: " + LAUNCHER_FAILURE.replace("rank 1", "rank 0"))
+    start = log.stat().st_size
+    assert launch.failed_worker(str(log), start, 2) is None
+    with open(log, "a") as f:
+        f.write(LAUNCHER_FAILURE)
+    assert launch.failed_worker(str(log), start, 2) == (
+        "error: training process 1 of 2 was killed by SIGKILL (the kernel does this when "
+        "memory runs out) without a message; its log is /runs/r/launch_logs/workerlog.1; "
+        "the launcher stopped the others; the last checkpoint resumes with --resume")
+    log.write_text(LAUNCHER_FAILURE.replace("code -9", "code 3"))
+    assert "training process 1 of 2 exited with status 3 without" in \
+        launch.failed_worker(str(log), 0, 2)

@@ -58,9 +58,10 @@ def test_signal_mid_epoch_then_resume_matches_uninterrupted(signum, tiny_cifar10
             break
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
-    assert f"{signal.Signals(signum).name} received" in stdout
-    assert "resume with the same command plus --resume" in stderr
-    assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    # one line that it stops, one that says where the checkpoint is; nothing on stderr
+    assert stdout.count(f"{signal.Signals(signum).name} received") == 1
+    assert stdout.count("resume with the same command plus --resume") == 1
+    assert stderr == ""
     progress = ckpt.load_checkpoint(str(out / "latest.pdckpt"))["progress"]
     assert progress["epoch"] == 1 and 3 <= progress["batch_index"] < 20
 

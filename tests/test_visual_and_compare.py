@@ -106,3 +106,48 @@ def test_compare_writes_table_and_plots(tiny_cifar10, tmp_path):
         assert (tmp_path / "cmp" / name).stat().st_size > 10_000
     missing = run_tool("compare", str(tmp_path / "nope"))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def write_run(folder, epochs_done, steps_logged, steps_per_epoch=10):
+    """A run directory as tools/train.py leaves it, `epochs_done` epochs in."""
+    import json
+    folder.mkdir(parents=True)
+    records = [{"kind": "run", "global_step": 0, "model": "resnet20", "params": 1, "flops": 1,
+                "train_images": 10 * steps_per_epoch, "batch_size": 10, "eval_split": "test"}]
+    for step in range(1, steps_logged + 1):
+        records.append({"kind": "train_iter", "epoch": (step - 1) // steps_per_epoch + 1,
+                        "iter": (step - 1) % steps_per_epoch + 1, "global_step": step,
+                        "loss": 2.0, "avg_loss": 2.0 - step / 100, "top1": 10.0 + step,
+                        "ips": 100.0})
+        if step % steps_per_epoch == 0:
+            records.append({"kind": "epoch", "epoch": step // steps_per_epoch,
+                            "global_step": step, "train_loss": 1.9, "train_top1": 20.0,
+                            "test_top1": 25.0, "elapsed": 5.0})
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "config.yaml").write_text("train:\n  epochs: 3\n")
+
+
+def test_compare_reads_short_and_unfinished_runs(tmp_path):
+    from paddle_resnet import compare
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    write_run(tmp_path / "runs" / "one_epoch", 1, 10)
+    write_run(tmp_path / "runs" / "cut_early", 0, 0)
+    runs = [compare.summarize_run(str(tmp_path / "runs" / name))
+            for name in ("one_epoch", "cut_early")]
+    # one epoch: the training curves come from the logged steps, in fractions of an epoch
+    x, y = compare._training_curve(runs[0], "train_error", compare._few_epochs(runs))
+    assert x == [i / 10 for i in range(1, 11)] and y[0] == 89.0
+    fig, ax = plt.subplots()
+    compare._axes_in_epochs(ax, runs)
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks == [0.0, 1.0]
+    plt.close(fig)
+
+    result = run_tool("compare", str(tmp_path / "runs" / "*"))
+    assert result.returncode == 0, result.stderr
+    # beside the runs, not in the current directory
+    table = (tmp_path / "runs" / "comparison" / "comparison.md").read_text()
+    assert "| cut_early | resnet20 | 1 | 0.0M | 0/3 (no data yet) |" in table
+    assert "not in the plots: cut_early" in result.stdout

@@ -1,5 +1,5 @@
 """Evaluation: loss, top-1, top-5 and the confusion matrix over a loader."""
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 import paddle
@@ -8,10 +8,12 @@ import paddle.nn.functional as F
 
 @paddle.no_grad()
 def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
-             with_confusion: bool = False, reduce=None, forward=None) -> Dict:
+             with_confusion: bool = False, reduce=None, forward=None,
+             progress: Optional[Callable[[int, int], None]] = None) -> Dict:
     """`reduce` sums a tensor over processes, so that every process reports the metrics
     of the whole evaluation set when each evaluated its share. `forward` (default: the
-    model itself) maps a batch to logits, e.g. through Paddle Inference."""
+    model itself) maps a batch to logits, e.g. through Paddle Inference. `progress` is
+    called with (batches done, batches) after each batch."""
     forward = forward or model
     was_training = model.training
     model.eval()
@@ -21,7 +23,9 @@ def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
     predictions = []
     count = 0
     try:
-        for images, labels in loader.epoch(0):
+        for done, (images, labels) in enumerate(loader.epoch(0), 1):
+            if progress is not None:
+                progress(done, len(loader))
             if labels.shape[0] == 0:
                 continue  # this process's share of a final batch smaller than the world
             logits = forward(images)

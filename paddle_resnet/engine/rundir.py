@@ -1,6 +1,16 @@
-"""A run's output directory: one run per directory, never mixed with another."""
+"""A run's output directory: one run per directory, never mixed with another.
+
+A file existing there says a run was; only a lock says a run *is*. The process the user
+started holds an exclusive flock on `.run.lock` for its whole life, and the workers of
+its launch a shared one on `.workers.lock` for theirs: the kernel drops both when a
+process dies, so a crash never leaves a stale lock, and a run whose parent was killed
+still counts as live until its last worker has written its checkpoint and gone.
+"""
+import fcntl
 import glob
 import os
+import time
+from typing import Optional
 
 from ..device import Processes, barrier
 from ..errors import ConfigError, unwritable_output_dir
@@ -9,6 +19,86 @@ from .runlog import LOG_FILE, METRICS_FILE
 
 CONFIG_FILE = "config.yaml"
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, LOG_FILE)
+LOCK_FILE = ".run.lock"
+WORKERS_LOCK_FILE = ".workers.lock"
+
+
+class RunDirLock:
+    """`with RunDirLock(output_dir):` the one live run in `output_dir`, or a ConfigError
+    naming the run that is (its PID and start time)."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self._file = None
+        self._created = False
+
+    def __enter__(self) -> "RunDirLock":
+        path = os.path.join(self.output_dir, LOCK_FILE)
+        try:
+            self._created = not os.path.isdir(self.output_dir)
+            os.makedirs(self.output_dir, exist_ok=True)
+            self._file = open(path, "a+", encoding="utf-8")
+        except OSError as e:
+            raise unwritable_output_dir(self.output_dir, e) from None
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "PID unknown"
+            self._file.close()
+            raise ConfigError(f"output_dir {self.output_dir} is in use by a live run "
+                              f"({holder}); wait for it to end or stop it, or set -o "
+                              "output_dir=NEW_DIR") from None
+        if not _unlocked(os.path.join(self.output_dir, WORKERS_LOCK_FILE)):
+            before = self._read()
+            self.__exit__()
+            raise ConfigError(f"output_dir {self.output_dir}: the training processes of the "
+                              f"run before ({before}) are still writing their checkpoint; "
+                              "try again in a few seconds")
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"PID {os.getpid()}, started "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        self._file.flush()
+        return self
+
+    def _read(self) -> str:
+        self._file.seek(0)
+        return self._file.read().strip() or "PID unknown"
+
+    def __exit__(self, *exc) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self._file = None
+        # A run refused before it wrote anything leaves no directory behind.
+        if self._created and set(os.listdir(self.output_dir)) <= {LOCK_FILE,
+                                                                 WORKERS_LOCK_FILE}:
+            for name in os.listdir(self.output_dir):
+                os.remove(os.path.join(self.output_dir, name))
+            os.rmdir(self.output_dir)
+
+
+def _unlocked(path: str) -> bool:
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True  # nothing can hold a lock on a file that cannot be opened
+    return True
+
+
+_held_by_this_worker: Optional[object] = None
+
+
+def hold_as_worker(output_dir: str) -> None:
+    """A worker of tools/train.py's launch marks the run live until it exits."""
+    global _held_by_this_worker
+    f = open(os.path.join(output_dir, WORKERS_LOCK_FILE), "a", encoding="utf-8")
+    fcntl.flock(f, fcntl.LOCK_SH)
+    _held_by_this_worker = f  # closed (and released) when the process ends
 
 
 def previous_run_files(output_dir: str):

@@ -4,8 +4,9 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, Iterator, List, TextIO
+from typing import Any, Dict, Iterator, List, Optional, TextIO
 
+from ..console import Console
 from ..errors import UserError
 
 METRICS_FILE = "metrics.jsonl"
@@ -13,22 +14,29 @@ LOG_FILE = "train.log"
 
 
 class RunLog:
-    def __init__(self, output_dir: str, stream: TextIO = None, enabled: bool = True):
+    def __init__(self, output_dir: str, console: Optional[Console] = None,
+                 enabled: bool = True):
         """`enabled=False` (processes other than rank 0) prints and writes nothing."""
-        self.stream = stream or sys.stdout
+        self.console = console or Console(sys.stdout)
         self.output_dir = output_dir
         self.enabled = enabled
         if enabled:
             self._text = open(os.path.join(output_dir, LOG_FILE), "a", encoding="utf-8")
             self._json = open(os.path.join(output_dir, METRICS_FILE), "a", encoding="utf-8")
 
-    def info(self, message: str) -> None:
+    def info(self, message: str, console: bool = True) -> None:
+        """A line for the console (unless `console=False`) and `train.log`."""
         if not self.enabled:
             return
-        # Whole lines only: a carriage-return progress bar turns into garbage in a file.
-        print(message, file=self.stream, flush=True)
+        if console:
+            self.console.line(message)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self._write(self._text, "".join(f"[{stamp}] {line}\n" for line in message.splitlines()))
+
+    def status(self, message: str) -> None:
+        """What the run is doing now: live on a terminal, never in `train.log`."""
+        if self.enabled:
+            self.console.status(message)
 
     def record(self, record: Dict[str, Any]) -> None:
         if self.enabled:

@@ -11,6 +11,7 @@ import paddle
 
 from .. import checkpoint as ckpt
 from ..config import Config
+from ..console import Console
 from ..data import MEAN_STD, BatchLoader, load_cifar
 from ..device import (MixedPrecision, all_reduce, average_running_statistics, describe,
                       gather_running_statistics, init_processes, restore_running_statistics,
@@ -18,6 +19,7 @@ from ..device import (MixedPrecision, all_reduce, average_running_statistics, de
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from ..inference import cpu_threads
+from ..launch import under_parent
 from ..speed import plan_speed
 from .eval_engine import eval_forward, resolve_engine
 from .evaluator import evaluate
@@ -34,6 +36,9 @@ HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "tr
 
 
 NO_BAD_STEP = 2**62  # _first_bad_step when every loss so far was finite
+STATUS_SECONDS = 1.0  # how often the live status line is refreshed
+# SIGHUP: the terminal closed; a run that dies with it should still leave a checkpoint.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class NonFiniteLoss(UserError):
@@ -41,7 +46,9 @@ class NonFiniteLoss(UserError):
 
 
 class Interrupted(UserError):
-    """The run stopped on a signal after writing a resumable checkpoint."""
+    """The run stopped on a signal; the run log has said where its checkpoint is."""
+
+    shown = True  # cli.run prints nothing more
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)
@@ -56,6 +63,7 @@ class Trainer:
         self.resume_path = resume
         self.overwrite = overwrite
         self.stream = stream or sys.stdout
+        self.console = Console.for_this_process(self.stream)
         self._stop_signal: Optional[int] = None
         self._step_hook = None  # called after every step; tests use it to interrupt
         self._resume_note: Optional[str] = None
@@ -84,6 +92,8 @@ class Trainer:
         self.amp = MixedPrecision(cfg["speed.amp"], cfg["speed.amp_dtype"],
                                   cfg["speed.loss_scale"], self.place)
         paddle.seed(cfg["seed"])
+        self._say(f"loading {cfg['data.dataset']} from "
+                  f"{cfg['data.data_file'] or 'the paddle dataset cache'}")
         train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
                                           cfg["data.train_samples"], cfg["data.test_samples"],
                                           cfg["data.val_samples"])
@@ -137,7 +147,7 @@ class Trainer:
     def _say(self, line: str):
         """A set-up step's line, before the run log exists (rank 0 only)."""
         if self.procs.main:
-            print(line, file=self.stream, flush=True)
+            self.console.line(line)
 
     @staticmethod
     def _zero_sums() -> Dict[str, paddle.Tensor]:
@@ -185,11 +195,15 @@ class Trainer:
 
     # --- signals -------------------------------------------------------------------------
     def _on_signal(self, signum, frame):
-        if self._stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: leave now; checkpoints are atomic
+        if self._stop_signal is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # second Ctrl-C: leave now; checkpoints are atomic
+            return  # the launcher repeats its SIGTERM while a worker is still alive
         self._stop_signal = signum
+        # Under tools/train.py's launch the parent has told the user already, once.
         self.log.info(f"{signal.Signals(signum).name} received: finishing this step and "
-                      "writing a resumable checkpoint (Ctrl-C again to quit at once)")
+                      "writing a resumable checkpoint (Ctrl-C again to quit at once)",
+                      console=not under_parent())
 
     def request_stop(self, signum: int = signal.SIGINT):
         self._stop_signal = signum
@@ -198,7 +212,7 @@ class Trainer:
         self._previous_handlers = {}
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set from the main thread
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _restore_signal_handlers(self):
@@ -208,15 +222,27 @@ class Trainer:
     # --- the loop ------------------------------------------------------------------------
     def fit(self) -> Dict[str, Any]:
         self._build()
-        self.log = RunLog(self.output_dir, self.stream, enabled=self.procs.main)
+        self.log = RunLog(self.output_dir, self.console, enabled=self.procs.main)
         self.vdl = VisualDLLog(self.output_dir, self.cfg["log.visualdl"] and self.procs.main)
         self._install_signal_handlers()
         try:
             return self._run()
+        except KeyboardInterrupt:  # a second Ctrl-C
+            message = (f"stopped at once at epoch {self.state['epoch'] + 1}, iteration "
+                       f"{self.state['batch_index']}; {self._last_checkpoint()}")
+            self.log.info(message)
+            raise Interrupted(message, signal.SIGINT) from None
         finally:
+            self.console.end_status()
             self._restore_signal_handlers()
             self.vdl.close()
             self.log.close()
+
+    def _last_checkpoint(self) -> str:
+        latest = ckpt.checkpoint_path(self.output_dir, "latest")
+        if not os.path.exists(latest):
+            return "no checkpoint was written yet"
+        return f"the last checkpoint, {latest}, resumes with the same command plus --resume"
 
     def _announce(self):
         cfg = self.cfg
@@ -240,7 +266,6 @@ class Trainer:
                           f"iteration {s['batch_index']}, global step {s['global_step']}")
             if self._resume_note:
                 self.log.info(f"note: {self._resume_note}")
-        self.log.info("config:\n" + cfg.dump().rstrip())
         self.log.info(
             f"model {cfg['model.name']} ({count_parameters(self.model):,} parameters) on "
             f"{self.place}; {self.train_loader.num_samples:,} training images per epoch in "
@@ -248,8 +273,8 @@ class Trainer:
             + (f" (global batch = {self.procs.world} processes x "
                f"{self.train_loader.batch_size // self.procs.world})"
                if self.procs.distributed else "") + "; "
-            f"{len(self.eval_loader.split):,} {self.eval_name} images; output in "
-            f"{self.output_dir}")
+            f"{len(self.eval_loader.split):,} {self.eval_name} images")
+        self.log.info(f"recipe: {recipe(cfg)}; output and full config in {self.output_dir}")
         if self.resume_path:
             self.vdl.replay(read_metrics(self.output_dir), self.eval_name)
         else:
@@ -308,6 +333,7 @@ class Trainer:
         histogram_every = cfg["log.histogram_every"]
         window_start, window_images = time.perf_counter(), 0
         step_start = self._epoch_start = time.perf_counter()
+        self._next_status = step_start  # the first step already shows
         self._histograms = None
         for images, labels in self.train_loader.epoch(epoch, start=s["batch_index"]):
             will_log = (s["batch_index"] + 1) % log_every == 0 or s["batch_index"] + 1 == steps
@@ -346,6 +372,9 @@ class Trainer:
                                    self.procs.world * window_images / (now - window_start),
                                    now - run_start, norms)
                 window_start, window_images = time.perf_counter(), 0
+            if self.procs.main and now >= self._next_status:
+                self._next_status = now + STATUS_SECONDS
+                self.log.status(self._status_line(epoch, loss, now - run_start))
             if self._step_hook is not None:
                 self._step_hook(self)
             if self._agreed_to_stop():
@@ -430,6 +459,24 @@ class Trainer:
             f"eta epoch {format_duration(record['eta_epoch'])}  "
             f"eta run {format_duration(record['eta_run'])}")
 
+    def _status_line(self, epoch: int, loss, elapsed: float) -> str:
+        s, clock = self.state, self.clock
+        step_time = clock.step_time()
+        speed = f"{self.train_loader.batch_size / step_time:.0f} img/s" if step_time else ""
+        return (f"epoch {epoch + 1}/{self.cfg['train.epochs']}  iter {s['batch_index']}/"
+                f"{len(self.train_loader)}  loss {float(loss):.4f}  {speed}  "
+                f"elapsed {format_duration(elapsed)}  "
+                f"eta epoch {format_duration(clock.eta_epoch(s['batch_index']))}  "
+                f"eta run {format_duration(clock.eta_run(s['global_step'], s['evals_done']))}")
+
+    def _eval_status(self, epoch: int):
+        def show(done: int, total: int):
+            if self.procs.main and time.perf_counter() >= self._next_status:
+                self._next_status = time.perf_counter() + STATUS_SECONDS
+                self.log.status(f"epoch {epoch + 1}/{self.cfg['train.epochs']}  evaluating "
+                                f"on the {self.eval_name} images: batch {done}/{total}")
+        return show
+
     def _end_epoch(self, epoch: int, run_start: float) -> Dict[str, Any]:
         cfg, s = self.cfg, self.state
         sums = self._global_sums(s["train_sums"])
@@ -448,7 +495,8 @@ class Trainer:
                               cfg["eval.precision"], self._nchw_twin) as forward, \
                     self.amp.autocast():
                 result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
-                                  reduce=lambda t: all_reduce(t, self.procs), forward=forward)
+                                  reduce=lambda t: all_reduce(t, self.procs), forward=forward,
+                                  progress=self._eval_status(epoch))
             eval_seconds = time.perf_counter() - eval_start
             self.clock.record_eval(eval_seconds)
             s["evals_done"] += 1
@@ -491,3 +539,21 @@ class Trainer:
         eta = self.clock.eta_run(self.state["global_step"], self.state["evals_done"])
         return line + (f"  elapsed {format_duration(r['elapsed'])}  "
                        f"eta run {format_duration(eta)}")
+
+
+def recipe(cfg: Config) -> str:
+    """The training recipe in one line (config.yaml holds every key)."""
+    optimizer = f"{cfg['optimizer.name']} lr {cfg['optimizer.lr']:g}"
+    if cfg["optimizer.name"] == "sgd":
+        optimizer += f" momentum {cfg['optimizer.momentum']:g}"
+    optimizer += f" wd {cfg['optimizer.weight_decay']:g}"
+    schedule = cfg["schedule.name"]
+    if schedule == "multistep":
+        schedule += (f" x{cfg['schedule.gamma']:g} at "
+                     + ", ".join(f"{m:.0%}" for m in cfg["schedule.milestones"])
+                     + " of the run")
+    if cfg["schedule.warmup_epochs"]:
+        schedule += f", {cfg['schedule.warmup_epochs']:g} warm-up epochs"
+    epochs = cfg["train.epochs"]
+    return (f"{epochs} epoch{'s' if epochs > 1 else ''} of batch {cfg['train.batch_size']}, {optimizer}, "
+            f"{schedule}, augment {cfg['data.augment']}, seed {cfg['seed']}")

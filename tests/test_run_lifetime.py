@@ -1,0 +1,146 @@
+"""A default (multi-process) run as one unit under a user's hands: whatever ends the
+command ends every process of the run, one live run per output directory, progress from
+the first iteration, and a stop said once."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, quickstart_args
+from paddle_resnet.checkpoint import load_checkpoint
+from paddle_resnet.cpu import usable_cores
+
+needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="the default is 1 process")
+LONG_RUN = ("train.batch_size=32", "train.epochs=40", "train.log_every=1",
+            "data.test_samples=50")
+
+
+def start(*args):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "train.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+
+
+def wait_for(process, marker: str) -> list:
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return seen
+    raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)[-3000:]}")
+
+
+def processes_of(output_dir) -> list:
+    """PIDs whose command line names `output_dir` (the parent, launcher and workers)."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"output_dir={output_dir}" in cmdline:
+            found.append(int(name))
+    return found
+
+
+def environ_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def gone_within(output_dir, seconds: float) -> list:
+    deadline = time.monotonic() + seconds
+    while processes_of(output_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_of(output_dir)
+
+
+@needs_two_cores
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_ending_the_command_ends_every_process_of_the_run(signum, tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    process = start(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
+    wait_for(process, "epoch 2/40  iter 1/")
+    assert len(processes_of(out)) == 2 + usable_cores()  # this, the launcher, the workers
+    process.send_signal(signum)
+    left = gone_within(out, 20)
+    assert not left, f"still alive after {signal.Signals(signum).name}: {left}"
+    process.communicate(timeout=10)
+    assert process.returncode == -signum if signum == signal.SIGKILL else 128 + signum
+    # The workers were stopped with SIGTERM, so even a SIGKILL leaves the resumable
+    # checkpoint of where the run stopped, not only the one of the last epoch.
+    progress = load_checkpoint(str(out / "latest.pdckpt"))["progress"]
+    assert progress["epoch"] >= 1 and progress["batch_index"] > 0
+
+
+@needs_two_cores
+def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_intact(
+        tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    args = quickstart_args(tiny_cifar10, out, "train.batch_size=32", "train.epochs=3",
+                           "train.log_every=1", "data.test_samples=50")
+    first = start(*args)
+    wait_for(first, "epoch 1/3  iter 1/")
+    for extra in ([], ["--resume"], ["--overwrite"]):
+        began = time.monotonic()
+        second = subprocess.run([sys.executable, "tools/train.py", *args, *extra],
+                                capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr == (f"error: output_dir {out} is in use by a live run (PID "
+                                 f"{first.pid}, started {second.stderr.split('started ')[1]}")
+        assert second.stdout == ""
+        assert time.monotonic() - began < 30  # at once: no data loaded, nothing compiled
+    rest, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records].count("run") == 1
+    steps = [r["global_step"] for r in records if r["kind"] == "train_iter"]
+    assert steps == list(range(1, 3 * 6 + 1))  # 200 images / 32 = 6 steps per epoch
+
+
+@needs_two_cores
+def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_path):
+    # log_every far beyond the run: only the status line can show progress
+    process = start(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
+                                     "train.epochs=1", "train.log_every=1000",
+                                     "data.test_samples=50"))
+    seen = wait_for(process, "epoch 1/1  iter 1/6  loss ")
+    first = seen[-1]
+    assert " img/s  elapsed 00:00:0" in first and "eta epoch " in first and "eta run " in first
+    header = [line for line in seen[:-1] if not line.startswith("compiling ")]
+    assert [line.split(" ", 1)[0] for line in header] == \
+        ["loading", "cpu:", "convolution:", "model", "recipe:"]
+    assert "full config in" in header[-1]
+    process.communicate(timeout=300)
+    assert process.returncode == 0
+
+
+@needs_two_cores
+def test_a_second_ctrl_c_stops_every_process_at_once(tiny_cifar10, tmp_path):
+    out = tmp_path / "run"
+    process = start(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
+    wait_for(process, "epoch 2/40  iter 1/")
+    # Frozen workers cannot finish their step: only "at once" can stop them now.
+    workers = [pid for pid in processes_of(out) if "PADDLE_TRAINER_ID" in environ_of(pid)]
+    assert len(workers) == usable_cores()
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # two presses, not one signal twice (which the kernel may merge)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert not gone_within(out, 5)
+    assert stdout.count("Ctrl-C: stopping the") == 1
+    assert stdout.count("second Ctrl-C: stopped every process at once; the last checkpoint, "
+                        f"{out / 'latest.pdckpt'}, resumes with --resume") == 1
+    assert stderr == ""
+    load_checkpoint(str(out / "latest.pdckpt"))  # epoch 1's, whole
