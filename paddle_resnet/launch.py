@@ -47,6 +47,14 @@ def under_parent() -> bool:
     return under_launcher() and LAUNCHER_ENV in os.environ
 
 
+def stop_message(signum: int, processes: int = 1) -> str:
+    """The one line a run prints when a signal asks it to stop."""
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    what = "training" if processes == 1 else f"the {processes} processes"
+    return (f"{name}: stopping {what} after this step with a resumable checkpoint (Ctrl-C "
+            "again to stop at once)")
+
+
 def die_with_launcher() -> bool:
     """In a worker of tools/train.py's launch: end (SIGTERM: checkpoint, then exit) when
     the launcher ends. False if it has ended already."""
@@ -132,9 +140,24 @@ class _StatusFollower:
             self.console.status(text)
 
 
+# What a worker's log shows when a peer vanished under a collective: a consequence.
+_LOST_PEER = ("gloo::IoException", "Connection reset by peer", "Connection closed by peer")
+
+
+def _lost_a_peer(log: str) -> bool:
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return any(marker in text for marker in _LOST_PEER)
+
+
 def failed_worker(launcher_log: str, start: int, nproc: int) -> Optional[str]:
     """The line for a worker that died without a message (e.g. killed for memory), from
-    what Paddle's launcher logged about it since offset `start`."""
+    what Paddle's launcher logged about it since offset `start`. The launcher names the
+    first worker it finds failed, which may be one that aborted because another vanished
+    mid-allreduce; the one whose log shows no such loss is then named instead."""
     try:
         with open(launcher_log, "rb") as f:
             f.seek(start)
@@ -144,11 +167,20 @@ def failed_worker(launcher_log: str, start: int, nproc: int) -> Optional[str]:
     if not found:
         return None
     rank, code, log = found[-1]
-    code = int(code)
-    how = (f"was killed by {signal.Signals(-code).name}"
-           + (" (the kernel does this when memory runs out)" if -code == signal.SIGKILL
-              else "")
-           if code < 0 and -code in signal.valid_signals() else f"exited with status {code}")
+    rank, code = int(rank), int(code)
+    log_of = lambda r: os.path.join(os.path.dirname(log), f"workerlog.{r}")  # noqa: E731
+    if _lost_a_peer(log):
+        vanished = [r for r in range(nproc) if r != rank and not _lost_a_peer(log_of(r))]
+        if len(vanished) == 1:
+            return (f"error: training process {vanished[0]} of {nproc} died without a message "
+                    f"(killed from outside, or for memory), and process {rank} lost its "
+                    f"connection to it; its log is {log_of(vanished[0])}; the launcher "
+                    "stopped the others; the last checkpoint resumes with --resume")
+    if code < 0 and -code in signal.valid_signals():
+        how = f"was killed by {signal.Signals(-code).name}" + (
+            " (the kernel does this when memory runs out)" if -code == signal.SIGKILL else "")
+    else:
+        how = f"exited with status {code}"
     return (f"error: training process {rank} of {nproc} {how} without a message; its log "
             f"is {log}; the launcher stopped the others; the last checkpoint resumes with "
             "--resume")
@@ -219,9 +251,7 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
         def forward(signum, frame):
             if not received:
                 # The workers see SIGTERM whatever the signal: it is what the launcher sends.
-                name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-                console.line(f"{name}: stopping the {nproc} processes after this step with a "
-                             "resumable checkpoint (Ctrl-C again to stop at once)")
+                console.line(stop_message(signum, nproc))
                 launcher.send_signal(signal.SIGTERM)
             elif signum == signal.SIGINT and signal.SIGINT not in received[1:]:
                 kill_now(launcher)

@@ -164,7 +164,9 @@ def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
     out, err = process.communicate(timeout=120)  # the launcher stops rank 0 too
     assert process.returncode != 0
     assert err.count("\n") == 1, err
-    assert err.startswith("error: training process 1 of 2 was killed by SIGKILL"), err
+    # The launcher may see rank 0 fail first: it aborts when rank 1 vanishes mid-allreduce.
+    assert err.startswith(("error: training process 1 of 2 was killed by SIGKILL",
+                           "error: training process 1 of 2 died without a message")), err
     assert f"its log is {tmp_path / 'run' / 'launch_logs' / 'workerlog.1'}" in err
     assert (tmp_path / "run" / "latest.pdckpt").is_file()  # epoch 1's, kept
 

@@ -67,3 +67,17 @@ def test_a_worker_that_died_silently_is_named_with_its_log(tmp_path):
     log.write_text(LAUNCHER_FAILURE.replace("code -9", "code 3"))
     assert "training process 1 of 2 exited with status 3 without" in \
         launch.failed_worker(str(log), 0, 2)
+
+
+def test_a_worker_that_aborted_for_a_vanished_peer_is_not_the_one_named(tmp_path):
+    (tmp_path / "workerlog.0").write_text("terminate called after throwing an instance of "
+                                          "'gloo::IoException'\n")
+    (tmp_path / "workerlog.1").write_text("epoch 2/50  iter 1/6\n")
+    log = tmp_path / "launcher.log"
+    log.write_text(LAUNCHER_FAILURE.replace("rank 1", "rank 0").replace("code -9", "code -6")
+                   .replace("/runs/r/launch_logs/workerlog.1", str(tmp_path / "workerlog.0")))
+    assert launch.failed_worker(str(log), 0, 2) == (
+        "error: training process 1 of 2 died without a message (killed from outside, or for "
+        f"memory), and process 0 lost its connection to it; its log is "
+        f"{tmp_path / 'workerlog.1'}; the launcher stopped the others; the last checkpoint "
+        "resumes with --resume")

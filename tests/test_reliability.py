@@ -59,7 +59,9 @@ def test_signal_mid_epoch_then_resume_matches_uninterrupted(signum, tiny_cifar10
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, stderr
     # one line that it stops, one that says where the checkpoint is; nothing on stderr
-    assert stdout.count(f"{signal.Signals(signum).name} received") == 1
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    assert stdout.count(f"{name}: stopping ") == 1
+    assert stdout.count("after this step with a resumable checkpoint") == 1
     assert stdout.count("resume with the same command plus --resume") == 1
     assert stderr == ""
     progress = ckpt.load_checkpoint(str(out / "latest.pdckpt"))["progress"]
@@ -76,7 +78,7 @@ def test_second_sigint_quits_at_once(tiny_cifar10, tmp_path):
                                          f"output_dir={tmp_path / 'run'}"]))
 
     class Log:
-        def info(self, message):
+        def info(self, message, console=True):
             pass
 
     trainer.log = Log()
@@ -238,4 +240,20 @@ def test_a_batch_larger_than_the_training_set_is_refused(tiny_cifar10, tmp_path)
     assert done.stderr.strip() == ("error: train.batch_size = 100000 is larger than the 200 "
                                    "training images, so an epoch would be one short step; lower "
                                    "train.batch_size or raise data.train_samples")
-    assert not any((tmp_path / "run").iterdir())  # nothing was written
+    assert not (tmp_path / "run").exists()  # nothing was written, not even the directory
+
+
+def test_a_checkpoint_directory_is_named_as_one(tiny_cifar10, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "latest.pdckpt").write_bytes(b"")
+    (run / "best.pdckpt").write_bytes(b"")
+    expected = (f"error: checkpoint {run} is a directory, not a .pdckpt file; it holds "
+                f"best.pdckpt, latest.pdckpt: pass e.g. {run / 'latest.pdckpt'}\n")
+    evaluated = run_tool("eval", "-w", str(run))
+    assert (evaluated.returncode, evaluated.stderr) == (1, expected)
+    resumed = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "new"),
+                       "--resume", str(run))
+    assert (resumed.returncode, resumed.stderr, resumed.stdout) == (1, expected, "")
+    empty = run_tool("eval", "-w", str(tmp_path / "new"))
+    assert empty.returncode == 1 and "does not exist" in empty.stderr  # refused: not made

@@ -19,7 +19,7 @@ from ..device import (MixedPrecision, all_reduce, average_running_statistics, de
 from ..errors import CheckpointError, ConfigError, UserError
 from ..models import build_model, count_flops, count_parameters
 from ..inference import cpu_threads
-from ..launch import under_parent
+from ..launch import stop_message, under_parent
 from ..speed import plan_speed
 from .eval_engine import eval_forward, resolve_engine
 from .evaluator import evaluate
@@ -201,9 +201,7 @@ class Trainer:
             return  # the launcher repeats its SIGTERM while a worker is still alive
         self._stop_signal = signum
         # Under tools/train.py's launch the parent has told the user already, once.
-        self.log.info(f"{signal.Signals(signum).name} received: finishing this step and "
-                      "writing a resumable checkpoint (Ctrl-C again to quit at once)",
-                      console=not under_parent())
+        self.log.info(stop_message(signum), console=not under_parent())
 
     def request_stop(self, signum: int = signal.SIGINT):
         self._stop_signal = signum
