@@ -431,6 +431,11 @@ def validate(flat: Mapping[str, Any], where: str = "") -> Config:
     if any(not 0 < m < 1 for m in milestones) or milestones != sorted(milestones):
         raise ConfigError(f"{where}schedule.milestones = {milestones} must be increasing "
                           "fractions of the run between 0 and 1, e.g. [0.5, 0.75]")
+    if resolved["schedule.warmup_epochs"] >= resolved["train.epochs"]:
+        raise ConfigError(f"{where}schedule.warmup_epochs = {resolved['schedule.warmup_epochs']:g}"
+                          f" spans the whole run of train.epochs = {resolved['train.epochs']}: "
+                          "the learning rate would never reach optimizer.lr; make it shorter "
+                          "than the run")
     betas = resolved["optimizer.betas"]
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
         raise ConfigError(f"{where}optimizer.betas = {betas} must be two numbers in [0, 1)")

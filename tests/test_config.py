@@ -85,6 +85,7 @@ def test_resnet18_config_is_the_notebook_recipe():
     ("", ["optimizer.nesterov=maybe"], "true or false"),
     ("", ["device=tpu"], "auto, cpu, gpu or gpu:N"),
     ("", ["schedule.milestones=[0.8, 0.2]"], "increasing fractions"),
+    ("", ["train.epochs=2", "schedule.warmup_epochs=2"], "spans the whole run of train.epochs"),
     ("", ["optimizer.betas=[0.9]"], "two numbers"),
     ("", ["train.epochs"], "must look like key.sub=value"),
     ("", ["=3"], "has no key"),

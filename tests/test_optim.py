@@ -81,7 +81,11 @@ def test_eta_counts_remaining_steps_and_evaluations():
     clock = RunClock(steps_per_epoch=10, total_epochs=3, eval_images_per_run=300,
                      evals_total=3, train_images_per_step=100)
     assert clock.eta_run(0, 0) is None
-    for seconds in (5.0, 5.0, 1.0, 1.0):  # two warm-up steps are left out of the average
+    clock.record_step(9.0)
+    assert clock.step_time() == 9.0  # the only estimate there is
+    clock.record_step(3.0)
+    assert clock.step_time() == 3.0  # the latest warm-up step: closer to the steady state
+    for seconds in (1.0, 1.0):  # the two warm-up steps are left out of the average
         clock.record_step(seconds)
     assert clock.step_time() == pytest.approx(1.0)
     assert clock.eta_epoch(4) == pytest.approx(6.0)

@@ -48,17 +48,22 @@ class RunClock:
         self.warmup_timer = Timer()
         self.step_timer = Timer()
         self.eval_timer = Timer()
+        self._last_step: Optional[float] = None
 
     def record_step(self, seconds: float):
         warming_up = self.warmup_timer.count < self.WARMUP_STEPS
         timer = self.warmup_timer if warming_up else self.step_timer
         timer.add(seconds)
+        self._last_step = seconds
 
     def record_eval(self, seconds: float):
         self.eval_timer.add(seconds)
 
     def step_time(self) -> Optional[float]:
-        return self.step_timer.average or self.warmup_timer.average
+        # Until a step past the warm-up is timed, the latest step: the first one also
+        # pays for one-time set-up, often several normal steps' worth.
+        return self.step_timer.average or (self._last_step if self.warmup_timer.count
+                                           else None)
 
     def eval_time(self) -> Optional[float]:
         if self.eval_timer.count:
