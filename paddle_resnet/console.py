@@ -15,6 +15,9 @@ import time
 from typing import Callable, Optional, TextIO
 
 HEARTBEAT_SECONDS = 15.0
+# Shown at once even in a file: the first sign of progress, and the first with a speed
+# and an ETA (the trainer's first status has none; the first step pays for set-up).
+EARLY_STATUSES = 2
 STATUS_ENV = "PADDLE_RESNET_STATUS_FILE"  # set by launch.py for rank 0
 _ERASE = "\r\x1b[K"
 
@@ -37,7 +40,7 @@ class Console:
         self.clock = clock
         self._shown = ""  # the status line now on the terminal
         self._quiet_since: Optional[float] = None  # when a plain line was last printed
-        self._status_seen = False
+        self._statuses = 0
 
     @classmethod
     def for_this_process(cls, stream: Optional[TextIO] = None) -> "Console":
@@ -63,10 +66,10 @@ class Console:
         elif self.live:
             self._shown = text[:max(20, shutil.get_terminal_size((120, 24)).columns - 1)]
             self._write(_ERASE + self._shown)
-        elif (not self._status_seen or self._quiet_since is None
+        elif (self._statuses < EARLY_STATUSES or self._quiet_since is None
               or self.clock() - self._quiet_since >= HEARTBEAT_SECONDS):
-            self.line(text)  # the first status at once: it is the first sign of progress
-        self._status_seen = True
+            self.line(text)
+        self._statuses += 1
 
     def end_status(self) -> None:
         """Leave the terminal at the start of a clean line (before exiting)."""

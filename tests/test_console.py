@@ -31,9 +31,11 @@ def test_in_a_file_the_status_is_a_plain_line_at_first_and_then_every_heartbeat(
     out, clock = io.StringIO(), Clock()
     shown = Console(out, live=False, clock=clock)
     shown.line("model resnet20")
-    shown.status("iter 1")  # the first sign of progress shows at once
+    shown.status("iter 1")  # the first sign of progress shows at once,
     clock.now += 1
-    shown.status("iter 2")
+    shown.status("iter 2")  # and the first with a speed
+    clock.now += 1
+    shown.status("iter 3")
     clock.now += HEARTBEAT_SECONDS - 1
     shown.status("iter 17")  # nothing printed for a heartbeat: say where the run is
     clock.now += 5
@@ -43,7 +45,7 @@ def test_in_a_file_the_status_is_a_plain_line_at_first_and_then_every_heartbeat(
     clock.now += 1
     shown.status("iter 35")
     assert "\r" not in out.getvalue()
-    assert out.getvalue().splitlines() == ["model resnet20", "iter 1", "iter 17",
+    assert out.getvalue().splitlines() == ["model resnet20", "iter 1", "iter 2", "iter 17",
                                            "iter 20 (log_every)", "iter 35"]
 
 

@@ -110,12 +110,14 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
 def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_path):
     # log_every far beyond the run: only the status line can show progress
     process = start(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
-                                     "train.epochs=1", "train.log_every=1000",
+                                     "train.epochs=4", "train.log_every=1000",
                                      "data.test_samples=50"))
-    seen = wait_for(process, "epoch 1/1  iter 1/6  loss ")
-    first = seen[-1]
-    assert " img/s  elapsed 00:00:0" in first and "eta epoch " in first and "eta run " in first
+    seen = wait_for(process, "epoch 1/4  iter 1/6  loss ")
+    assert seen[-1].endswith("(timing the first steps)\n")
     header = [line for line in seen[:-1] if not line.startswith("compiling ")]
+    seen = wait_for(process, "  iter ")  # a second later
+    assert " img/s  elapsed 00:00:" in seen[-1] and "eta epoch " in seen[-1] \
+        and "eta run " in seen[-1]
     assert [line.split(" ", 1)[0] for line in header] == \
         ["loading", "cpu:", "convolution:", "model", "recipe:"]
     assert "full config in" in header[-1]

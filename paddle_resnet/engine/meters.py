@@ -59,6 +59,10 @@ class RunClock:
     def record_eval(self, seconds: float):
         self.eval_timer.add(seconds)
 
+    def steps_timed(self) -> int:
+        """Steps timed since the (re)start."""
+        return self.warmup_timer.count + self.step_timer.count
+
     def step_time(self) -> Optional[float]:
         # Until a step past the warm-up is timed, the latest step: the first one also
         # pays for one-time set-up, often several normal steps' worth.

@@ -459,10 +459,13 @@ class Trainer:
 
     def _status_line(self, epoch: int, loss, elapsed: float) -> str:
         s, clock = self.state, self.clock
-        step_time = clock.step_time()
-        speed = f"{self.train_loader.batch_size / step_time:.0f} img/s" if step_time else ""
-        return (f"epoch {epoch + 1}/{self.cfg['train.epochs']}  iter {s['batch_index']}/"
-                f"{len(self.train_loader)}  loss {float(loss):.4f}  {speed}  "
+        line = (f"epoch {epoch + 1}/{self.cfg['train.epochs']}  iter {s['batch_index']}/"
+                f"{len(self.train_loader)}  loss {float(loss):.4f}  ")
+        if clock.steps_timed() < 2:
+            # The first step also pays for one-time set-up (primitives, allocations): a
+            # speed from it alone would be off by an order of magnitude.
+            return line + f"elapsed {format_duration(elapsed)}  (timing the first steps)"
+        return (line + f"{self.train_loader.batch_size / clock.step_time():.0f} img/s  "
                 f"elapsed {format_duration(elapsed)}  "
                 f"eta epoch {format_duration(clock.eta_epoch(s['batch_index']))}  "
                 f"eta run {format_duration(clock.eta_run(s['global_step'], s['evals_done']))}")
