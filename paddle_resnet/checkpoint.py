@@ -137,7 +137,21 @@ def optimizer_state_for_saving(optimizer, model: paddle.nn.Layer) -> Dict[str, A
 
 def load_optimizer_state(optimizer, model: paddle.nn.Layer, state: Dict[str, Any]) -> None:
     names = {f"@{structured}": p.name for structured, p in model.named_parameters()}
-    optimizer.set_state_dict(_rename_accumulators(state, names))
+    renamed = _rename_accumulators(state, names)
+    orphans = sorted(key[1:] for key in _keys(renamed) if key.startswith("@"))
+    if orphans:  # a moment of an optimizer whose parameter this model does not have
+        more = f" and {len(orphans) - 1} more" if len(orphans) > 1 else ""
+        raise CheckpointError(f"the checkpoint's optimizer state {orphans[0]}{more} found no "
+                              "parameter of this model; resume with the run's own config")
+    optimizer.set_state_dict(renamed)
+
+
+def _keys(state: Dict[str, Any]):
+    for key, value in state.items():
+        if isinstance(value, dict):
+            yield from _keys(value)
+        else:
+            yield key
 
 
 def load_trained_model(weights: str, config_path: Optional[str] = None, overrides=()):

@@ -5,6 +5,7 @@ import sys
 from typing import Callable, List, Optional
 
 from .errors import ConfigError, UserError
+from .models.registry import ModelArgumentError
 from .launch import (default_processes, die_with_launcher, parse_nproc, run_launcher,
                      under_launcher, under_parent)
 
@@ -38,7 +39,7 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argumen
         if not getattr(e, "shown", False):  # e.g. an interrupt the run log has reported
             print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except ValueError as e:  # from the model zoo: bad architecture arguments
+    except ModelArgumentError as e:  # a model name or argument the zoo cannot build
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -164,7 +165,7 @@ def summary_main(argv=None) -> int:
         for name in args.models:
             try:
                 get_builder(name)
-            except ValueError as e:
+            except ModelArgumentError as e:
                 raise ConfigError(str(e)) from None
         print(format_table(summarize(args.models or None, args.num_classes)))
 

@@ -153,17 +153,22 @@ class MixedPrecision:
             self.scaler.load_state_dict(state)
 
 
-def wrap_model(model: paddle.nn.Layer, processes: Processes, sync_bn: bool, place: str):
-    """(model, the layer to call in training): SyncBatchNorm and DataParallel when launched
-    on several processes. Checkpoints hold the first, whose names carry no wrapper."""
+def convert_sync_bn(model: paddle.nn.Layer, processes: Processes, sync_bn: bool,
+                    place: str) -> paddle.nn.Layer:
+    """BatchNorm as SyncBatchNorm when launched on several processes and asked to; before
+    the optimizer is built, which must hold the converted layers' parameters."""
     if sync_bn and not place.startswith("gpu"):
         raise ConfigError("dist.sync_bn needs GPUs: Paddle has no CPU kernel for "
                           "sync_batch_norm; set -o dist.sync_bn=false on the CPU")
-    if not processes.distributed:
-        return model, model
-    if sync_bn:
-        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model, paddle.DataParallel(model)
+    if sync_bn and processes.distributed:
+        return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def data_parallel(model: paddle.nn.Layer, processes: Processes) -> paddle.nn.Layer:
+    """The layer a training step calls: DataParallel over several processes (after AMP's
+    decoration). Checkpoints hold `model`, whose names carry no wrapper."""
+    return paddle.DataParallel(model) if processes.distributed else model
 
 
 def all_reduce(tensor: paddle.Tensor, processes: Processes, op: str = "sum") -> paddle.Tensor:

@@ -141,7 +141,8 @@ class _StatusFollower:
 
 
 # What a worker's log shows when a peer vanished under a collective: a consequence.
-_LOST_PEER = ("gloo::IoException", "Connection reset by peer", "Connection closed by peer")
+_LOST_PEER = ("gloo::IoException", "gloo::TimeoutException", "Connection reset by peer",
+              "Connection closed by peer")
 
 
 def _lost_a_peer(log: str) -> bool:

@@ -14,7 +14,7 @@ import paddle.nn.functional as F  # noqa: E402
 
 from paddle_resnet.config import load_config  # noqa: E402
 from paddle_resnet.data import MEAN_STD, BatchLoader, Split  # noqa: E402
-from paddle_resnet.device import all_reduce, init_processes, wrap_model  # noqa: E402
+from paddle_resnet.device import all_reduce, data_parallel, init_processes  # noqa: E402
 from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 
@@ -32,7 +32,8 @@ cfg = load_config(None, ["train.batch_size=128", "optimizer.lr=0.1", "train.epoc
 # that the shards of a shuffled, augmented batch make up the single-process batch).
 loader = BatchLoader(split, 128, *MEAN_STD["cifar10"], augment="none", shuffle=False,
                      drop_last=True, seed=0, rank=procs.rank, world=procs.world)
-model, forward_model = wrap_model(build_model("resnet20"), procs, False, "cpu")
+model = build_model("resnet20")
+forward_model = data_parallel(model, procs)
 schedule = build_schedule(cfg, len(loader))
 optimizer = build_optimizer(cfg, model.parameters(), schedule)
 images, targets = next(iter(loader.epoch(0)))

@@ -82,10 +82,12 @@ def test_second_sigint_quits_at_once(tiny_cifar10, tmp_path):
             pass
 
     trainer.log = Log()
-    trainer._on_signal(signal.SIGINT, None)
-    assert trainer._stop_signal == signal.SIGINT
+    trainer.stops._on_signal(signal.SIGINT, None)
+    assert trainer.stops.signum == signal.SIGINT
+    trainer.stops._on_signal(signal.SIGTERM, None)  # the launcher's repeated SIGTERM
+    assert trainer.stops.signum == signal.SIGINT
     with pytest.raises(KeyboardInterrupt):
-        trainer._on_signal(signal.SIGINT, None)
+        trainer.stops._on_signal(signal.SIGINT, None)
 
 
 WRITER = textwrap.dedent("""

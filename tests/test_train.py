@@ -65,7 +65,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_cifar10, tmp_path):
     trainer = Trainer(cfg)
 
     def stop_mid_epoch_two(t):
-        if t.state["global_step"] == 8:
+        if t.progress.global_step == 8:
             t.request_stop()
 
     trainer._step_hook = stop_mid_epoch_two

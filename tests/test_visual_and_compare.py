@@ -45,7 +45,7 @@ def test_visualdl_reads_back_every_tag(tiny_cifar10, tmp_path):
 def test_resumed_run_continues_the_curves(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     trainer = Trainer(config(tiny_cifar10, out))
-    trainer._step_hook = lambda t: t.state["global_step"] == 9 and t.request_stop()
+    trainer._step_hook = lambda t: t.progress.global_step == 9 and t.request_stop()
     with pytest.raises(Interrupted):
         trainer.fit()
     Trainer(config(tiny_cifar10, out), resume=str(out / "latest.pdckpt")).fit()
@@ -77,7 +77,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cifar10, tmp_
     trainer = Trainer(config(tiny_cifar10, out, "log.visualdl=false"))
 
     def poison(t):
-        if t.state["global_step"] == 8:
+        if t.progress.global_step == 8:
             weight = t.model.fc.weight
             weight.set_value(paddle.full(weight.shape, float("nan")))
 

@@ -5,6 +5,8 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from .meters import top_k_hits
+
 
 @paddle.no_grad()
 def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
@@ -30,14 +32,12 @@ def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
                 continue  # this process's share of a final batch smaller than the world
             logits = forward(images)
             loss_sum += F.cross_entropy(logits, labels, reduction="sum").astype("float64")
-            k = min(5, num_classes)
-            best = paddle.topk(logits, k, axis=1)[1]
-            hits = best == labels.unsqueeze(1)
-            top1 += hits[:, 0].astype("int64").sum()
-            top5 += hits.astype("int64").sum()
+            hits1, hits5 = top_k_hits(logits, labels)
+            top1 += hits1
+            top5 += hits5
             count += labels.shape[0]
             if with_confusion:
-                predictions.append(best[:, 0])
+                predictions.append(paddle.topk(logits, 1, axis=1)[1][:, 0])
     finally:
         model.train(was_training)
     if reduce is not None:

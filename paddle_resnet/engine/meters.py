@@ -1,5 +1,8 @@
-"""Timers and the ETA, in the manner of pycls's meters."""
-from typing import Optional
+"""Timers, the ETA, the training meter and the lines a run prints, in the manner of
+pycls's meters."""
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import paddle
 
 
 def format_duration(seconds: Optional[float]) -> str:
@@ -88,3 +91,77 @@ class RunClock:
         remaining_steps = self.steps_per_epoch * self.total_epochs - global_step
         remaining_evals = max(0, self.evals_total - evals_done)
         return remaining_steps * self.step_time() + remaining_evals * (self.eval_time() or 0.0)
+
+
+class TrainMeter:
+    """An epoch's training loss, top-1 and top-5 as running sums on the device: read back
+    only when a line is logged, so a step costs no host sync."""
+
+    def __init__(self, sums: Optional[Dict[str, paddle.Tensor]] = None):
+        self.sums = sums if sums is not None else self.zero()
+
+    @staticmethod
+    def zero() -> Dict[str, paddle.Tensor]:
+        return {"loss": paddle.zeros([], "float64"), "top1": paddle.zeros([], "int64"),
+                "top5": paddle.zeros([], "int64"), "samples": paddle.zeros([], "int64")}
+
+    @paddle.no_grad()
+    def add(self, loss: paddle.Tensor, logits: paddle.Tensor, labels: paddle.Tensor) -> None:
+        batch = labels.shape[0]
+        top1, top5 = top_k_hits(logits, labels)
+        self.sums["loss"] += loss.detach().astype("float64") * batch
+        self.sums["top1"] += top1
+        self.sums["top5"] += top5
+        self.sums["samples"] += batch
+
+    def averages(self, reduce: Callable[[paddle.Tensor], paddle.Tensor]) -> Dict[str, float]:
+        """Loss and top-1/top-5 (%) over every process's images so far (`reduce` sums)."""
+        sums = {k: reduce(v) for k, v in self.sums.items()}
+        samples = int(sums["samples"])
+        return {"loss": float(sums["loss"]) / samples,
+                "top1": 100.0 * int(sums["top1"]) / samples,
+                "top5": 100.0 * int(sums["top5"]) / samples}
+
+
+def top_k_hits(logits: paddle.Tensor, labels: paddle.Tensor) -> Tuple[paddle.Tensor, ...]:
+    """(top-1, top-5) correct counts of a batch as int64 tensors (top-k of at most the
+    number of classes)."""
+    best = paddle.topk(logits, min(5, logits.shape[1]), axis=1)[1]
+    hits = best == labels.unsqueeze(1)
+    return hits[:, 0].astype("int64").sum(), hits.astype("int64").sum()
+
+
+def progress_line(r: Dict[str, Any], epochs: int, steps: int) -> str:
+    """The line of a logged iteration (a `train_iter` record)."""
+    return (f"epoch {r['epoch']}/{epochs}  iter {r['iter']}/{steps}  "
+            f"loss {r['loss']:.4f} (avg {r['avg_loss']:.4f})  top1 {r['top1']:.2f}%  "
+            f"lr {r['lr']:.6f}  {r['ips']:.1f} img/s  elapsed {format_duration(r['elapsed'])}  "
+            f"eta epoch {format_duration(r['eta_epoch'])}  "
+            f"eta run {format_duration(r['eta_run'])}")
+
+
+def epoch_line(r: Dict[str, Any], epochs: int, eval_name: str, eta_run: Optional[float]) -> str:
+    """The line of a finished epoch (an `epoch` record)."""
+    line = (f"epoch {r['epoch']}/{epochs} done  train loss {r['train_loss']:.4f} top1 "
+            f"{r['train_top1']:.2f}% top5 {r['train_top5']:.2f}%")
+    if f"{eval_name}_top1" in r:
+        line += (f"  {eval_name} loss {r[f'{eval_name}_loss']:.4f} top1 "
+                 f"{r[f'{eval_name}_top1']:.2f}% top5 {r[f'{eval_name}_top5']:.2f}% "
+                 f"({format_duration(r['eval_seconds'])})")
+    if r["best_top1"] is not None:
+        line += f"  best {r['best_top1']:.2f}% (epoch {r['best_epoch']})"
+    return line + f"  elapsed {format_duration(r['elapsed'])}  eta run {format_duration(eta_run)}"
+
+
+def status_line(epoch: int, epochs: int, step: int, steps: int, loss: float,
+                clock: RunClock, global_step: int, evals_done: int, elapsed: float) -> str:
+    """The live status (console.py) after `step` of `steps`; no speed or ETA until two
+    steps are timed, because the first also pays for one-time set-up (primitives,
+    allocations) and would be off by an order of magnitude."""
+    line = f"epoch {epoch}/{epochs}  iter {step}/{steps}  loss {loss:.4f}  "
+    if clock.steps_timed() < 2:
+        return line + f"elapsed {format_duration(elapsed)}  (timing the first steps)"
+    return (line + f"{clock.images_per_step / clock.step_time():.0f} img/s  "
+            f"elapsed {format_duration(elapsed)}  "
+            f"eta epoch {format_duration(clock.eta_epoch(step))}  "
+            f"eta run {format_duration(clock.eta_run(global_step, evals_done))}")

@@ -67,22 +67,32 @@ def build_schedule(cfg, steps_per_epoch: int) -> IterationSchedule:
         min_lr=cfg["schedule.min_lr"], pct_start=cfg["schedule.pct_start"])
 
 
+def _momentum(cfg, decay, **common):
+    return paddle.optimizer.Momentum(momentum=cfg["optimizer.momentum"],
+                                     use_nesterov=cfg["optimizer.nesterov"],
+                                     weight_decay=decay, **common)
+
+
+def _adam(cfg, decay, **common):
+    beta1, beta2 = cfg["optimizer.betas"]
+    return paddle.optimizer.Adam(beta1=beta1, beta2=beta2, weight_decay=decay, **common)
+
+
+def _adamw(cfg, decay, **common):
+    beta1, beta2 = cfg["optimizer.betas"]  # AdamW's decay is decoupled, and 0 when unset
+    return paddle.optimizer.AdamW(beta1=beta1, beta2=beta2, weight_decay=decay or 0.0,
+                                  **common)
+
+
+# `optimizer.name` -> builder; config.py's choices for it must be these names (a test
+# checks). Exact resume needs each one's accumulators named `<parameter name>_<what>`,
+# as every Paddle optimizer names them (checkpoint.load_optimizer_state checks).
+OPTIMIZERS = {"sgd": _momentum, "adam": _adam, "adamw": _adamw}
+
+
 def build_optimizer(cfg, parameters, schedule: LRScheduler) -> paddle.optimizer.Optimizer:
     clip = cfg["train.grad_clip"]
-    grad_clip = paddle.nn.ClipGradByGlobalNorm(clip) if clip else None
-    decay = cfg["optimizer.weight_decay"] or None
-    name = cfg["optimizer.name"]
-    beta1, beta2 = cfg["optimizer.betas"]
-    if name == "sgd":
-        return paddle.optimizer.Momentum(
-            learning_rate=schedule, momentum=cfg["optimizer.momentum"], parameters=parameters,
-            use_nesterov=cfg["optimizer.nesterov"], weight_decay=decay, grad_clip=grad_clip)
-    if name == "adam":
-        return paddle.optimizer.Adam(learning_rate=schedule, beta1=beta1, beta2=beta2,
-                                     parameters=parameters, weight_decay=decay,
-                                     grad_clip=grad_clip)
-    if name == "adamw":
-        return paddle.optimizer.AdamW(learning_rate=schedule, beta1=beta1, beta2=beta2,
-                                      parameters=parameters, weight_decay=decay or 0.0,
-                                      grad_clip=grad_clip)
-    raise ValueError(f"unknown optimizer {name!r}")
+    return OPTIMIZERS[cfg["optimizer.name"]](
+        cfg, cfg["optimizer.weight_decay"] or None, learning_rate=schedule,
+        parameters=parameters,
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(clip) if clip else None)

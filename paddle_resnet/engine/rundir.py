@@ -13,7 +13,7 @@ import time
 from typing import Optional
 
 from ..device import Processes, barrier
-from ..errors import ConfigError, unwritable_output_dir
+from ..errors import ConfigError, UserError, unwritable_output_dir
 from .. import checkpoint as ckpt
 from .runlog import LOG_FILE, METRICS_FILE
 
@@ -137,3 +137,14 @@ def prepare_output_dir(output_dir: str, resuming: bool, overwrite: bool,
         os.remove(probe)
     except OSError as e:
         raise unwritable_output_dir(output_dir, e) from None
+
+
+def write_config(output_dir: str, cfg) -> None:
+    """The resolved config beside the run (`config.yaml`), as tools/train.py -c reads it."""
+    path = os.path.join(output_dir, CONFIG_FILE)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(cfg.dump())
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}; free space or fix "
+                        "permissions") from None

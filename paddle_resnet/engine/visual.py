@@ -134,3 +134,20 @@ def stage_norms(model) -> Optional[Dict[str, Any]]:
         result["largest"][stage] = (names[index[int(per_parameter.argmax())]],
                                     float(per_parameter.max()))
     return result
+
+
+def gradient_warnings(norms: Dict[str, Any], step: int, low: float, high: float):
+    """`warning` records for stages whose gradient norm is below `low` (vanishing) or
+    above `high` (exploding), naming the layer with the smallest or largest one."""
+    for stage, norm in norms["grad"].items():
+        if norm < low:
+            which, problem = "smallest", f"vanishing: {norm:.2e} < log.grad_vanish_below = {low:g}"
+        elif norm > high:
+            which, problem = "largest", f"exploding: {norm:.2e} > log.grad_explode_above = {high:g}"
+        else:
+            continue
+        layer, value = norms[which][stage]
+        message = (f"warning: step {step}: gradient norm of {stage} is {problem}; "
+                   f"{which} in {layer} ({value:.2e})")
+        yield {"kind": "warning", "global_step": step, "stage": stage, "layer": layer,
+               "grad_norm": norm, "message": message}

@@ -8,7 +8,12 @@ import paddle.nn as nn
 _BUILDERS: Dict[str, Callable[..., nn.Layer]] = {}
 
 
-class UnknownModelError(ValueError):
+class ModelArgumentError(ValueError):
+    """A model name or architecture argument the zoo cannot build (a user's choice, which
+    tools report as a usage error; any other ValueError is a bug and keeps its traceback)."""
+
+
+class UnknownModelError(ModelArgumentError):
     pass
 
 
@@ -45,10 +50,14 @@ def build_model(name: str, **kwargs) -> nn.Layer:
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         return builder(**kwargs)
+    except ModelArgumentError:
+        raise
+    except ValueError as e:  # the architecture's own checks of its arguments
+        raise ModelArgumentError(str(e)) from None
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
         bad = re.search(r"argument '(\w+)'", str(e))
-        raise ValueError(
+        raise ModelArgumentError(
             f"model {name!r} does not take the argument {bad.group(1) if bad else str(e)!r}"
         ) from None

@@ -1,0 +1,78 @@
+"""From a config to the objects a run trains with, in the order Paddle documents."""
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import paddle
+
+from ..config import Config
+from ..data import MEAN_STD, BatchLoader, load_cifar
+from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel, to_device,
+                      use_device)
+from ..errors import ConfigError
+from ..speed import SpeedPlan, plan_speed
+from .eval_engine import resolve_engine
+from .optim import build_optimizer, build_schedule
+from .step import training_model
+
+
+@dataclass
+class TrainingParts:
+    place: str
+    speed: SpeedPlan
+    amp: MixedPrecision
+    eval_inference: bool  # evaluation through Paddle Inference
+    train_loader: BatchLoader
+    eval_loader: BatchLoader
+    eval_name: str  # "val" or "test"
+    model: paddle.nn.Layer  # what checkpoints hold: no wrapper in its names
+    forward_model: paddle.nn.Layer  # what a step calls: DataParallel over several processes
+    schedule: paddle.optimizer.lr.LRScheduler
+    optimizer: paddle.optimizer.Optimizer
+
+
+def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) -> TrainingParts:
+    """Checks that can fail do so before any data is read or model built."""
+    batch = cfg["train.batch_size"]
+    if batch % procs.world:
+        raise ConfigError(f"train.batch_size = {batch} (the global batch) must be divisible "
+                          f"by the {procs.world} processes")
+    place = use_device(cfg["device"])
+    eval_inference = resolve_engine(cfg["eval.engine"], place,
+                                    cfg["eval.precision"]) == "inference"
+    speed = plan_speed(cfg, place, procs.world, say=say)
+    amp = MixedPrecision(cfg["speed.amp"], cfg["speed.amp_dtype"], cfg["speed.loss_scale"],
+                         place)
+    paddle.seed(cfg["seed"])
+    say(f"loading {cfg['data.dataset']} from "
+        f"{cfg['data.data_file'] or 'the paddle dataset cache'}")
+    train, evaluation, _ = load_cifar(cfg["data.dataset"], cfg["data.data_file"],
+                                      cfg["data.train_samples"], cfg["data.test_samples"],
+                                      cfg["data.val_samples"])
+    if batch > len(train):
+        raise ConfigError(f"train.batch_size = {batch} is larger than the {len(train):,} "
+                          "training images, so an epoch would be one short step; lower "
+                          "train.batch_size or raise data.train_samples")
+    mean, std = MEAN_STD[cfg["data.dataset"]]
+    shard = {"rank": procs.rank, "world": procs.world,
+             "to_tensor": functools.partial(to_device, place=place,
+                                            pin_memory=cfg["speed.pin_memory"])}
+    # Host augmentation writes batches in the model's layout; the device's writes NCHW.
+    layout = speed.data_format if cfg["data.augment_on"] == "host" else "NCHW"
+    train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
+                               shuffle=True, drop_last=True, seed=cfg["seed"],
+                               augment_on=cfg["data.augment_on"], layout=layout, **shard)
+    eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std,
+                              layout="NCHW" if eval_inference else layout, **shard)
+    model = training_model(cfg["model.name"], speed, layout, **cfg.model_kwargs())
+    if cfg["speed.to_static"]:
+        model = paddle.jit.to_static(model)
+    model = convert_sync_bn(model, procs, cfg["dist.sync_bn"], place)
+    schedule = build_schedule(cfg, len(train_loader))
+    optimizer = build_optimizer(cfg, model.parameters(), schedule)
+    # Paddle's AMP guide and PaddleClas: decorate first, then wrap in DataParallel, so that
+    # the reducer sees the parameters the optimizer updates.
+    model, optimizer = amp.decorate(model, optimizer)
+    return TrainingParts(place, speed, amp, eval_inference, train_loader, eval_loader,
+                         "val" if cfg["data.val_samples"] else "test", model,
+                         data_parallel(model, procs), schedule, optimizer)

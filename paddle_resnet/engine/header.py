@@ -1,0 +1,60 @@
+"""What a run says about itself before its first step: a few lines for the console and
+`train.log` (the full config is in `config.yaml`), and the `run` record of
+`metrics.jsonl` that tools/compare.py reads back."""
+from typing import Any, Dict, List, Optional
+
+from ..config import Config
+from ..device import Processes, describe
+from ..models import count_flops, count_parameters
+from .build import TrainingParts
+from .progress import Progress
+
+
+def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: Progress,
+                 resumed_from: Optional[str], resume_note: Optional[str]) -> List[str]:
+    lines = [describe(parts.place, procs.world), parts.speed.describe()]
+    if parts.speed.note:
+        lines.append(f"note: {parts.speed.note}")
+    if resumed_from:
+        lines.append(f"resumed from {resumed_from} at epoch {progress.current}, iteration "
+                     f"{progress.batch_index}, global step {progress.global_step}")
+        if resume_note:
+            lines.append(f"note: {resume_note}")
+    train, batch = parts.train_loader, parts.train_loader.batch_size
+    lines.append(
+        f"model {cfg['model.name']} ({count_parameters(parts.model):,} parameters) on "
+        f"{parts.place}; {train.num_samples:,} training images per epoch in {len(train)} "
+        f"iterations of {batch}"
+        + (f" (global batch = {procs.world} processes x {batch // procs.world})"
+           if procs.distributed else "")
+        + f"; {len(parts.eval_loader.split):,} {parts.eval_name} images")
+    lines.append(f"recipe: {recipe(cfg)}; output and full config in {cfg['output_dir']}")
+    return lines
+
+
+def run_record(cfg: Config, parts: TrainingParts, procs: Processes) -> Dict[str, Any]:
+    return {"kind": "run", "global_step": 0, "model": cfg["model.name"],
+            "params": count_parameters(parts.model), "flops": count_flops(parts.model),
+            "device": parts.place, "train_images": parts.train_loader.num_samples,
+            "eval_images": len(parts.eval_loader.split), "eval_split": parts.eval_name,
+            "epochs": cfg["train.epochs"], "batch_size": cfg["train.batch_size"],
+            "processes": procs.world, "hardware": describe(parts.place, procs.world),
+            "speed": parts.speed.describe()}
+
+
+def recipe(cfg: Config) -> str:
+    """The training recipe in one line."""
+    optimizer = f"{cfg['optimizer.name']} lr {cfg['optimizer.lr']:g}"
+    if cfg["optimizer.name"] == "sgd":
+        optimizer += f" momentum {cfg['optimizer.momentum']:g}"
+    optimizer += f" wd {cfg['optimizer.weight_decay']:g}"
+    schedule = cfg["schedule.name"]
+    if schedule == "multistep":
+        schedule += (f" x{cfg['schedule.gamma']:g} at "
+                     + ", ".join(f"{m:.0%}" for m in cfg["schedule.milestones"])
+                     + " of the run")
+    if cfg["schedule.warmup_epochs"]:
+        schedule += f", {cfg['schedule.warmup_epochs']:g} warm-up epochs"
+    epochs = cfg["train.epochs"]
+    return (f"{epochs} epoch{'s' if epochs > 1 else ''} of batch {cfg['train.batch_size']}, "
+            f"{optimizer}, {schedule}, augment {cfg['data.augment']}, seed {cfg['seed']}")
