@@ -44,7 +44,7 @@ MODEL_NAMES_HINT = "see `python tools/summary.py` or docs/models.md"
 @dataclass(frozen=True)
 class Option:
     default: Any
-    kind: type  # int, float, str, bool or list (of floats)
+    kind: type  # int, float, str, bool, list (of floats) or dict (model.kwargs)
     doc: str
     choices: Optional[Tuple[Any, ...]] = None
     low: Optional[float] = None  # inclusive
@@ -68,6 +68,9 @@ SCHEMA: Dict[str, Option] = {
     "model.zero_init_residual": Option(None, bool, "zero-init the last BN of each residual "
                                        "branch (arXiv:1706.02677)", nullable=True,
                                        null_means="off"),
+    "model.kwargs": Option({}, dict, "further arguments of the model's builder, e.g. "
+                           "`{stem_channels: 32}`; checked against the arguments it takes "
+                           "(the last column of docs/models.md)"),
     # --- data ------------------------------------------------------------------------
     "data.dataset": Option("cifar10", str, "dataset", choices=("cifar10", "cifar100")),
     "data.data_file": Option(None, str, "local archive in the official python layout "
@@ -202,6 +205,8 @@ def _describe_allowed(key: str, option: Option) -> str:
         allowed = "true or false"
     elif option.kind is list:
         allowed = "a list of numbers, e.g. [0.5, 0.75]"
+    elif option.kind is dict:
+        allowed = "a mapping of argument names to values, e.g. {stem_channels: 32}"
     elif option.kind in (int, float):
         noun = "an integer" if option.kind is int else "a number"
         bounds = []
@@ -250,6 +255,9 @@ def _coerce(key: str, value: Any, option: Option, where: str) -> Any:
                 for v in value):
             raise _bad_value(key, value, option, where)
         value = [float(v) for v in value]
+    elif kind is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise _bad_value(key, value, option, where)
     if option.choices and value not in option.choices:
         raise _bad_value(key, value, option, where)
     if kind in (int, float):
@@ -378,7 +386,8 @@ class Config(Mapping):
         return {"num_classes": self["model.num_classes"], "depth": self["model.depth"],
                 "shortcut": self["model.shortcut"],
                 "zero_init_residual": self["model.zero_init_residual"],
-                "data_format": "NHWC" if self["speed.channels_last"] else None}
+                "data_format": "NHWC" if self["speed.channels_last"] else None,
+                **self["model.kwargs"]}
 
 
 class _Section:
@@ -396,6 +405,18 @@ def defaults() -> Dict[str, Any]:
     return {key: copy.deepcopy(option.default) for key, option in SCHEMA.items()}
 
 
+def _check_model_kwargs(name: str, kwargs: Dict[str, Any], where: str) -> None:
+    from .models.registry import CONFIG_ARGUMENTS, model_info
+    takes = [a for a in model_info(name).arguments if a not in CONFIG_ARGUMENTS]
+    for argument in kwargs:
+        if argument in CONFIG_ARGUMENTS:
+            raise ConfigError(f"{where}model.kwargs.{argument}: set "
+                              f"{CONFIG_ARGUMENTS[argument]} instead")
+        if argument not in takes:
+            raise ConfigError(f"{where}model.kwargs.{argument}: {name} takes no such argument; "
+                              f"it takes {', '.join(takes) or 'none beyond the model.* keys'}")
+
+
 def validate(flat: Mapping[str, Any], where: str = "") -> Config:
     from .models import list_models  # late: keeps `import paddle` out of config parsing
 
@@ -411,6 +432,7 @@ def validate(flat: Mapping[str, Any], where: str = "") -> Config:
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ConfigError(f"{where}model.name = {name!r} is not a known model; {hint}"
                           f"{MODEL_NAMES_HINT}")
+    _check_model_kwargs(name, resolved["model.kwargs"], where)
     classes = {"cifar10": 10, "cifar100": 100}[resolved["data.dataset"]]
     if resolved["model.num_classes"] is None:
         resolved["model.num_classes"] = classes
@@ -460,6 +482,10 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = (),
         flat.update(_flatten(_read_yaml(path), where=f"{path}: "))
     for text in overrides:
         key, value = parse_override(text)
+        if key.startswith("model.kwargs.") and key.count(".") == 2:
+            flat["model.kwargs"] = dict(flat.get("model.kwargs") or {},
+                                        **{key.split(".")[2]: value})
+            continue
         if key not in SCHEMA:
             raise _unknown_key(key, where=f"override {text!r}: ")
         flat[key] = value

@@ -1,6 +1,12 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import paddle
 import pytest
+
+from conftest import ROOT
 
 from paddle_resnet.models import (BasicBlock, ResNet, ShortcutA, UnknownModelError,
                                   build_model, count_flops, count_parameters, list_models,
@@ -192,3 +198,41 @@ def test_summary_tool_prints_table():
     bad = run_tool("summary", "resnet65")
     assert bad.returncode == 2 and "did you mean resnet56" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+NEW_MODEL = '''
+import paddle.nn as nn
+
+from .registry import register_model
+
+
+@register_model(family="mlp", reference="a test's own model")
+def tiny_mlp(num_classes: int = 10, hidden: int = 32, data_format: str = "NCHW"):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, hidden), nn.ReLU(),
+                         nn.Linear(hidden, num_classes))
+'''
+
+PROBE = '''
+from paddle_resnet.config import load_config
+from paddle_resnet.models import list_models
+from paddle_resnet.models.summary import format_table, summarize
+cfg = load_config(None, ["model.name=tiny_mlp", "model.kwargs.hidden=8"])
+assert cfg.model_kwargs()["hidden"] == 8
+print("tiny_mlp" in list_models())
+print(format_table(summarize()).splitlines()[-1])
+'''
+
+
+def test_a_model_in_a_new_file_is_known_everywhere_without_another_edit(tmp_path):
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "paddle_resnet"), tmp_path / "paddle_resnet",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "paddle_resnet" / "models" / "tiny_mlp.py").write_text(NEW_MODEL)
+    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                           cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(tmp_path)),
+                           timeout=300)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    known, last_row = probe.stdout.splitlines()[-2:]
+    assert known == "True"
+    # after every family in FAMILY_ORDER; its extra argument listed for model.kwargs
+    assert last_row == "| tiny_mlp | 98,666 | 0.1M | a test's own model | hidden |"

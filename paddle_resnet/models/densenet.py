@@ -92,19 +92,22 @@ class DenseNet(nn.Layer):
         return self.fc(paddle.flatten(x, 1))
 
 
-@register_model
+HUANG = "Huang et al. 2017 (arXiv:1608.06993)"
+
+
+@register_model(reference=f"{HUANG}, Table 2")
 def densenet40_k12(num_classes: int = 10, data_format: str = "NCHW"):
     return DenseNet([12, 12, 12], 12, stem_channels=16, bottleneck=False, compression=1.0,
                     num_classes=num_classes, data_format=data_format)
 
 
-@register_model
+@register_model(reference=f"{HUANG}, Table 2")
 def densenet_bc_100_k12(num_classes: int = 10, data_format: str = "NCHW"):
     return DenseNet([16, 16, 16], 12, stem_channels=24, num_classes=num_classes,
                     data_format=data_format)
 
 
-@register_model
+@register_model(reference=f"{HUANG}, Table 1, with a 3x3 stem and no max-pool")
 def densenet121(num_classes: int = 10, data_format: str = "NCHW"):
     return DenseNet([6, 12, 24, 16], 32, stem_channels=64, num_classes=num_classes,
                     data_format=data_format)

@@ -1,11 +1,32 @@
-"""A name -> builder registry, so a yaml file can say `model.name: resnet56`."""
+"""A name -> builder registry, so a yaml file can say `model.name: resnet56`, with what
+the rest of the package reads about each model (as torchvision's `register_model` and
+`get_model_weights` keep metadata beside the builder): its family, its reference, and
+the arguments it takes (`model.kwargs` is checked against them)."""
 import difflib
+import inspect
 import re
-from typing import Callable, Dict, List
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 import paddle.nn as nn
 
-_BUILDERS: Dict[str, Callable[..., nn.Layer]] = {}
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    builder: Callable[..., nn.Layer]
+    family: str  # tables group by it: resnet, plain, densenet, ...
+    reference: str  # paper and table, for docs/models.md
+    arguments: Tuple[str, ...]  # keyword arguments the builder accepts
+
+
+_MODELS: Dict[str, ModelInfo] = {}
+# Builder arguments a config sets through keys (or a speed switch) of their own; the
+# others a model takes come from `model.kwargs`.
+CONFIG_ARGUMENTS = {"num_classes": "model.num_classes", "depth": "model.depth",
+                    "shortcut": "model.shortcut",
+                    "zero_init_residual": "model.zero_init_residual",
+                    "data_format": "speed.channels_last"}
 
 
 class ModelArgumentError(ValueError):
@@ -17,16 +38,42 @@ class UnknownModelError(ModelArgumentError):
     pass
 
 
-def register_model(builder: Callable[..., nn.Layer]) -> Callable[..., nn.Layer]:
-    name = builder.__name__
-    if name in _BUILDERS:
-        raise ValueError(f"model name {name!r} is registered twice")
-    _BUILDERS[name] = builder
-    return builder
+def _arguments(builder: Callable, takes: Optional[Callable]) -> Tuple[str, ...]:
+    """The builder's keyword arguments; a builder that forwards `**kwargs` names the
+    callable it forwards them to (`takes`), whose arguments with defaults count."""
+    params = list(inspect.signature(builder).parameters.values())
+    names = [p.name for p in params
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        if takes is None:
+            raise ValueError(f"model {builder.__name__!r} takes **kwargs: register it with "
+                             "takes=<the class or builder they go to>")
+        names += [p.name for p in inspect.signature(takes).parameters.values()
+                  if p.default is not p.empty and p.name != "self"]
+    return tuple(dict.fromkeys(names))
+
+
+def register_model(builder: Optional[Callable] = None, *, family: Optional[str] = None,
+                   reference: str = "", takes: Optional[Callable] = None):
+    """`@register_model` or `@register_model(family=..., reference=..., takes=...)`; the
+    family defaults to the builder's module (`models/densenet.py` -> densenet)."""
+    def register(fn: Callable[..., nn.Layer]) -> Callable[..., nn.Layer]:
+        name = fn.__name__
+        if name in _MODELS:
+            raise ValueError(f"model name {name!r} is registered twice")
+        _MODELS[name] = ModelInfo(name, fn, family or fn.__module__.rsplit(".", 1)[-1],
+                                  reference, _arguments(fn, takes))
+        return fn
+    return register(builder) if builder is not None else register
+
+
+def model_info(name: str) -> ModelInfo:
+    get_builder(name)  # the error that lists the known names
+    return _MODELS[name]
 
 
 def list_models() -> List[str]:
-    return sorted(_BUILDERS)
+    return sorted(_MODELS)
 
 
 def closest_models(name: str, n: int = 3) -> List[str]:
@@ -34,13 +81,13 @@ def closest_models(name: str, n: int = 3) -> List[str]:
 
 
 def get_builder(name: str) -> Callable[..., nn.Layer]:
-    if name not in _BUILDERS:
+    if name not in _MODELS:
         close = closest_models(name)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise UnknownModelError(
             f"unknown model {name!r}; {hint}known models: {', '.join(list_models())}"
         )
-    return _BUILDERS[name]
+    return _MODELS[name].builder
 
 
 def build_model(name: str, **kwargs) -> nn.Layer:

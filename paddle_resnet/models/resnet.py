@@ -268,7 +268,13 @@ class ResNet(nn.Layer):
         return self.fc(paddle.flatten(self.pool(x), 1))
 
 
-@register_model
+HE = "He et al. 2016 (arXiv:1512.03385)"
+_CIFAR = f"{HE}, Sec. 4.2, Table 6"
+_IMAGENET = f"{HE}, Table 1, with a 3x3 stem and no max-pool"
+_PLAIN_CIFAR = f"{HE}, plain net of Sec. 4.2, Fig. 6"
+
+
+@register_model(reference=f"{_CIFAR}, any depth 6n+2")
 def cifar_resnet(depth: int, num_classes: int = 10, shortcut: Optional[str] = "A",
                  zero_init_residual: bool = False, data_format: str = "NCHW") -> ResNet:
     """The paper's CIFAR ResNet of any depth 6n+2; `shortcut=None` gives the plain net."""
@@ -282,71 +288,74 @@ def cifar_resnet(depth: int, num_classes: int = 10, shortcut: Optional[str] = "A
                   data_format=data_format)
 
 
-@register_model
+@register_model(reference=_IMAGENET, takes=ResNet)
 def resnet18(**kwargs):
     return ResNet(BasicBlock, [2, 2, 2, 2], **kwargs)
-@register_model
+@register_model(reference=_IMAGENET, takes=ResNet)
 def resnet34(**kwargs):
     return ResNet(BasicBlock, [3, 4, 6, 3], **kwargs)
-@register_model
+@register_model(reference=_IMAGENET, takes=ResNet)
 def resnet50(**kwargs):
     return ResNet(Bottleneck, [3, 4, 6, 3], **kwargs)
-@register_model
+@register_model(reference=_IMAGENET, takes=ResNet)
 def resnet101(**kwargs):
     return ResNet(Bottleneck, [3, 4, 23, 3], **kwargs)
-@register_model
+@register_model(reference=_IMAGENET, takes=ResNet)
 def resnet152(**kwargs):
     return ResNet(Bottleneck, [3, 8, 36, 3], **kwargs)
 
 
-@register_model
-def resnet9(**kwargs):
-    return ResNet(BasicBlock, [1, 1, 1], stage_channels=(64, 128, 256), **kwargs)
+@register_model(reference="ResNet-18's basic blocks, one per stage at 64/128/256")
+def resnet9(num_classes: int = 10, stem_channels: int = 64, shortcut: Optional[str] = "B",
+            zero_init_residual: bool = False, data_format: str = "NCHW"):
+    return ResNet(BasicBlock, [1, 1, 1], num_classes, stage_channels=(64, 128, 256),
+                  stem_channels=stem_channels, shortcut=shortcut,
+                  zero_init_residual=zero_init_residual, data_format=data_format)
 
 
-@register_model
+@register_model(reference=_CIFAR, takes=cifar_resnet)
 def resnet20(**kwargs):
     return cifar_resnet(20, **kwargs)
-@register_model
+@register_model(reference=_CIFAR, takes=cifar_resnet)
 def resnet32(**kwargs):
     return cifar_resnet(32, **kwargs)
-@register_model
+@register_model(reference=_CIFAR, takes=cifar_resnet)
 def resnet44(**kwargs):
     return cifar_resnet(44, **kwargs)
-@register_model
+@register_model(reference=_CIFAR, takes=cifar_resnet)
 def resnet56(**kwargs):
     return cifar_resnet(56, **kwargs)
-@register_model
+@register_model(reference=_CIFAR, takes=cifar_resnet)
 def resnet110(**kwargs):
     return cifar_resnet(110, **kwargs)
-@register_model
+@register_model(reference=_CIFAR, takes=cifar_resnet)
 def resnet1202(**kwargs):
     return cifar_resnet(1202, **kwargs)
 
 
 # Plain twins for the degradation experiment (He et al., Sec. 4.1-4.2, Fig. 6): the same
 # stacks of convolutions with every shortcut removed.
-@register_model
+@register_model(family="plain", reference=f"{HE}, plain net of Table 1 / Fig. 4")
 def plain18(num_classes: int = 10, data_format: str = "NCHW"):
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=f"{HE}, plain net of Table 1 / Fig. 4")
 def plain34(num_classes: int = 10, data_format: str = "NCHW"):
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=f"{_PLAIN_CIFAR}, any depth 6n+2")
 def cifar_plain(depth: int, num_classes: int = 10, data_format: str = "NCHW"):
     return cifar_resnet(depth, num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=_PLAIN_CIFAR)
 def plain20(num_classes: int = 10, data_format: str = "NCHW"):
     return cifar_resnet(20, num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=_PLAIN_CIFAR)
 def plain32(num_classes: int = 10, data_format: str = "NCHW"):
     return cifar_resnet(32, num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=_PLAIN_CIFAR)
 def plain44(num_classes: int = 10, data_format: str = "NCHW"):
     return cifar_resnet(44, num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=_PLAIN_CIFAR)
 def plain56(num_classes: int = 10, data_format: str = "NCHW"):
     return cifar_resnet(56, num_classes, shortcut=None, data_format=data_format)
-@register_model
+@register_model(family="plain", reference=_PLAIN_CIFAR)
 def plain110(num_classes: int = 10, data_format: str = "NCHW"):
     return cifar_resnet(110, num_classes, shortcut=None, data_format=data_format)

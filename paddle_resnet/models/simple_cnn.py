@@ -33,6 +33,6 @@ class SimpleCNN(nn.Layer):
         return self.fc(paddle.flatten(self.pool(x), 1))
 
 
-@register_model
+@register_model(family="simple", reference="plain CNN baseline of this package")
 def simple_cnn(num_classes: int = 10, data_format: str = "NCHW"):
     return SimpleCNN(num_classes=num_classes, data_format=data_format)

@@ -9,25 +9,16 @@ from typing import Dict, List
 import paddle
 import paddle.nn as nn
 
-from .registry import build_model, list_models
+from .registry import CONFIG_ARGUMENTS, build_model, list_models, model_info
 from .resnet import batch_shape
 
-HE = "He et al. 2016 (arXiv:1512.03385)"
-HUANG = "Huang et al. 2017 (arXiv:1608.06993)"
-# Where each model comes from, for the table in docs/models.md.
-REFERENCES = {
-    **{f"resnet{d}": f"{HE}, Sec. 4.2, Table 6" for d in (20, 32, 44, 56, 110, 1202)},
-    **{f"resnet{d}": f"{HE}, Table 1, with a 3x3 stem and no max-pool"
-       for d in (18, 34, 50, 101, 152)},
-    "resnet9": "ResNet-18's basic blocks, one per stage at 64/128/256",
-    **{f"plain{d}": f"{HE}, plain net of Sec. 4.2, Fig. 6" for d in (20, 32, 44, 56, 110)},
-    **{f"plain{d}": f"{HE}, plain net of Table 1 / Fig. 4" for d in (18, 34)},
-    "densenet40_k12": f"{HUANG}, Table 2",
-    "densenet_bc_100_k12": f"{HUANG}, Table 2",
-    "densenet121": f"{HUANG}, Table 1, with a 3x3 stem and no max-pool",
-    "simple_cnn": "plain CNN baseline of this package",
-}
-FAMILIES = ("resnet", "plain", "densenet", "simple")
+# Families first in this order in the tables (docs/models.md); others after, by name.
+FAMILY_ORDER = ("resnet", "plain", "densenet", "simple")
+
+
+def _family_rank(family: str):
+    return (FAMILY_ORDER.index(family), "") if family in FAMILY_ORDER else (len(FAMILY_ORDER),
+                                                                           family)
 
 
 def count_parameters(model: nn.Layer) -> int:
@@ -68,19 +59,20 @@ def count_flops(model: nn.Layer, image_size: int = 32) -> int:
 def summarize(names: List[str] = None, num_classes: int = 10) -> List[Dict]:
     rows = []
     for name in names or list_models():
-        if name in ("cifar_resnet", "cifar_plain"):
-            continue  # families of any depth; their named depths are listed
+        info = model_info(name)
+        if "depth" in info.arguments:
+            continue  # a family of any depth (cifar_resnet); its named depths are listed
         model = build_model(name, num_classes=num_classes)
-        rows.append({"model": name, "params": count_parameters(model),
-                     "flops": count_flops(model), "paper": REFERENCES.get(name, "")})
-    return sorted(rows, key=lambda r: (
-        [r["model"].startswith(f) for f in FAMILIES].index(True), r["params"]))
+        rows.append({"model": name, "family": info.family, "params": count_parameters(model),
+                     "flops": count_flops(model), "paper": info.reference,
+                     "kwargs": [a for a in info.arguments if a not in CONFIG_ARGUMENTS]})
+    return sorted(rows, key=lambda r: (_family_rank(r["family"]), r["params"]))
 
 
 def format_table(rows: List[Dict]) -> str:
-    lines = ["| model | parameters | FLOPs (MACs, 32x32) | reference |",
-             "|---|---:|---:|---|"]
+    lines = ["| model | parameters | FLOPs (MACs, 32x32) | reference | `model.kwargs` |",
+             "|---|---:|---:|---|---|"]
     for row in rows:
         lines.append(f"| {row['model']} | {row['params']:,} | {row['flops'] / 1e6:,.1f}M "
-                     f"| {row['paper']} |")
+                     f"| {row['paper']} | {', '.join(row['kwargs']) or '–'} |")
     return "\n".join(lines)
