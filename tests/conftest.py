@@ -91,6 +91,23 @@ def run_tool(tool: str, *args, env=None, timeout=600):
                           capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
+def start_tool(*args, tool: str = "train"):
+    """tools/<tool>.py started as a user would, its output read as it comes."""
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", f"{tool}.py"), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT)
+
+
+def wait_for(process, marker: str) -> list:
+    """Lines of `process`'s stdout up to the first holding `marker`."""
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if marker in line:
+            return seen
+    raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)[-3000:]}")
+
+
 # Mean 0 and std 1/255 make the augmentations' standardised output the pixel levels.
 PIXEL_LEVELS = ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, quickstart_args, run_tool
+from conftest import ROOT, quickstart_args, run_tool, start_tool, wait_for
 from paddle_resnet.cpu import AMD_VENDOR, cpu_vendor, usable_cores
 from paddle_resnet.checkpoint import load_checkpoint
 
@@ -68,18 +68,8 @@ DEFAULT_RUN = ("train.batch_size=32", "train.epochs=3", "train.log_every=1",
                "data.test_samples=50")
 
 
-def start_tool(*args):
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "train.py"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
-
-
 def read_until(process, marker: str, seen: list) -> None:
-    for line in process.stdout:
-        seen.append(line)
-        if marker in line:
-            return
-    raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)[-3000:]}")
+    seen.extend(wait_for(process, marker))
 
 
 def model_state(path):

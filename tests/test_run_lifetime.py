@@ -10,28 +10,13 @@ import time
 
 import pytest
 
-from conftest import ROOT, quickstart_args
+from conftest import ROOT, quickstart_args, start_tool, wait_for
 from paddle_resnet.checkpoint import load_checkpoint
 from paddle_resnet.cpu import usable_cores
 
 needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="the default is 1 process")
 LONG_RUN = ("train.batch_size=32", "train.epochs=40", "train.log_every=1",
             "data.test_samples=50")
-
-
-def start(*args):
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, "tools", "train.py"), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
-
-
-def wait_for(process, marker: str) -> list:
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if marker in line:
-            return seen
-    raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)[-3000:]}")
 
 
 def processes_of(output_dir) -> list:
@@ -67,7 +52,7 @@ def gone_within(output_dir, seconds: float) -> list:
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
 def test_ending_the_command_ends_every_process_of_the_run(signum, tiny_cifar10, tmp_path):
     out = tmp_path / "run"
-    process = start(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
+    process = start_tool(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
     wait_for(process, "epoch 2/40  iter 1/")
     assert len(processes_of(out)) == 2 + usable_cores()  # this, the launcher, the workers
     process.send_signal(signum)
@@ -87,7 +72,7 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
     out = tmp_path / "run"
     args = quickstart_args(tiny_cifar10, out, "train.batch_size=32", "train.epochs=3",
                            "train.log_every=1", "data.test_samples=50")
-    first = start(*args)
+    first = start_tool(*args)
     wait_for(first, "epoch 1/3  iter 1/")
     for extra in ([], ["--resume"], ["--overwrite"]):
         began = time.monotonic()
@@ -109,7 +94,7 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
 @needs_two_cores
 def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_path):
     # log_every far beyond the run: only the status line can show progress
-    process = start(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
+    process = start_tool(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
                                      "train.epochs=4", "train.log_every=1000",
                                      "data.test_samples=50"))
     seen = wait_for(process, "epoch 1/4  iter 1/6  loss ")
@@ -128,7 +113,7 @@ def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_
 @needs_two_cores
 def test_a_second_ctrl_c_stops_every_process_at_once(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
-    process = start(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
+    process = start_tool(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
     wait_for(process, "epoch 2/40  iter 1/")
     # Frozen workers cannot finish their step: only "at once" can stop them now.
     workers = [pid for pid in processes_of(out) if "PADDLE_TRAINER_ID" in environ_of(pid)]
