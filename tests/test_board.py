@@ -12,6 +12,8 @@ import pytest
 from paddle_resnet.config import load_config
 from paddle_resnet.engine.trainer import Trainer
 
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 # Flags for a root, offline, display-less machine: no sandbox, no GPU, and no background

@@ -53,6 +53,7 @@ def _steps(tmp_path, name, *extra, **env):
     return json.loads(done.stdout.strip().splitlines()[-1]), np.load(out)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(cpu.cpu_vendor() != cpu.AMD_VENDOR, reason="MKL's fast path is for AMD")
 def test_on_this_amd_cpu_mkl_runs_its_avx2_kernels_with_the_same_results(tmp_path):
     fast, fast_run = _steps(tmp_path, "fast")

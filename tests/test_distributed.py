@@ -13,6 +13,8 @@ from conftest import ROOT, quickstart_args, run_tool, start_tool, wait_for
 from paddle_resnet.cpu import AMD_VENDOR, cpu_vendor, usable_cores
 from paddle_resnet.checkpoint import load_checkpoint
 
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
+
 STEP = os.path.join(ROOT, "tests", "dist_step.py")
 
 

@@ -31,6 +31,7 @@ def trained_a_little(name):
 
 # ResNet-20 covers the option-A shortcut, whose channel padding once crashed oneDNN;
 # ResNet-9 and -18 projection shortcuts and pooling; DenseNet-40 concatenation.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20", "plain20", "resnet9", "resnet18", "densenet40_k12",
                                   "simple_cnn"])
 def test_inference_engine_gives_dygraph_predictions(name):
@@ -59,6 +60,7 @@ def test_engine_choice():
     assert cpu_threads(0, 1) >= 1
 
 
+@pytest.mark.slow
 def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_path):
     summaries = {}
     for engine in ("dygraph", "inference"):
@@ -72,6 +74,7 @@ def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_
                                                               rel=1e-4)
 
 
+@pytest.mark.slow
 def test_eval_tool_names_its_engine(tiny_cifar10, tmp_path):
     cfg = load_config(None, [f"data.data_file={tiny_cifar10}", f"output_dir={tmp_path / 'run'}",
                              "train.epochs=1", "train.batch_size=50", "log.visualdl=false"])

@@ -31,6 +31,7 @@ def dygraph_logits(checkpoint, batch):
         return model(paddle.to_tensor(batch)).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("softmax", [False, True])
 def test_exported_model_predicts_like_dygraph(checkpoint, tiny_cifar10, tmp_path, softmax):
     out = tmp_path / "exported"
@@ -47,6 +48,7 @@ def test_exported_model_predicts_like_dygraph(checkpoint, tiny_cifar10, tmp_path
     assert (got.argmax(1) == expected.argmax(1)).all()
 
 
+@pytest.mark.slow
 def test_export_and_predict_tools(checkpoint, tmp_path):
     from PIL import Image
     out = tmp_path / "exported"

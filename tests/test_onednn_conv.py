@@ -214,6 +214,7 @@ def test_a_failed_compile_falls_back_and_names_the_log(tmp_path, monkeypatch):
     assert len(said) == 1 and said[0].startswith("compiling the oneDNN operators once")
 
 
+@pytest.mark.slow
 def test_processes_starting_at_once_compile_it_once(tmp_path):
     """Three processes plan a run against an empty cache at the same moment: one compiles
     (one line), the others wait on the lock and load what it built."""
@@ -232,6 +233,7 @@ def test_processes_starting_at_once_compile_it_once(tmp_path):
     assert len(built) == 1 and (built[0].parent / "build.log").is_file()
 
 
+@pytest.mark.slow
 def test_a_run_that_cannot_build_it_still_trains_saying_why(tiny_cifar10, tmp_path):
     env = dict(os.environ, **{onednn_build.INCLUDE_VARIABLE: fake_headers(tmp_path / "h",
                                                                           (9, 9, 9))})

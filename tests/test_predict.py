@@ -18,6 +18,7 @@ def trained(tiny_cifar10, tmp_path_factory):
     return out / "latest.pdckpt"
 
 
+@pytest.mark.slow
 def test_predict_folder_with_a_bad_file(trained, tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()

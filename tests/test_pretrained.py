@@ -5,7 +5,11 @@ import json
 import os
 import re
 
+import pytest
+
 from conftest import ROOT, run_tool
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 PRETRAINED = os.path.join(ROOT, "pretrained")
 CHECKPOINT = os.path.join(PRETRAINED, "resnet20_cifar10.pdckpt")

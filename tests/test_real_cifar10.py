@@ -1,10 +1,14 @@
 """Training on the real CIFAR-10 (../shared/data): the loss falls and ResNet-20 learns."""
 import os
 
+import pytest
+
 from conftest import ROOT
 from paddle_resnet.config import load_config
 from paddle_resnet.engine.runlog import read_metrics
 from paddle_resnet.engine.trainer import Trainer
+
+pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 
 def test_resnet20_quickstart_learns_real_cifar10(real_cifar10, tmp_path):

@@ -45,6 +45,7 @@ def uninterrupted(tiny_cifar10, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_mid_epoch_then_resume_matches_uninterrupted(signum, tiny_cifar10, tmp_path,
                                                             uninterrupted):

@@ -14,6 +14,8 @@ from conftest import ROOT, quickstart_args, start_tool, wait_for
 from paddle_resnet.checkpoint import load_checkpoint
 from paddle_resnet.cpu import usable_cores
 
+pytestmark = [pytest.mark.slow, pytest.mark.launcher]
+
 needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="the default is 1 process")
 LONG_RUN = ("train.batch_size=32", "train.epochs=40", "train.log_every=1",
             "data.test_samples=50")

@@ -21,6 +21,7 @@ def train(tiny_cifar10, out, *overrides):
     return summary, np.array(losses)
 
 
+@pytest.mark.slow
 def test_to_static_trains_like_dygraph(tiny_cifar10, tmp_path):
     # A traced model runs Paddle's kernels, so the dygraph run it equals takes them too.
     eager, eager_losses = train(tiny_cifar10, tmp_path / "eager", "speed.conv=paddle")
@@ -30,6 +31,7 @@ def test_to_static_trains_like_dygraph(tiny_cifar10, tmp_path):
     assert static["test_top1"] == pytest.approx(eager["test_top1"], abs=1.0)
 
 
+@pytest.mark.slow
 def test_augmentation_on_the_device_trains_as_on_the_host(tiny_cifar10, tmp_path):
     host, host_losses = train(tiny_cifar10, tmp_path / "host")
     device, device_losses = train(tiny_cifar10, tmp_path / "device", "data.augment_on=device")
@@ -39,6 +41,7 @@ def test_augmentation_on_the_device_trains_as_on_the_host(tiny_cifar10, tmp_path
     assert device["test_top1"] == host["test_top1"]
 
 
+@pytest.mark.slow
 def test_channels_last_trains_like_nchw_and_evaluates_under_paddle_inference(tiny_cifar10,
                                                                              tmp_path):
     nchw, nchw_losses = train(tiny_cifar10, tmp_path / "nchw", "model.name=resnet20")
@@ -55,6 +58,7 @@ def test_channels_last_trains_like_nchw_and_evaluates_under_paddle_inference(tin
     assert f"{nhwc['test_top1']:.2f}" in result.stdout
 
 
+@pytest.mark.slow
 def test_amp_is_refused_on_the_cpu_with_the_fix(tiny_cifar10, tmp_path):
     with pytest.raises(ConfigError, match="speed.amp = O1 needs a GPU .* set speed.amp=off"):
         MixedPrecision("O1", "float16", 2.0**15, "cpu")

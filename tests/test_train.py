@@ -32,6 +32,7 @@ def parameters(path):
     return {k: v.numpy() for k, v in state["model"].items()}
 
 
+@pytest.mark.slow
 def test_two_epoch_run_writes_everything(tiny_cifar10, tmp_path, capsys):
     out = tmp_path / "run"
     summary = Trainer(tiny_config(tiny_cifar10, out)).fit()
@@ -56,6 +57,7 @@ def test_two_epoch_run_writes_everything(tiny_cifar10, tmp_path, capsys):
     assert {"model", "optimizer", "schedule", "rng"} <= set(state)
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(tiny_cifar10, tmp_path):
     straight = tmp_path / "straight"
     Trainer(tiny_config(tiny_cifar10, straight, "optimizer.name=adam")).fit()
@@ -82,6 +84,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_cifar10, tmp_path):
     assert untimed(read_metrics(str(straight))) == untimed(read_metrics(str(broken)))
 
 
+@pytest.mark.slow
 def test_resume_from_epoch_checkpoint_with_sgd(tiny_cifar10, tmp_path):
     straight = tmp_path / "straight"
     Trainer(tiny_config(tiny_cifar10, straight, "train.checkpoint_every=1")).fit()
@@ -130,6 +133,7 @@ def test_checkpoints_are_atomic_and_damage_is_reported(tmp_path):
         ckpt.load_checkpoint(path)
 
 
+@pytest.mark.slow
 def test_train_and_eval_tools_end_to_end(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     trained = run_tool("train", *quickstart_args(

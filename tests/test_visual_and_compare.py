@@ -30,6 +30,7 @@ def steps_of(reader, tag):
     return [record.id for record in reader.get_data("scalar", tag)]
 
 
+@pytest.mark.slow
 def test_visualdl_reads_back_every_tag(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     Trainer(config(tiny_cifar10, out)).fit()
@@ -42,6 +43,7 @@ def test_visualdl_reads_back_every_tag(tiny_cifar10, tmp_path):
     assert steps_of(reader, "eval/top1") == [1, 2]
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_the_curves(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     trainer = Trainer(config(tiny_cifar10, out))
@@ -91,6 +93,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_cifar10, tmp_
     assert all(np.isfinite(v.numpy()).all() for v in state["model"].values())
 
 
+@pytest.mark.slow
 def test_compare_writes_table_and_plots(tiny_cifar10, tmp_path):
     root = tmp_path / "runs"
     for name in ("resnet20", "plain20"):
