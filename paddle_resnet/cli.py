@@ -112,19 +112,13 @@ def train_main(argv=None) -> int:
         with RunDirLock(cfg["output_dir"]):
             if under_launcher():
                 return _train(cfg, args)
-            # A directory holding a run and missing data fail in seconds, in this process
-            # (one exit status), before a compile or a launch.
-            from .data.cifar import resolve_archive
-            from .engine.rundir import check_output_dir
-            check_output_dir(cfg["output_dir"], args.resume is not None, args.overwrite)
-            if args.resume is not None:
-                from .checkpoint import check_checkpoint_path
-                check_checkpoint_path(_resume_path(cfg, args))
-            resolve_archive(cfg["data.dataset"], cfg["data.data_file"])
-            from .device import resolve_device
-            place = resolve_device(cfg["device"])
+            # What can fail does so in seconds, in this process (one exit status), before
+            # a compile or a launch.
+            from .engine.preflight import check_batch, preflight
+            place = preflight(cfg, _resume_path(cfg, args), args.overwrite)
             if nproc is None:
                 nproc = default_processes(place, cfg["train.batch_size"])
+            check_batch(cfg["train.batch_size"], nproc)
             if nproc > 1:
                 # The workers would each compile a missing operator; the parent does it once.
                 from .speed import plan_speed

@@ -19,6 +19,7 @@ import paddle
 
 from . import cpu
 from .errors import ConfigError
+from .schema import SCHEMA
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def to_device(array, place: str, pin_memory: bool = False) -> paddle.Tensor:
     return paddle.to_tensor(array)
 
 
-AMP_LEVELS = ("off", "O1", "O2")
+AMP_LEVELS = SCHEMA["speed.amp"].choices
 
 
 class MixedPrecision:
@@ -153,13 +154,17 @@ class MixedPrecision:
             self.scaler.load_state_dict(state)
 
 
+def check_sync_bn(sync_bn: bool, place: str) -> None:
+    if sync_bn and not place.startswith("gpu"):
+        raise ConfigError("dist.sync_bn needs GPUs: Paddle has no CPU kernel for "
+                          "sync_batch_norm; set -o dist.sync_bn=false on the CPU")
+
+
 def convert_sync_bn(model: paddle.nn.Layer, processes: Processes, sync_bn: bool,
                     place: str) -> paddle.nn.Layer:
     """BatchNorm as SyncBatchNorm when launched on several processes and asked to; before
     the optimizer is built, which must hold the converted layers' parameters."""
-    if sync_bn and not place.startswith("gpu"):
-        raise ConfigError("dist.sync_bn needs GPUs: Paddle has no CPU kernel for "
-                          "sync_batch_norm; set -o dist.sync_bn=false on the CPU")
+    check_sync_bn(sync_bn, place)
     if sync_bn and processes.distributed:
         return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return model

@@ -12,10 +12,11 @@ import numpy as np
 
 from .cpu import usable_cores
 from .errors import ConfigError, UserError
+from .schema import SCHEMA
 
 PREFIX = "model"
 META_FILE = "export.json"  # written by export.py beside the program
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = SCHEMA["eval.precision"].choices
 
 
 def save_program(model, out_dir: str) -> None:

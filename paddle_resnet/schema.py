@@ -26,6 +26,9 @@ class Option:
     null_means: str = ""
 
 
+# Classes per dataset: the dataset choices, and what model.num_classes must be.
+DATASET_CLASSES = {"cifar10": 10, "cifar100": 100}
+
 SCHEMA: Dict[str, Option] = {
     # --- model -----------------------------------------------------------------------
     "model.name": Option("resnet20", str, f"registered model name ({MODEL_NAMES_HINT})"),
@@ -43,7 +46,7 @@ SCHEMA: Dict[str, Option] = {
                            "`{stem_channels: 32}`; checked against the arguments it takes "
                            "(the last column of docs/models.md)"),
     # --- data ------------------------------------------------------------------------
-    "data.dataset": Option("cifar10", str, "dataset", choices=("cifar10", "cifar100")),
+    "data.dataset": Option("cifar10", str, "dataset", choices=tuple(DATASET_CLASSES)),
     "data.data_file": Option(None, str, "local archive in the official python layout "
                              "(cifar-10-python.tar.gz / cifar-100-python.tar.gz)",
                              nullable=True, null_means="Paddle's cache, downloaded if absent"),

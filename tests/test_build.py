@@ -2,7 +2,7 @@
 import pytest
 
 from paddle_resnet import checkpoint as ckpt
-from paddle_resnet.config import SCHEMA, load_config
+from paddle_resnet.config import load_config
 from paddle_resnet.device import Processes
 from paddle_resnet.engine.build import build_training
 from paddle_resnet.engine.optim import OPTIMIZERS
@@ -23,10 +23,6 @@ def test_the_step_the_optimizer_and_the_checkpoint_hold_the_same_parameters(
     assert {id(p) for p in parts.optimizer._parameter_list} == held
     assert {id(p) for p in parts.forward_model.parameters()} == held
     assert {id(v) for v in parts.model.state_dict().values()} >= held
-
-
-def test_every_optimizer_the_config_allows_has_a_builder():
-    assert set(SCHEMA["optimizer.name"].choices) == set(OPTIMIZERS)
 
 
 def test_resume_refuses_optimizer_state_without_its_parameter(tiny_cifar10, tmp_path):

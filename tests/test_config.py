@@ -136,3 +136,16 @@ def test_results_experiments_are_valid_configs():
                 first = shared
             assert shared == first, f"{name}/{run} differs from {runs[0][0]}"
         assert len(models) == len(runs) or name == "seeds"
+
+
+def test_every_choice_the_schema_allows_is_one_the_code_handles():
+    from paddle_resnet.data.augment import AUGMENTATIONS
+    from paddle_resnet.engine.optim import IterationSchedule, OPTIMIZERS
+    from paddle_resnet.models.resnet import SHORTCUT_OPTIONS
+    assert set(SCHEMA["data.augment"].choices) == set(AUGMENTATIONS)
+    assert set(SCHEMA["optimizer.name"].choices) == set(OPTIMIZERS)
+    assert set(SCHEMA["model.shortcut"].choices) == set(SHORTCUT_OPTIONS)
+    for kind in SCHEMA["schedule.name"].choices:  # each one computes a rate
+        schedule = IterationSchedule(peak_lr=0.1, total_steps=10, kind=kind, warmup_steps=0,
+                                     milestones=[0.5], gamma=0.1, min_lr=0.0, pct_start=0.3)
+        assert schedule.lr_at(5) >= 0

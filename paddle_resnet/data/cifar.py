@@ -13,8 +13,9 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import DataError
+from ..schema import DATASET_CLASSES
 
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+NUM_CLASSES = DATASET_CLASSES
 ARCHIVE_NAMES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
 DOWNLOAD_HOST = "dataset.bj.bcebos.com"  # where paddle.vision.datasets downloads from
 OFFICIAL_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"

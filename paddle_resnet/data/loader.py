@@ -4,11 +4,12 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import paddle
 
+from ..schema import SCHEMA
 from .augment import AUGMENTATIONS, Parameters
 from .cifar import Split
 from .device_augment import DeviceAugmentation
 
-AUGMENT_ON = ("host", "device")
+AUGMENT_ON = SCHEMA["data.augment_on"].choices
 
 
 class BatchLoader:

@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..speed import SpeedPlan, plan_speed
 from .eval_engine import resolve_engine
 from .optim import build_optimizer, build_schedule
+from .preflight import check_batch
 from .step import training_model
 
 
@@ -34,9 +35,7 @@ class TrainingParts:
 def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) -> TrainingParts:
     """Checks that can fail do so before any data is read or model built."""
     batch = cfg["train.batch_size"]
-    if batch % procs.world:
-        raise ConfigError(f"train.batch_size = {batch} (the global batch) must be divisible "
-                          f"by the {procs.world} processes")
+    check_batch(batch, procs.world)
     place = use_device(cfg["device"])
     eval_inference = resolve_engine(cfg["eval.engine"], place,
                                     cfg["eval.precision"]) == "inference"
