@@ -24,6 +24,17 @@ def resolve_engine(engine: str, place: str, precision: str = "float32") -> str:
     return engine
 
 
+def nchw_twin(model: paddle.nn.Layer, cfg, data_format: str) -> paddle.nn.Layer:
+    """`model` (of `cfg`, computing in `data_format`) in NCHW with the same weights: what
+    Paddle Inference runs best."""
+    if data_format == "NCHW":
+        return model
+    from ..models import build_model
+    twin = build_model(cfg["model.name"], **dict(cfg.model_kwargs(), data_format="NCHW"))
+    twin.set_state_dict(model.state_dict())
+    return twin
+
+
 @contextlib.contextmanager
 def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int = 1,
                  precision: str = "float32", nchw_twin=None):

@@ -131,6 +131,21 @@ def top_k_hits(logits: paddle.Tensor, labels: paddle.Tensor) -> Tuple[paddle.Ten
     return hits[:, 0].astype("int64").sum(), hits.astype("int64").sum()
 
 
+def iteration_record(progress, averages: Dict[str, float], loss: float, lr: float,
+                     ips: float, elapsed: float, clock: RunClock,
+                     norms: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The `train_iter` record of metrics.jsonl for a logged step."""
+    p = progress
+    record = {"kind": "train_iter", "epoch": p.current, "iter": p.batch_index,
+              "global_step": p.global_step, "loss": loss, "avg_loss": averages["loss"],
+              "top1": averages["top1"], "lr": lr, "ips": ips, "elapsed": elapsed,
+              "eta_epoch": clock.eta_epoch(p.batch_index),
+              "eta_run": clock.eta_run(p.global_step, p.evals_done)}
+    if norms is not None:
+        record["grad_norms"], record["weight_norms"] = norms["grad"], norms["weight"]
+    return record
+
+
 def progress_line(r: Dict[str, Any], epochs: int, steps: int) -> str:
     """The line of a logged iteration (a `train_iter` record)."""
     return (f"epoch {r['epoch']}/{epochs}  iter {r['iter']}/{steps}  "

@@ -19,11 +19,11 @@ from ..device import all_reduce, average_running_statistics, init_processes
 from ..errors import CheckpointError, UserError
 from ..inference import cpu_threads
 from ..launch import under_parent
-from ..models import build_model
 from .build import build_training
-from .eval_engine import eval_forward
+from .eval_engine import eval_forward, nchw_twin
 from .evaluator import evaluate
-from .meters import RunClock, TrainMeter, epoch_line, format_duration, progress_line, status_line
+from .meters import (RunClock, TrainMeter, epoch_line, format_duration, iteration_record,
+                     progress_line, status_line)
 from .header import header_lines, run_record
 from .progress import FiniteGuard, Progress, non_finite_message
 from .resume import checkpoint_state, restore
@@ -91,15 +91,6 @@ class Trainer:
                               len(self.eval_epochs), self.train_loader.batch_size)
         if resume_state is not None:
             self._restore(resume_state)
-
-    def _nchw_twin(self):
-        """The model in NCHW with this run's weights: what Paddle Inference runs best."""
-        if self.parts.speed.data_format == "NCHW":
-            return self.model
-        twin = build_model(self.cfg["model.name"],
-                           **dict(self.cfg.model_kwargs(), data_format="NCHW"))
-        twin.set_state_dict(self.model.state_dict())
-        return twin
 
     def _say(self, line: str):
         """A set-up step's line, before the run log exists (rank 0 only)."""
@@ -253,16 +244,8 @@ class Trainer:
 
     def _log_progress(self, loss, ips, elapsed, norms):
         p = self.progress
-        averages = self.meter.averages(self._reduce)
-        record = {
-            "kind": "train_iter", "epoch": p.current, "iter": p.batch_index,
-            "global_step": p.global_step, "loss": float(loss), "avg_loss": averages["loss"],
-            "top1": averages["top1"], "lr": self.optimizer.get_lr(), "ips": ips,
-            "elapsed": elapsed, "eta_epoch": self.clock.eta_epoch(p.batch_index),
-            "eta_run": self.clock.eta_run(p.global_step, p.evals_done),
-        }
-        if norms is not None:
-            record["grad_norms"], record["weight_norms"] = norms["grad"], norms["weight"]
+        record = iteration_record(p, self.meter.averages(self._reduce), float(loss),
+                                  self.optimizer.get_lr(), ips, elapsed, self.clock, norms)
         self.log.record(record)
         self.vdl.train_iter(record)
         if norms is not None:
@@ -287,7 +270,9 @@ class Trainer:
         start = time.perf_counter()
         with eval_forward(self.model, cfg["eval.engine"], self.parts.place,
                           cpu_threads(cfg["eval.threads"], self.procs.world),
-                          cfg["eval.precision"], self._nchw_twin) as forward, \
+                          cfg["eval.precision"],
+                          lambda: nchw_twin(self.model, cfg, self.parts.speed.data_format)
+                          ) as forward, \
                 self.parts.amp.autocast():
             result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
                               reduce=self._reduce, forward=forward,
