@@ -86,6 +86,10 @@ def test_resnet18_config_is_the_notebook_recipe():
     ("", ["device=tpu"], "auto, cpu, gpu or gpu:N"),
     ("", ["schedule.milestones=[0.8, 0.2]"], "increasing fractions"),
     ("", ["train.epochs=2", "schedule.warmup_epochs=2"], "spans the whole run of train.epochs"),
+    ("", ["model.kwargs.stem_chanels=8"], "model.kwargs.stem_chanels: resnet20 takes no such "
+                                          "argument"),
+    ("", ["model.kwargs.depth=8"], "model.kwargs.depth: set model.depth instead"),
+    ("", ["model.name=resnet18", "model.kwargs=[1]"], "model.kwargs = \\[1\\] is not allowed"),
     ("", ["optimizer.betas=[0.9]"], "two numbers"),
     ("", ["train.epochs"], "must look like key.sub=value"),
     ("", ["=3"], "has no key"),

@@ -260,3 +260,22 @@ def test_a_checkpoint_directory_is_named_as_one(tiny_cifar10, tmp_path):
     assert (resumed.returncode, resumed.stderr, resumed.stdout) == (1, expected, "")
     empty = run_tool("eval", "-w", str(tmp_path / "new"))
     assert empty.returncode == 1 and "does not exist" in empty.stderr  # refused: not made
+
+
+@pytest.mark.parametrize("overrides, extra, message", [
+    (["speed.amp=O1"], [], "error: speed.amp = O1 needs a GPU (Paddle's auto_cast only acts "
+                           "on CUDA places) but the device is cpu; set speed.amp=off"),
+    (["dist.sync_bn=true"], [], "error: dist.sync_bn needs GPUs: Paddle has no CPU kernel for "
+                                "sync_batch_norm; set -o dist.sync_bn=false on the CPU"),
+    (["eval.engine=dygraph", "eval.precision=bfloat16"], [],
+     "error: eval.precision = bfloat16 is for eval.engine=inference (the CPU), but evaluation "
+     "runs in dygraph on cpu; set eval.precision=float32 (speed.amp sets a GPU's precision)"),
+    (["train.batch_size=127"], ["--nproc", "2"],
+     "error: train.batch_size = 127 (the global batch) must be divisible by the 2 processes"),
+])
+def test_what_cannot_train_is_refused_before_anything_starts(overrides, extra, message,
+                                                             tiny_cifar10, tmp_path):
+    result = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "run", *overrides),
+                      *extra)
+    assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
+    assert not (tmp_path / "run").exists()  # no data loaded, no worker, no directory
