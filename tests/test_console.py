@@ -20,8 +20,9 @@ def test_on_a_terminal_the_status_is_redrawn_in_place_and_never_wraps(monkeypatc
     shown = Console(out, live=True)
     shown.status("epoch 1/2  iter 1/10  loss 2.30")
     shown.status("epoch 1/2  iter 2/10  loss 2.25  with more than fits")
+    # cut to 31 columns: one short of the width, so the cursor never wraps
     assert out.getvalue() == ("\r\x1b[Kepoch 1/2  iter 1/10  loss 2.30"
-                              "\r\x1b[Kepoch 1/2  iter 2/10  loss 2.25")  # 31 columns: one short of the width
+                              "\r\x1b[Kepoch 1/2  iter 2/10  loss 2.25")
     shown.line("epoch 1/2 done")  # a line takes the status's place, which is stale now
     shown.end_status()
     assert out.getvalue().endswith("\r\x1b[Kepoch 1/2 done\n")

@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -160,7 +161,16 @@ def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
     assert err.startswith(("error: training process 1 of 2 was killed by SIGKILL",
                            "error: training process 1 of 2 died without a message")), err
     assert f"its log is {tmp_path / 'run' / 'launch_logs' / 'workerlog.1'}" in err
+    deadline = time.monotonic() + 5
+    while _processes_naming(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_naming(tmp_path), "a process of the run is left"
     assert (tmp_path / "run" / "latest.pdckpt").is_file()  # epoch 1's, kept
+
+
+def _processes_naming(path) -> list:
+    return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if str(path) in _cmdline(pid)]
 
 
 def _environ(pid: int) -> dict:
