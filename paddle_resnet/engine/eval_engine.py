@@ -3,11 +3,13 @@ Paddle Inference with oneDNN kernels, which on this project's CPU evaluates ResN
 several times as fast with the same predictions (docs/performance.md)."""
 import contextlib
 import tempfile
+import time
 
 import paddle
 
 from ..errors import ConfigError
-from ..inference import Predictor, save_program
+from ..inference import Predictor, cpu_threads, save_program
+from .evaluator import evaluate
 
 
 def resolve_engine(engine: str, place: str, precision: str = "float32") -> str:
@@ -53,3 +55,17 @@ def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int =
         onednn = getattr(model, "data_format", "NCHW") == "NCHW"
         predictor = Predictor(work, threads=threads, onednn=onednn, precision=precision)
         yield lambda images: paddle.to_tensor(predictor(images.numpy()))
+
+
+def evaluate_epoch(parts, cfg, procs, reduce, progress=None) -> dict:
+    """A training run's evaluation of its model as it is now (`parts`: build.py's
+    TrainingParts): the `<split>_loss/top1/top5` and `eval_seconds` of its epoch record."""
+    name, start = parts.eval_name, time.perf_counter()
+    with eval_forward(parts.model, cfg["eval.engine"], parts.place,
+                      cpu_threads(cfg["eval.threads"], procs.world), cfg["eval.precision"],
+                      lambda: nchw_twin(parts.model, cfg, parts.speed.data_format)) as forward, \
+            parts.amp.autocast():
+        result = evaluate(parts.model, parts.eval_loader, cfg["model.num_classes"],
+                          reduce=reduce, forward=forward, progress=progress)
+    return {f"{name}_loss": result["loss"], f"{name}_top1": result["top1"],
+            f"{name}_top5": result["top5"], "eval_seconds": time.perf_counter() - start}

@@ -8,6 +8,27 @@ from ..device import Processes, describe
 from ..models import count_flops, count_parameters
 from .build import TrainingParts
 from .progress import Progress
+from .rundir import write_config
+from .runlog import read_metrics
+
+# What VisualDL's hyper-parameter page shows of a run.
+HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "train.batch_size",
+               "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "schedule.name",
+               "seed")
+
+
+def announce(log, vdl, cfg: Config, parts: TrainingParts, procs: Processes, progress: Progress,
+             resumed_from: Optional[str], resume_note: Optional[str]) -> None:
+    """config.yaml, the header lines, and the run record (or, resumed, the VisualDL curves
+    so far), on rank 0."""
+    write_config(cfg["output_dir"], cfg)
+    for line in header_lines(cfg, parts, procs, progress, resumed_from, resume_note):
+        log.info(line)
+    if resumed_from:
+        vdl.replay(read_metrics(cfg["output_dir"]), parts.eval_name)
+    else:
+        log.record(run_record(cfg, parts, procs))
+    vdl.hparams({key: cfg[key] for key in HPARAM_KEYS}, ["eval/top1", "eval/loss", "train/loss"])
 
 
 def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: Progress,

@@ -13,6 +13,25 @@ def format_duration(seconds: Optional[float]) -> str:
     return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
 
 
+STATUS_SECONDS = 1.0  # how often the live status line is refreshed
+
+
+class Ticker:
+    """`due(now)` is true at most once every `seconds` (and at once after `reset`)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self._next = seconds, 0.0
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+    def __call__(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + self.seconds
+        return True
+
+
 class Timer:
     """Accumulates measured durations; `average` per measurement."""
 

@@ -17,26 +17,20 @@ from ..config import Config
 from ..console import Console
 from ..device import all_reduce, average_running_statistics, init_processes
 from ..errors import CheckpointError, UserError
-from ..inference import cpu_threads
 from ..launch import under_parent
 from .build import build_training
-from .eval_engine import eval_forward, nchw_twin
-from .evaluator import evaluate
-from .meters import (RunClock, TrainMeter, epoch_line, format_duration, iteration_record,
-                     progress_line, status_line)
-from .header import header_lines, run_record
+from .eval_engine import evaluate_epoch
+from .meters import (STATUS_SECONDS, RunClock, Ticker, TrainMeter, epoch_line,
+                     format_duration, iteration_record, progress_line, status_line)
+from .header import announce
 from .progress import FiniteGuard, Progress, non_finite_message
 from .resume import checkpoint_state, restore
-from .rundir import prepare_output_dir, write_config
-from .runlog import RunLog, read_metrics, truncate_metrics
+from .rundir import prepare_output_dir
+from .runlog import RunLog, truncate_metrics
 from .signals import StopRequests
 from .step import train_step
 from .visual import VisualDLLog, gradient_warnings, model_arrays, stage_norms
 
-HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "train.batch_size",
-               "optimizer.name", "optimizer.lr", "optimizer.weight_decay", "schedule.name",
-               "seed")
-STATUS_SECONDS = 1.0  # how often the live status line is refreshed
 
 
 class NonFiniteLoss(UserError):
@@ -68,7 +62,7 @@ class Trainer:
         self.stops = StopRequests(lambda line: self.log.info(line, console=not under_parent()))
         self._step_hook = None  # called after every step; tests use it to interrupt
         self._resume_note: Optional[str] = None
-        self._next_status = 0.0
+        self.status_due = Ticker(STATUS_SECONDS)
 
     # --- set-up --------------------------------------------------------------------------
     def _build(self):
@@ -138,22 +132,10 @@ class Trainer:
             self.vdl.close()
             self.log.close()
 
-    def _announce(self):
-        if not self.procs.main:
-            return  # the run directory and the console are rank 0's
-        write_config(self.output_dir, self.cfg)
-        for line in header_lines(self.cfg, self.parts, self.procs, self.progress,
-                                 self.resume_path, self._resume_note):
-            self.log.info(line)
-        if self.resume_path:
-            self.vdl.replay(read_metrics(self.output_dir), self.parts.eval_name)
-        else:
-            self.log.record(run_record(self.cfg, self.parts, self.procs))
-        self.vdl.hparams({key: self.cfg[key] for key in HPARAM_KEYS},
-                         ["eval/top1", "eval/loss", "train/loss"])
-
     def _run(self) -> Dict[str, Any]:
-        self._announce()
+        if self.procs.main:  # the run directory and the console are rank 0's
+            announce(self.log, self.vdl, self.cfg, self.parts, self.procs, self.progress,
+                     self.resume_path, self._resume_note)
         p, epochs = self.progress, self.cfg["train.epochs"]
         self.model.train()
         run_start = time.perf_counter() - p.elapsed
@@ -187,7 +169,7 @@ class Trainer:
         histogram_every = cfg["log.histogram_every"]
         window_start, window_images = time.perf_counter(), 0
         step_start = self._epoch_start = time.perf_counter()
-        self._next_status = step_start  # the first step already shows
+        self.status_due.reset()  # the first step already shows
         self._histograms = None
         for images, labels in self.train_loader.epoch(p.epoch, start=p.batch_index):
             will_log = (p.batch_index + 1) % log_every == 0 or p.batch_index + 1 == steps
@@ -217,8 +199,7 @@ class Trainer:
                 self._log_progress(loss, self.procs.world * window_images / (now - window_start),
                                    now - run_start, seen.get("norms"))
                 window_start, window_images = time.perf_counter(), 0
-            if self.procs.main and now >= self._next_status:
-                self._next_status = now + STATUS_SECONDS
+            if self.procs.main and self.status_due(now):
                 self.log.status(status_line(p.current, cfg["train.epochs"], p.batch_index,
                                             steps, float(loss), self.clock, p.global_step,
                                             p.evals_done, now - run_start))
@@ -258,30 +239,18 @@ class Trainer:
 
     def _eval_status(self):
         def show(done: int, total: int):
-            if self.procs.main and time.perf_counter() >= self._next_status:
-                self._next_status = time.perf_counter() + STATUS_SECONDS
+            if self.procs.main and self.status_due(time.perf_counter()):
                 self.log.status(f"epoch {self.progress.current}/{self.cfg['train.epochs']}  "
                                 f"evaluating on the {self.parts.eval_name} images: batch "
                                 f"{done}/{total}")
         return show
 
     def _evaluate(self) -> Dict[str, Any]:
-        cfg, name = self.cfg, self.parts.eval_name
-        start = time.perf_counter()
-        with eval_forward(self.model, cfg["eval.engine"], self.parts.place,
-                          cpu_threads(cfg["eval.threads"], self.procs.world),
-                          cfg["eval.precision"],
-                          lambda: nchw_twin(self.model, cfg, self.parts.speed.data_format)
-                          ) as forward, \
-                self.parts.amp.autocast():
-            result = evaluate(self.model, self.eval_loader, cfg["model.num_classes"],
-                              reduce=self._reduce, forward=forward,
-                              progress=self._eval_status())
-        seconds = time.perf_counter() - start
-        self.clock.record_eval(seconds)
+        record = evaluate_epoch(self.parts, self.cfg, self.procs, self._reduce,
+                                progress=self._eval_status())
+        self.clock.record_eval(record["eval_seconds"])
         self.progress.evals_done += 1
-        return {f"{name}_loss": result["loss"], f"{name}_top1": result["top1"],
-                f"{name}_top5": result["top5"], "eval_seconds": seconds}
+        return record
 
     def _end_epoch(self, run_start: float) -> Dict[str, Any]:
         cfg, p, name = self.cfg, self.progress, self.parts.eval_name
