@@ -107,8 +107,8 @@ class OneDNNConv2D(nn.Conv2D):
     def forward(self, x):
         if not on_fast_path(x):
             return super().forward(x)
-        out = _OneDNNConv.apply(x.contiguous(), self.weight, list(self._stride), self._onednn_paddings,
-                                self._onednn_bf16)
+        out = _OneDNNConv.apply(x.contiguous(), self.weight, list(self._stride),
+                                self._onednn_paddings, self._onednn_bf16)
         return out if self.bias is None else out + self.bias
 
 
@@ -123,8 +123,8 @@ class OneDNNShortcutA(ShortcutA):
     def forward(self, x):
         if not on_fast_path(x) or self.axis != 3:
             return super().forward(x)
-        return _OneDNNConv.apply(x.contiguous(), self._selection, [self.stride, self.stride], [0, 0, 0, 0],
-                                 False)
+        return _OneDNNConv.apply(x.contiguous(), self._selection, [self.stride, self.stride],
+                                 [0, 0, 0, 0], False)
 
 
 def _selection(in_channels: int, out_channels: int, offset: int) -> paddle.Tensor:
