@@ -5,6 +5,8 @@ from typing import Any, Dict, Optional
 
 import paddle
 
+from ..errors import UserError
+
 NO_BAD_STEP = 2**62  # FiniteGuard's value while every loss so far was finite
 
 
@@ -30,6 +32,10 @@ class Progress:
     @classmethod
     def from_stored(cls, stored: Dict[str, Any]) -> "Progress":
         return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})
+
+
+class NonFiniteLoss(UserError):
+    """The loss became NaN or infinite; the run stops without saving the broken weights."""
 
 
 class FiniteGuard:

@@ -4,10 +4,21 @@ import threading
 from typing import Callable, Dict, Optional
 
 from ..device import Processes, all_reduce
+from ..errors import UserError
 from ..launch import stop_message
 
 # SIGHUP: the terminal closed; a run that dies with it should still leave a checkpoint.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(UserError):
+    """The run stopped on a signal; the run log has said where its checkpoint is."""
+
+    shown = True  # cli.run prints nothing more
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 class StopRequests:

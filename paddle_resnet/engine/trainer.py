@@ -4,7 +4,8 @@ The Trainer coordinates; each piece has a home of its own: build.py turns the co
 the model, loaders, optimizer and schedule; step.py is the one training step; meters.py
 keeps the running metrics, the clock and the lines; progress.py is where the run is;
 signals.py turns signals into a stop at a step every process agrees on; rundir.py owns
-the output directory; runlog.py and visual.py write what the run reports.
+the output directory; runlog.py and visual.py write what the run reports. The errors a
+run ends with (NonFiniteLoss, Interrupted) are importable from here.
 """
 import os
 import signal
@@ -16,35 +17,20 @@ from .. import checkpoint as ckpt
 from ..config import Config
 from ..console import Console
 from ..device import all_reduce, average_running_statistics, init_processes
-from ..errors import CheckpointError, UserError
+from ..errors import CheckpointError
 from ..launch import under_parent
 from .build import build_training
 from .eval_engine import evaluate_epoch
 from .meters import (STATUS_SECONDS, RunClock, Ticker, TrainMeter, epoch_line,
                      format_duration, iteration_record, progress_line, status_line)
 from .header import announce
-from .progress import FiniteGuard, Progress, non_finite_message
+from .progress import FiniteGuard, NonFiniteLoss, Progress, non_finite_message
 from .resume import checkpoint_state, restore
 from .rundir import prepare_output_dir
 from .runlog import RunLog, truncate_metrics
-from .signals import StopRequests
+from .signals import Interrupted, StopRequests
 from .step import train_step
 from .visual import VisualDLLog, gradient_warnings, model_arrays, stage_norms
-
-
-
-class NonFiniteLoss(UserError):
-    """The loss became NaN or infinite; the run stops without saving the broken weights."""
-
-
-class Interrupted(UserError):
-    """The run stopped on a signal; the run log has said where its checkpoint is."""
-
-    shown = True  # cli.run prints nothing more
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.exit_code = 128 + signum
 
 
 class Trainer:
