@@ -24,6 +24,14 @@ def checkpoint_path(output_dir: str, name: str) -> str:
     return os.path.join(output_dir, name + SUFFIX)
 
 
+def last_checkpoint_note(output_dir: str) -> str:
+    """What a run stopped at once (a second Ctrl-C) tells its user about resuming."""
+    latest = checkpoint_path(output_dir, "latest")
+    if not os.path.exists(latest):
+        return "no checkpoint was written yet"
+    return f"the last checkpoint, {latest}, resumes with --resume"
+
+
 def save_checkpoint(path: str, state: Dict[str, Any]) -> None:
     state = dict(state, format_version=FORMAT_VERSION)
     buffer = io.BytesIO()

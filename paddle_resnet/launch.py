@@ -256,11 +256,9 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
                 launcher.send_signal(signal.SIGTERM)
             elif signum == signal.SIGINT and signal.SIGINT not in received[1:]:
                 kill_now(launcher)
-                from .checkpoint import checkpoint_path
-                latest = checkpoint_path(output_dir, "latest")
+                from .checkpoint import last_checkpoint_note
                 console.line("second Ctrl-C: stopped every process at once; "
-                             + (f"the last checkpoint, {latest}, resumes with --resume"
-                                if os.path.exists(latest) else "no checkpoint was written"))
+                             + last_checkpoint_note(output_dir))
             received.append(signum)
 
         # Handlers can only be set from the main thread; elsewhere signals stay the caller's.

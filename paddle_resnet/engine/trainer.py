@@ -90,12 +90,6 @@ class Trainer:
             for name in names:
                 ckpt.save_checkpoint(ckpt.checkpoint_path(self.output_dir, name), state)
 
-    def _last_checkpoint(self) -> str:
-        latest = ckpt.checkpoint_path(self.output_dir, "latest")
-        if not os.path.exists(latest):
-            return "no checkpoint was written yet"
-        return f"the last checkpoint, {latest}, resumes with the same command plus --resume"
-
     def request_stop(self, signum: int = signal.SIGINT):
         self.stops.request(signum)
 
@@ -110,7 +104,7 @@ class Trainer:
         except KeyboardInterrupt:  # a second Ctrl-C
             p = self.progress
             message = (f"stopped at once at epoch {p.current}, iteration {p.batch_index}; "
-                       f"{self._last_checkpoint()}")
+                       f"{ckpt.last_checkpoint_note(self.output_dir)}")
             self.log.info(message)
             raise Interrupted(message, signal.SIGINT) from None
         finally:
