@@ -43,8 +43,7 @@ class RunDirLock:
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self._file.seek(0)
-            holder = self._file.read().strip() or "PID unknown"
+            holder = self._read()
             self._file.close()
             raise ConfigError(f"output_dir {self.output_dir} is in use by a live run "
                               f"({holder}); wait for it to end or stop it, or set -o "
