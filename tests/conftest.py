@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -106,6 +107,38 @@ def wait_for(process, marker: str) -> list:
         if marker in line:
             return seen
     raise AssertionError(f"{marker!r} never printed:\n{''.join(seen)[-3000:]}")
+
+
+def cmdline_of(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def environ_of(pid: int) -> dict:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            pairs = f.read().split(b"\0")
+    except OSError:
+        return {}
+    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+
+
+def processes_naming(text) -> list:
+    """PIDs whose command line holds `text` (e.g. a run's output_dir: the parent, the
+    launcher and the workers)."""
+    return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+            if str(text) in cmdline_of(pid)]
+
+
+def gone_within(text, seconds: float) -> list:
+    """The processes naming `text` still alive after waiting up to `seconds` for none."""
+    deadline = time.monotonic() + seconds
+    while processes_naming(text) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_naming(text)
 
 
 # Mean 0 and std 1/255 make the augmentations' standardised output the pixel levels.

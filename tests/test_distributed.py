@@ -5,12 +5,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, quickstart_args, run_tool, start_tool, wait_for
+from conftest import (ROOT, cmdline_of, environ_of, gone_within, quickstart_args, run_tool,
+                      start_tool, wait_for)
 from paddle_resnet.cpu import AMD_VENDOR, cpu_vendor, usable_cores
 from paddle_resnet.checkpoint import load_checkpoint
 
@@ -151,8 +151,8 @@ def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
     process, seen = start_tool(*args), []
     read_until(process, "epoch 2/50  iter 1/", seen)
     worker = next(pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-                  if _environ(pid).get("PADDLE_TRAINER_ID") == "1"
-                  and str(tmp_path) in _cmdline(pid))
+                  if environ_of(pid).get("PADDLE_TRAINER_ID") == "1"
+                  and str(tmp_path) in cmdline_of(pid))
     os.kill(worker, signal.SIGKILL)
     out, err = process.communicate(timeout=120)  # the launcher stops rank 0 too
     assert process.returncode != 0
@@ -161,33 +161,8 @@ def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
     assert err.startswith(("error: training process 1 of 2 was killed by SIGKILL",
                            "error: training process 1 of 2 died without a message")), err
     assert f"its log is {tmp_path / 'run' / 'launch_logs' / 'workerlog.1'}" in err
-    deadline = time.monotonic() + 5
-    while _processes_naming(tmp_path) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _processes_naming(tmp_path), "a process of the run is left"
+    assert not gone_within(tmp_path, 5), "a process of the run is left"
     assert (tmp_path / "run" / "latest.pdckpt").is_file()  # epoch 1's, kept
-
-
-def _processes_naming(path) -> list:
-    return [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-            if str(path) in _cmdline(pid)]
-
-
-def _environ(pid: int) -> dict:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            pairs = f.read().split(b"\0")
-    except OSError:
-        return {}
-    return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def free_port() -> int:

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from conftest import ROOT, quickstart_args, start_tool, wait_for
+from conftest import (ROOT, environ_of, gone_within, processes_naming, quickstart_args,
+                      start_tool, wait_for)
 from paddle_resnet.checkpoint import load_checkpoint
 from paddle_resnet.cpu import usable_cores
 
@@ -21,44 +22,16 @@ LONG_RUN = ("train.batch_size=32", "train.epochs=40", "train.log_every=1",
             "data.test_samples=50")
 
 
-def processes_of(output_dir) -> list:
-    """PIDs whose command line names `output_dir` (the parent, launcher and workers)."""
-    found = []
-    for name in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if f"output_dir={output_dir}" in cmdline:
-            found.append(int(name))
-    return found
-
-
-def environ_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def gone_within(output_dir, seconds: float) -> list:
-    deadline = time.monotonic() + seconds
-    while processes_of(output_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return processes_of(output_dir)
-
-
 @needs_two_cores
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
 def test_ending_the_command_ends_every_process_of_the_run(signum, tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     process = start_tool(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
     wait_for(process, "epoch 2/40  iter 1/")
-    assert len(processes_of(out)) == 2 + usable_cores()  # this, the launcher, the workers
+    # this process, the launcher, the workers
+    assert len(processes_naming(f"output_dir={out}")) == 2 + usable_cores()
     process.send_signal(signum)
-    left = gone_within(out, 20)
+    left = gone_within(f"output_dir={out}", 20)
     assert not left, f"still alive after {signal.Signals(signum).name}: {left}"
     process.communicate(timeout=10)
     assert process.returncode == -signum if signum == signal.SIGKILL else 128 + signum
@@ -118,7 +91,8 @@ def test_a_second_ctrl_c_stops_every_process_at_once(tiny_cifar10, tmp_path):
     process = start_tool(*quickstart_args(tiny_cifar10, out, *LONG_RUN))
     wait_for(process, "epoch 2/40  iter 1/")
     # Frozen workers cannot finish their step: only "at once" can stop them now.
-    workers = [pid for pid in processes_of(out) if "PADDLE_TRAINER_ID" in environ_of(pid)]
+    workers = [pid for pid in processes_naming(f"output_dir={out}")
+               if "PADDLE_TRAINER_ID" in environ_of(pid)]
     assert len(workers) == usable_cores()
     for pid in workers:
         os.kill(pid, signal.SIGSTOP)
@@ -127,7 +101,7 @@ def test_a_second_ctrl_c_stops_every_process_at_once(tiny_cifar10, tmp_path):
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
-    assert not gone_within(out, 5)
+    assert not gone_within(f"output_dir={out}", 5)
     assert stdout.count("Ctrl-C: stopping the") == 1
     assert stdout.count("second Ctrl-C: stopped every process at once; the last checkpoint, "
                         f"{out / 'latest.pdckpt'}, resumes with --resume") == 1
