@@ -130,9 +130,10 @@ PLOTS = {
     "train_loss_steps.png": ("step_epoch", "step_loss", "training loss of the step",
                              "Training loss at every logged step"),
 }
-# What the per-epoch training curves become for short runs (FEW_EPOCHS).
-STEP_CURVES = {"epoch": ("step_epoch", "(running average within the epoch)"),
-               "train_loss": "step_avg_loss", "train_error": "step_train_error"}
+# What the per-epoch training curves become for short runs (FEW_EPOCHS): the running
+# averages at every logged step, placed at fractional epochs.
+STEP_CURVES = {"train_loss": "step_avg_loss", "train_error": "step_train_error"}
+STEP_CURVE_NOTE = "(running average within the epoch)"
 
 
 def _axes_in_epochs(ax, runs: List[Dict]) -> None:
@@ -149,7 +150,7 @@ def _axes_in_epochs(ax, runs: List[Dict]) -> None:
 def _training_curve(r: Dict, y_key: str, few: bool):
     """x, y of a per-epoch training curve; from the logged steps for short runs."""
     if few and y_key in STEP_CURVES:
-        return r["curves"][STEP_CURVES["epoch"][0]], r["curves"][STEP_CURVES[y_key]]
+        return r["curves"]["step_epoch"], r["curves"][STEP_CURVES[y_key]]
     return r["curves"]["epoch"], r["curves"][y_key]
 
 
@@ -173,8 +174,7 @@ def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
             label = r["run"] if r["run"] == r["model"] else f"{r['run']} ({r['model']})"
             ax.plot(x, y, style, marker="o", markersize=3, label=label)
         if few and x_key == "epoch":
-            title = title.replace("per epoch", "at every logged step") + " " + \
-                STEP_CURVES["epoch"][1]
+            title = f"{title.replace('per epoch', 'at every logged step')} {STEP_CURVE_NOTE}"
         _axes_in_epochs(ax, runs)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
