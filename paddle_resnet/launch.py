@@ -47,6 +47,11 @@ def under_parent() -> bool:
     return under_launcher() and LAUNCHER_ENV in os.environ
 
 
+# What stops a run with a resumable checkpoint, in the parent and in every trainer.
+# SIGHUP: the terminal closed; a run that dies with it should still leave a checkpoint.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def stop_message(signum: int, processes: int = 1) -> str:
     """The one line a run prints when a signal asks it to stop."""
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
@@ -263,8 +268,7 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
 
         # Handlers can only be set from the main thread; elsewhere signals stay the caller's.
         in_main = threading.current_thread() is threading.main_thread()
-        stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        previous = ({s: signal.signal(s, forward) for s in stop_signals} if in_main else {})
+        previous = ({s: signal.signal(s, forward) for s in STOP_SIGNALS} if in_main else {})
         try:
             while launcher.poll() is None:
                 followers[0].poll()

@@ -5,10 +5,7 @@ from typing import Callable, Dict, Optional
 
 from ..device import Processes, all_reduce
 from ..errors import UserError
-from ..launch import stop_message
-
-# SIGHUP: the terminal closed; a run that dies with it should still leave a checkpoint.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from ..launch import STOP_SIGNALS, stop_message
 
 
 class Interrupted(UserError):
