@@ -279,3 +279,11 @@ def test_what_cannot_train_is_refused_before_anything_starts(overrides, extra, m
                       *extra)
     assert (result.returncode, result.stderr, result.stdout) == (2, message + "\n", "")
     assert not (tmp_path / "run").exists()  # no data loaded, no worker, no directory
+
+
+def test_a_refused_run_leaves_no_directory_it_made(tiny_cifar10, tmp_path):
+    (tmp_path / "kept").mkdir()  # empty before the run: not the run's to remove
+    result = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "kept" / "a" / "b",
+                                                "speed.amp=O1"))
+    assert result.returncode == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]

@@ -30,12 +30,12 @@ class RunDirLock:
     def __init__(self, output_dir: str):
         self.output_dir = output_dir
         self._file = None
-        self._created = False
+        self._created: Optional[str] = None  # the outermost directory this lock made
 
     def __enter__(self) -> "RunDirLock":
         path = os.path.join(self.output_dir, LOCK_FILE)
         try:
-            self._created = not os.path.isdir(self.output_dir)
+            self._created = _first_missing(self.output_dir)
             os.makedirs(self.output_dir, exist_ok=True)
             self._file = open(path, "a+", encoding="utf-8")
         except OSError as e:
@@ -70,12 +70,26 @@ class RunDirLock:
             return
         self._file.close()
         self._file = None
-        # A run refused before it wrote anything leaves no directory behind.
+        # A run refused before it wrote anything leaves no directory behind (nor the
+        # parents it made, e.g. `output/` for the default `output/<model>`).
         if self._created and set(os.listdir(self.output_dir)) <= {LOCK_FILE,
                                                                  WORKERS_LOCK_FILE}:
             for name in os.listdir(self.output_dir):
                 os.remove(os.path.join(self.output_dir, name))
-            os.rmdir(self.output_dir)
+            folder = os.path.abspath(self.output_dir)
+            while not os.listdir(folder):
+                os.rmdir(folder)
+                if folder == self._created:
+                    break
+                folder = os.path.dirname(folder)
+
+
+def _first_missing(path: str) -> Optional[str]:
+    """The outermost directory of `path` that does not exist yet (None: all do)."""
+    path, missing = os.path.abspath(path), None
+    while not os.path.isdir(path):
+        missing, path = path, os.path.dirname(path)
+    return missing
 
 
 def _unlocked(path: str) -> bool:
