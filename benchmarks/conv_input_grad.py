@@ -30,6 +30,7 @@ import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401  (MKL's fast path on AMD)
+from paddle_resnet.engine.step import train_step  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 from paddle_resnet.speed.conv_grad import use_conv_for_input_grad  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
@@ -62,12 +63,7 @@ def gradients(name: str, batch: int, form: str):
 def images_per_second(name: str, batch: int, form: str, steps: int) -> float:
     model, images, labels = model_and_batch(name, batch, form)
     optimizer = paddle.optimizer.Momentum(0.01, momentum=0.9, parameters=model.parameters())
-
-    def step():
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        optimizer.clear_grad()
-
+    step = lambda: train_step(model, images, labels, optimizer)  # noqa: E731
     for _ in range(WARMUP):
         step()
     start = time.perf_counter()

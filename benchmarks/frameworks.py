@@ -117,7 +117,7 @@ def run_paddle(variant, mode, name, batch, steps):
     from paddle_resnet.device import init_processes
     from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model
-    from paddle_resnet.models.resnet import batch_shape
+    from paddle_resnet.models.layers import batch_shape
     from paddle_resnet.speed import plan_speed
     procs = init_processes()
     if mode == "eval":

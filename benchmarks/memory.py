@@ -24,11 +24,11 @@ def peak_rss_mib() -> float:
 
 def worker(name: str, batch: int, mode: str) -> dict:
     import paddle
-    import paddle.nn.functional as F
 
     import paddle_resnet  # noqa: F401
     from paddle_resnet.device import cuda_devices
     from paddle_resnet.engine.eval_engine import eval_forward
+    from paddle_resnet.engine.step import train_step
     from paddle_resnet.models import build_model
     place = "gpu:0" if cuda_devices() else "cpu"
     paddle.device.set_device(place)
@@ -40,9 +40,7 @@ def worker(name: str, batch: int, mode: str) -> dict:
     if mode == "train":
         optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
         for _ in range(STEPS):
-            F.cross_entropy(model(images), labels).backward()
-            optimizer.step()
-            optimizer.clear_grad()
+            train_step(model, images, labels, optimizer)
     else:
         engine = "dygraph" if mode == "eval dygraph" else "auto"
         model.eval()

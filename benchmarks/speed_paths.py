@@ -25,7 +25,7 @@ import paddle_resnet  # noqa: E402,F401
 from paddle_resnet.engine.step import speed_options, train_step, training_model  # noqa: E402
 from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
-from paddle_resnet.models.resnet import batch_shape  # noqa: E402
+from paddle_resnet.models.layers import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
 
 

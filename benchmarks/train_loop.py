@@ -23,7 +23,7 @@ from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: 
 from paddle_resnet.engine.runlog import read_metrics  # noqa: E402
 from paddle_resnet.engine.step import train_step, training_model  # noqa: E402
 from paddle_resnet.engine.trainer import Trainer  # noqa: E402
-from paddle_resnet.models.resnet import batch_shape  # noqa: E402
+from paddle_resnet.models.layers import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
 
 

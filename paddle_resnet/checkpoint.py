@@ -6,7 +6,7 @@ import io
 import os
 import pickle
 import zipfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import paddle
 
@@ -22,6 +22,13 @@ TEMP_MARK = ".tmp-"
 
 def checkpoint_path(output_dir: str, name: str) -> str:
     return os.path.join(output_dir, name + SUFFIX)
+
+
+def epoch_checkpoints(epoch: int, improved: bool, every: int) -> List[str]:
+    """The names an epoch's end saves: `latest`, `best` if it improved, and `epoch_NNN`
+    each `train.checkpoint_every` epochs."""
+    return (["latest"] + (["best"] if improved else [])
+            + ([f"epoch_{epoch:03d}"] if every and epoch % every == 0 else []))
 
 
 def last_checkpoint_note(output_dir: str) -> str:

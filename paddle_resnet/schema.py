@@ -1,9 +1,10 @@
 """Every config key, declared once: its default, type, allowed values and a one-line
 description (docs/config.md is generated from it, `document()`), and the check of one
 value against it. config.py merges and validates whole configs against this."""
+import importlib
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import yaml
 
@@ -12,12 +13,37 @@ from .errors import ConfigError
 MODEL_NAMES_HINT = "see `python tools/summary.py` or docs/models.md"
 
 
+class NamesOf:
+    """The names of a table in the code that handles them, the one place they are written:
+    a new optimizer, schedule, augmentation or shortcut is one entry there, and the schema,
+    the validation and docs/config.md follow. Read on first use, so that importing the
+    schema stays free of Paddle and numba (only a config being validated needs them)."""
+
+    def __init__(self, module: str, table: str):
+        self.module, self.table = module, table
+
+    def _names(self) -> Tuple[str, ...]:
+        return tuple(getattr(importlib.import_module(self.module), self.table))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, value: Any) -> bool:
+        return value in self._names()
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __repr__(self) -> str:
+        return f"NamesOf({self.module}.{self.table})"
+
+
 @dataclass(frozen=True)
 class Option:
     default: Any
     kind: type  # int, float, str, bool, list (of floats) or dict (model.kwargs)
     doc: str
-    choices: Optional[Tuple[Any, ...]] = None
+    choices: Optional[Union[Tuple[Any, ...], NamesOf]] = None
     low: Optional[float] = None  # inclusive
     high: Optional[float] = None  # inclusive
     low_exclusive: bool = False
@@ -37,7 +63,8 @@ SCHEMA: Dict[str, Option] = {
     "model.depth": Option(None, int, "depth for `cifar_resnet`/`cifar_plain` (6n+2)", low=8,
                           high=2000, nullable=True, null_means="the model's own depth"),
     "model.shortcut": Option(None, str, "shortcut option of He et al. Sec. 3.3",
-                             choices=("A", "B", "C"), nullable=True,
+                             choices=NamesOf("paddle_resnet.models.resnet",
+                                             "SHORTCUT_OPTIONS"), nullable=True,
                              null_means="the paper's choice: A for CIFAR nets, B for 18-152"),
     "model.zero_init_residual": Option(None, bool, "zero-init the last BN of each residual "
                                        "branch (arXiv:1706.02677)", nullable=True,
@@ -59,7 +86,7 @@ SCHEMA: Dict[str, Option] = {
     "data.augment": Option("standard", str, "training augmentation: `standard` = 4-pixel "
                            "pad, random 32x32 crop, horizontal flip; `notebook` = random "
                            "horizontal and vertical flips and colour jitter; `none`",
-                           choices=("standard", "notebook", "none")),
+                           choices=NamesOf("paddle_resnet.data.augment", "AUGMENTATIONS")),
     "data.augment_on": Option("host", str, "where augmentation runs: `host` = compiled "
                               "numpy kernels on the CPU cores; `device` = Paddle operators on "
                               "the training device (for GPUs: uint8 batches cross, the host "
@@ -142,7 +169,8 @@ SCHEMA: Dict[str, Option] = {
     "dist.sync_bn": Option(False, bool, "SyncBatchNorm across GPUs (BN statistics over the "
                            "global batch); GPU only, as Paddle has no CPU kernel for it"),
     # --- optimiser and schedule --------------------------------------------------------
-    "optimizer.name": Option("sgd", str, "optimiser", choices=("sgd", "adam", "adamw")),
+    "optimizer.name": Option("sgd", str, "optimiser",
+                             choices=NamesOf("paddle_resnet.engine.optim", "OPTIMIZERS")),
     "optimizer.lr": Option(0.1, float, "peak learning rate", low=0.0, low_exclusive=True),
     "optimizer.momentum": Option(0.9, float, "SGD momentum", low=0.0, high=1.0,
                                  high_exclusive=True),
@@ -151,7 +179,8 @@ SCHEMA: Dict[str, Option] = {
                                      low=0.0),
     "optimizer.betas": Option([0.9, 0.999], list, "Adam/AdamW betas"),
     "schedule.name": Option("multistep", str, "learning-rate schedule, stepped every "
-                            "iteration", choices=("constant", "multistep", "cosine", "onecycle")),
+                            "iteration",
+                            choices=NamesOf("paddle_resnet.engine.optim", "SCHEDULES")),
     "schedule.milestones": Option([0.5, 0.75], list, "multistep: fractions of the run at "
                                   "which the rate drops (He et al.: 32k/48k of 64k iterations)"),
     "schedule.gamma": Option(0.1, float, "multistep: factor applied at each milestone",

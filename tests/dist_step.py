@@ -10,12 +10,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import paddle_resnet  # noqa: E402,F401  (first: it quiets Paddle's import warnings)
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 
 from paddle_resnet.config import load_config  # noqa: E402
 from paddle_resnet.data import MEAN_STD, BatchLoader, Split  # noqa: E402
 from paddle_resnet.device import all_reduce, data_parallel, init_processes  # noqa: E402
 from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
+from paddle_resnet.engine.step import train_step  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 
 out = sys.argv[1]
@@ -37,10 +37,7 @@ forward_model = data_parallel(model, procs)
 schedule = build_schedule(cfg, len(loader))
 optimizer = build_optimizer(cfg, model.parameters(), schedule)
 images, targets = next(iter(loader.epoch(0)))
-logits = forward_model(images)
-loss = F.cross_entropy(logits, targets)
-loss.backward()
-optimizer.step()
+loss, logits = train_step(forward_model, images, targets, optimizer)
 sums = {"loss": all_reduce(loss.detach() * targets.shape[0], procs),
         "correct": all_reduce((logits.argmax(1) == targets).astype("int64").sum(), procs),
         "samples": all_reduce(paddle.to_tensor(targets.shape[0]), procs)}

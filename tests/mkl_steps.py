@@ -14,8 +14,8 @@ if len(sys.argv) > 2 and sys.argv[2] == "paddle-first":
     import paddle  # noqa: F401
 import paddle_resnet  # noqa: E402,F401
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 
+from paddle_resnet.engine.step import train_step  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 
 paddle.seed(0)
@@ -26,11 +26,7 @@ model = build_model("resnet20")
 optimizer = paddle.optimizer.Momentum(0.05, momentum=0.9, parameters=model.parameters())
 losses = []
 for _ in range(3):
-    loss = F.cross_entropy(model(images), labels)
-    loss.backward()
-    optimizer.step()
-    optimizer.clear_grad()
-    losses.append(float(loss))
+    losses.append(float(train_step(model, images, labels, optimizer)[0]))
 mkl = ctypes.CDLL(os.path.join(os.path.dirname(paddle.__file__), "libs", "libmklml_intel.so"))
 print(json.dumps({"dispatch": mkl.mkl_serv_cpu_detect(),
                   "variable": os.environ.get("MKL_DEBUG_CPU_TYPE")}))

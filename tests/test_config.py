@@ -142,14 +142,37 @@ def test_results_experiments_are_valid_configs():
         assert len(models) == len(runs) or name == "seeds"
 
 
-def test_every_choice_the_schema_allows_is_one_the_code_handles():
-    from paddle_resnet.data.augment import AUGMENTATIONS
-    from paddle_resnet.engine.optim import IterationSchedule, OPTIMIZERS
-    from paddle_resnet.models.resnet import SHORTCUT_OPTIONS
-    assert set(SCHEMA["data.augment"].choices) == set(AUGMENTATIONS)
-    assert set(SCHEMA["optimizer.name"].choices) == set(OPTIMIZERS)
-    assert set(SCHEMA["model.shortcut"].choices) == set(SHORTCUT_OPTIONS)
-    for kind in SCHEMA["schedule.name"].choices:  # each one computes a rate
+def test_a_name_added_to_a_code_table_is_a_choice_of_the_schema_and_its_docs(monkeypatch):
+    # The code's tables are the only place their names are written (schema.NamesOf).
+    from paddle_resnet.data import augment
+    from paddle_resnet.engine import optim
+    from paddle_resnet.models import resnet
+    from paddle_resnet.schema import document
+    monkeypatch.setitem(optim.OPTIMIZERS, "lamb", optim.OPTIMIZERS["adam"])
+    monkeypatch.setitem(optim.SCHEDULES, "linear", optim.SCHEDULES["cosine"])
+    monkeypatch.setitem(augment.AUGMENTATIONS, "flip", augment.AUGMENTATIONS["none"])
+    monkeypatch.setattr(resnet, "SHORTCUT_OPTIONS", resnet.SHORTCUT_OPTIONS + ("D",))
+    cfg = load_config(None, ["optimizer.name=lamb", "schedule.name=linear",
+                           "data.augment=flip", "model.shortcut=D"])
+    assert (cfg["optimizer.name"], cfg["schedule.name"]) == ("lamb", "linear")
+    assert (cfg["data.augment"], cfg["model.shortcut"]) == ("flip", "D")
+    table = document()
+    for row, name in (("optimizer.name", "lamb"), ("schedule.name", "linear"),
+                      ("data.augment", "flip"), ("model.shortcut", "D")):
+        line = next(line for line in table.splitlines() if line.startswith(f"| `{row}`"))
+        assert f", {name} " in line or f", {name} or null" in line, line
+    monkeypatch.delitem(optim.OPTIMIZERS, "lamb")
+    with pytest.raises(ConfigError, match=r"optimizer.name = 'lamb' is not allowed; "
+                                          r"expected one of sgd, adam, adamw$"):
+        load_config(None, ["optimizer.name=lamb"])
+
+
+def test_every_schedule_the_schema_allows_computes_a_rate():
+    from paddle_resnet.engine.optim import IterationSchedule
+    for kind in SCHEMA["schedule.name"].choices:
         schedule = IterationSchedule(peak_lr=0.1, total_steps=10, kind=kind, warmup_steps=0,
                                      milestones=[0.5], gamma=0.1, min_lr=0.0, pct_start=0.3)
         assert schedule.lr_at(5) >= 0
+    with pytest.raises(ValueError, match="schedule must be one of constant, multistep, "
+                                         "cosine, onecycle, got 'step'"):
+        IterationSchedule(peak_lr=0.1, total_steps=10, kind="step")

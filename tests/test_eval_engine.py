@@ -3,12 +3,12 @@ import json
 
 import numpy as np
 import paddle
-import paddle.nn.functional as F
 import pytest
 
 from conftest import run_tool
 from paddle_resnet.config import load_config
 from paddle_resnet.engine.eval_engine import eval_forward, resolve_engine
+from paddle_resnet.engine.step import train_step
 from paddle_resnet.inference import cpu_threads
 from paddle_resnet.engine.trainer import Trainer
 from paddle_resnet.errors import ConfigError
@@ -23,9 +23,7 @@ def trained_a_little(name):
     images = paddle.randn([16, 3, 32, 32])
     labels = paddle.randint(0, 10, [16])
     for _ in range(3):
-        F.cross_entropy(model(images), labels).backward()
-        optimizer.step()
-        optimizer.clear_grad()
+        train_step(model, images, labels, optimizer)
     return model
 
 

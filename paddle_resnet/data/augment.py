@@ -235,5 +235,6 @@ pad_crop_flip = Recipe(draw_crop_flip, apply_crop_flip)
 notebook_recipe = Recipe(draw_flip_jitter, apply_flip_jitter)
 no_augmentation = Recipe(draw_nothing, apply_nothing)
 
+# `data.augment` -> recipe; these names are the schema's choices.
 AUGMENTATIONS = {"standard": pad_crop_flip, "notebook": notebook_recipe,
                  "none": no_augmentation}

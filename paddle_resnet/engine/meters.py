@@ -165,6 +165,14 @@ def iteration_record(progress, averages: Dict[str, float], loss: float, lr: floa
     return record
 
 
+def epoch_record(epoch: int, global_step: int, averages: Dict[str, float], lr: float,
+                 seconds: float) -> Dict[str, Any]:
+    """The `epoch` record of metrics.jsonl before evaluation and the best are added."""
+    return {"kind": "epoch", "epoch": epoch, "global_step": global_step,
+            "train_loss": averages["loss"], "train_top1": averages["top1"],
+            "train_top5": averages["top5"], "lr": lr, "epoch_seconds": seconds}
+
+
 def progress_line(r: Dict[str, Any], epochs: int, steps: int) -> str:
     """The line of a logged iteration (a `train_iter` record)."""
     return (f"epoch {r['epoch']}/{epochs}  iter {r['iter']}/{steps}  "
@@ -185,6 +193,11 @@ def epoch_line(r: Dict[str, Any], epochs: int, eval_name: str, eta_run: Optional
     if r["best_top1"] is not None:
         line += f"  best {r['best_top1']:.2f}% (epoch {r['best_epoch']})"
     return line + f"  elapsed {format_duration(r['elapsed'])}  eta run {format_duration(eta_run)}"
+
+
+def eval_status_line(epoch: int, epochs: int, eval_name: str, done: int, total: int) -> str:
+    return (f"epoch {epoch}/{epochs}  evaluating on the {eval_name} images: batch "
+            f"{done}/{total}")
 
 
 def status_line(epoch: int, epochs: int, step: int, steps: int, loss: float,

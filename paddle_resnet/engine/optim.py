@@ -1,6 +1,6 @@
 """Optimisers and per-iteration learning-rate schedules built from the config."""
 import math
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import paddle
 from paddle.optimizer.lr import LRScheduler
@@ -17,6 +17,8 @@ class IterationSchedule(LRScheduler):
     def __init__(self, peak_lr: float, total_steps: int, kind: str = "constant",
                  warmup_steps: int = 0, milestones: Sequence[float] = (0.5, 0.75),
                  gamma: float = 0.1, min_lr: float = 0.0, pct_start: float = 0.3):
+        if kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {kind!r}")
         self.peak_lr = peak_lr
         self.total_steps = max(1, total_steps)
         self.kind = kind
@@ -27,35 +29,51 @@ class IterationSchedule(LRScheduler):
         self.pct_start = pct_start
         super().__init__(learning_rate=peak_lr)
 
-    def _annealed(self, progress: float) -> float:
-        """Cosine from peak_lr down to min_lr as progress goes 0 -> 1."""
-        return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:
             return self.peak_lr * (step + 1) / self.warmup_steps
-        if self.kind == "constant":
-            return self.peak_lr
-        if self.kind == "multistep":
-            drops = sum(step >= m for m in self.milestone_steps)
-            return self.peak_lr * self.gamma ** drops
-        after_warmup = step - self.warmup_steps
-        span = max(1, self.total_steps - self.warmup_steps - 1)  # the last step ends it
-        if self.kind == "cosine":
-            return self._annealed(min(1.0, after_warmup / span))
-        if self.kind == "onecycle":
-            # Smith & Topin 2017: cosine rise from peak/25 to the peak, then cosine decay
-            # (the defaults of torch's OneCycleLR).
-            rise = max(1, round(self.pct_start * span))
-            start = self.peak_lr / 25.0
-            if after_warmup < rise:
-                cosine = 0.5 * (1 - math.cos(math.pi * after_warmup / rise))
-                return start + (self.peak_lr - start) * cosine
-            return self._annealed(min(1.0, (after_warmup - rise) / max(1, span - rise)))
-        raise ValueError(f"unknown schedule {self.kind!r}")
+        return SCHEDULES[self.kind](self, step)
+
+    def after_warmup(self, step: int) -> Tuple[int, int]:
+        """Steps since the warm-up ended, and how many there are (the last step ends it)."""
+        return step - self.warmup_steps, max(1, self.total_steps - self.warmup_steps - 1)
+
+    def annealed(self, progress: float) -> float:
+        """Cosine from peak_lr down to min_lr as progress goes 0 -> 1."""
+        return self.min_lr + (self.peak_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def get_lr(self) -> float:
         return self.lr_at(max(0, self.last_epoch))
+
+
+def _constant(schedule: IterationSchedule, step: int) -> float:
+    return schedule.peak_lr
+
+
+def _multistep(schedule: IterationSchedule, step: int) -> float:
+    drops = sum(step >= m for m in schedule.milestone_steps)
+    return schedule.peak_lr * schedule.gamma ** drops
+
+
+def _cosine(schedule: IterationSchedule, step: int) -> float:
+    done, span = schedule.after_warmup(step)
+    return schedule.annealed(min(1.0, done / span))
+
+
+def _onecycle(schedule: IterationSchedule, step: int) -> float:
+    # Smith & Topin 2017: cosine rise from peak/25 to the peak, then cosine decay (the
+    # defaults of torch's OneCycleLR).
+    done, span = schedule.after_warmup(step)
+    rise = max(1, round(schedule.pct_start * span))
+    start = schedule.peak_lr / 25.0
+    if done < rise:
+        return start + (schedule.peak_lr - start) * 0.5 * (1 - math.cos(math.pi * done / rise))
+    return schedule.annealed(min(1.0, (done - rise) / max(1, span - rise)))
+
+
+# `schedule.name` -> the rate after warm-up; these names are the schema's choices.
+SCHEDULES = {"constant": _constant, "multistep": _multistep, "cosine": _cosine,
+             "onecycle": _onecycle}
 
 
 def build_schedule(cfg, steps_per_epoch: int) -> IterationSchedule:
@@ -84,9 +102,9 @@ def _adamw(cfg, decay, **common):
                                   **common)
 
 
-# `optimizer.name` -> builder; config.py's choices for it must be these names (a test
-# checks). Exact resume needs each one's accumulators named `<parameter name>_<what>`,
-# as every Paddle optimizer names them (checkpoint.load_optimizer_state checks).
+# `optimizer.name` -> builder; these names are the schema's choices. Exact resume needs
+# each one's accumulators named `<parameter name>_<what>`, as every Paddle optimizer names
+# them (checkpoint.load_optimizer_state checks).
 OPTIMIZERS = {"sgd": _momentum, "adam": _adam, "adamw": _adamw}
 
 

@@ -1,5 +1,6 @@
 """Where a run is: the progress a checkpoint resumes from (host numbers only; the epoch's
 running sums are device tensors and live in meters.TrainMeter)."""
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Dict, Optional
 
@@ -24,6 +25,11 @@ class Progress:
     def current(self) -> int:
         """The epoch in progress, counted from 1 as the logs count it."""
         return self.epoch + 1
+
+    @property
+    def position(self) -> str:
+        """Where a stop happened, as its message says it."""
+        return f"epoch {self.current}, iteration {self.batch_index}"
 
     def stored(self, train_sums: Dict[str, paddle.Tensor]) -> Dict[str, Any]:
         """A checkpoint's `progress` entry (format 1: these keys and `train_sums`)."""
@@ -53,6 +59,13 @@ class FiniteGuard:
     def first_bad_step(self, reduce_min) -> Optional[int]:
         step = int(reduce_min(self._first))
         return None if step == NO_BAD_STEP else step
+
+    def failure(self, reduce_min, steps_per_epoch: int, latest: str) -> Optional[str]:
+        """The message a run stops with if any process saw a non-finite loss, else None."""
+        step = self.first_bad_step(reduce_min)
+        if step is None:
+            return None
+        return non_finite_message(step, steps_per_epoch, latest, os.path.exists(latest))
 
 
 def non_finite_message(step: int, steps_per_epoch: int, latest: str, kept: bool) -> str:

@@ -7,9 +7,20 @@ import paddle
 from .. import checkpoint as ckpt
 from ..config import Config
 from ..device import Processes, gather_running_statistics, restore_running_statistics
+from ..errors import CheckpointError
 from .build import TrainingParts
 from .meters import TrainMeter
 from .progress import Progress
+
+
+def load_resumable(path: str, cfg: Config) -> Dict[str, Any]:
+    """The checkpoint at `path`, if it is a run of the model `cfg` trains."""
+    state = ckpt.load_checkpoint(path)
+    stored = state.get("config", {}).get("model", {}).get("name")
+    if stored != cfg["model.name"]:
+        raise CheckpointError(f"{path} holds a {stored} run but the config says model.name = "
+                              f"{cfg['model.name']}; resume with the run's own config")
+    return state
 
 
 def checkpoint_state(parts: TrainingParts, procs: Processes, progress: Progress,

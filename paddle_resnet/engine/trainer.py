@@ -3,11 +3,11 @@
 The Trainer coordinates; each piece has a home of its own: build.py turns the config into
 the model, loaders, optimizer and schedule; step.py is the one training step; meters.py
 keeps the running metrics, the clock and the lines; progress.py is where the run is;
-signals.py turns signals into a stop at a step every process agrees on; rundir.py owns
-the output directory; runlog.py and visual.py write what the run reports. The errors a
-run ends with (NonFiniteLoss, Interrupted) are importable from here.
+signals.py turns signals into a stop at a step every process agrees on; resume.py is what
+a checkpoint holds; rundir.py owns the output directory; header.py, runlog.py and
+visual.py write what the run reports. The errors a run ends with (NonFiniteLoss,
+Interrupted) are importable from here.
 """
-import os
 import signal
 import sys
 import time
@@ -17,20 +17,20 @@ from .. import checkpoint as ckpt
 from ..config import Config
 from ..console import Console
 from ..device import all_reduce, average_running_statistics, init_processes
-from ..errors import CheckpointError
 from ..launch import under_parent
 from .build import build_training
 from .eval_engine import evaluate_epoch
-from .meters import (STATUS_SECONDS, RunClock, Ticker, TrainMeter, epoch_line,
-                     format_duration, iteration_record, progress_line, status_line)
+from .meters import (STATUS_SECONDS, RunClock, Ticker, TrainMeter, epoch_line, epoch_record,
+                     eval_status_line, format_duration, iteration_record, progress_line,
+                     status_line)
 from .header import announce
-from .progress import FiniteGuard, NonFiniteLoss, Progress, non_finite_message
-from .resume import checkpoint_state, restore
+from .progress import FiniteGuard, NonFiniteLoss, Progress
+from .resume import checkpoint_state, load_resumable, restore
 from .rundir import prepare_output_dir
 from .runlog import RunLog, truncate_metrics
 from .signals import Interrupted, StopRequests
 from .step import train_step
-from .visual import VisualDLLog, gradient_warnings, model_arrays, stage_norms
+from .visual import StepInspection, VisualDLLog, gradient_warnings
 
 
 class Trainer:
@@ -53,13 +53,7 @@ class Trainer:
     # --- set-up --------------------------------------------------------------------------
     def _build(self):
         cfg = self.cfg
-        resume_state = ckpt.load_checkpoint(self.resume_path) if self.resume_path else None
-        if resume_state is not None:
-            stored = resume_state.get("config", {}).get("model", {}).get("name")
-            if stored != cfg["model.name"]:
-                raise CheckpointError(f"{self.resume_path} holds a {stored} run but the config "
-                                      f"says model.name = {cfg['model.name']}; resume with "
-                                      "the run's own config")
+        resume_state = load_resumable(self.resume_path, cfg) if self.resume_path else None
         self.procs = init_processes()
         prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.parts = parts = build_training(cfg, self.procs, self._say)
@@ -102,8 +96,7 @@ class Trainer:
             with self.stops:
                 return self._run()
         except KeyboardInterrupt:  # a second Ctrl-C
-            p = self.progress
-            message = (f"stopped at once at epoch {p.current}, iteration {p.batch_index}; "
+            message = (f"stopped at once at {self.progress.position}; "
                        f"{ckpt.last_checkpoint_note(self.output_dir)}")
             self.log.info(message)
             raise Interrupted(message, signal.SIGINT) from None
@@ -131,9 +124,9 @@ class Trainer:
             self._check_finite()
             p.elapsed = time.perf_counter() - run_start
             self._save("latest")
-            message = (f"interrupted at epoch {p.current}, iteration {p.batch_index}; saved "
-                       f"{ckpt.checkpoint_path(self.output_dir, 'latest')}; resume with the "
-                       "same command plus --resume")
+            latest = ckpt.checkpoint_path(self.output_dir, "latest")
+            message = (f"interrupted at {p.position}; saved {latest}; resume with the same "
+                       "command plus --resume")
             self.log.info(message)
             raise Interrupted(message, self.stops.signum)
         summary = {"best_top1": p.best_top1, "best_epoch": p.best_epoch,
@@ -153,18 +146,12 @@ class Trainer:
         self._histograms = None
         for images, labels in self.train_loader.epoch(p.epoch, start=p.batch_index):
             will_log = (p.batch_index + 1) % log_every == 0 or p.batch_index + 1 == steps
-            histograms = (p.batch_index + 1 == steps and histogram_every
-                          and p.current % histogram_every == 0 and self.vdl.enabled)
-            seen = {}
-
-            def inspect():
-                if will_log:
-                    seen["norms"] = stage_norms(self.model)
-                if histograms:
-                    self._histograms = model_arrays(self.model, with_grads=True)
-
+            histograms = bool(p.batch_index + 1 == steps and histogram_every
+                              and p.current % histogram_every == 0 and self.vdl.enabled)
+            inspection = StepInspection(self.model, norms=will_log, arrays=histograms)
             loss, logits = train_step(self.parts.forward_model, images, labels, self.optimizer,
-                                      self.parts.amp, cfg["train.label_smoothing"], inspect)
+                                      self.parts.amp, cfg["train.label_smoothing"], inspection)
+            self._histograms = inspection.arrays or self._histograms
             self.schedule.step()
             self.finite.track(loss, p.global_step + 1)
             self.meter.add(loss, logits, labels)
@@ -177,7 +164,7 @@ class Trainer:
             if will_log:
                 self._check_finite()
                 self._log_progress(loss, self.procs.world * window_images / (now - window_start),
-                                   now - run_start, seen.get("norms"))
+                                   now - run_start, inspection.norms)
                 window_start, window_images = time.perf_counter(), 0
             if self.procs.main and self.status_due(now):
                 self.log.status(status_line(p.current, cfg["train.epochs"], p.batch_index,
@@ -192,12 +179,11 @@ class Trainer:
         return all_reduce(tensor, self.procs)
 
     def _check_finite(self):
-        step = self.finite.first_bad_step(lambda t: all_reduce(t, self.procs, "min"))
-        if step is None:
+        message = self.finite.failure(lambda t: all_reduce(t, self.procs, "min"),
+                                      len(self.train_loader),
+                                      ckpt.checkpoint_path(self.output_dir, "latest"))
+        if message is None:
             return
-        latest = ckpt.checkpoint_path(self.output_dir, "latest")
-        message = non_finite_message(step, len(self.train_loader), latest,
-                                     os.path.exists(latest))
         self.log.record({"kind": "error", "global_step": self.progress.global_step,
                          "message": message})
         self.log.info(message)
@@ -220,9 +206,8 @@ class Trainer:
     def _eval_status(self):
         def show(done: int, total: int):
             if self.procs.main and self.status_due(time.perf_counter()):
-                self.log.status(f"epoch {self.progress.current}/{self.cfg['train.epochs']}  "
-                                f"evaluating on the {self.parts.eval_name} images: batch "
-                                f"{done}/{total}")
+                self.log.status(eval_status_line(self.progress.current, self.cfg["train.epochs"],
+                                                 self.parts.eval_name, done, total))
         return show
 
     def _evaluate(self) -> Dict[str, Any]:
@@ -237,10 +222,8 @@ class Trainer:
         averages = self.meter.averages(self._reduce)
         average_running_statistics(self.model, self.procs)
         epoch = p.current
-        record = {"kind": "epoch", "epoch": epoch, "global_step": p.global_step,
-                  "train_loss": averages["loss"], "train_top1": averages["top1"],
-                  "train_top5": averages["top5"], "lr": self.optimizer.get_lr(),
-                  "epoch_seconds": time.perf_counter() - self._epoch_start}
+        record = epoch_record(epoch, p.global_step, averages, self.optimizer.get_lr(),
+                              time.perf_counter() - self._epoch_start)
         if epoch in self.eval_epochs:
             record.update(self._evaluate())
         improved = (f"{name}_top1" in record and
@@ -252,11 +235,7 @@ class Trainer:
         p.elapsed = time.perf_counter() - run_start
         record.update({"best_top1": p.best_top1, "best_epoch": p.best_epoch,
                        "elapsed": p.elapsed})
-        names = ["latest"] + (["best"] if improved else [])
-        every = cfg["train.checkpoint_every"]
-        if every and epoch % every == 0:
-            names.append(f"epoch_{epoch:03d}")
-        self._save(*names)
+        self._save(*ckpt.epoch_checkpoints(epoch, improved, cfg["train.checkpoint_every"]))
         self.log.record(record)
         self.vdl.epoch(record, name)
         if self._histograms is not None:

@@ -136,6 +136,22 @@ def stage_norms(model) -> Optional[Dict[str, Any]]:
     return result
 
 
+class StepInspection:
+    """train_step's `inspect`: what is read while the gradients are still there, the
+    per-stage norms of a logged step and the histograms' arrays of an epoch's last step."""
+
+    def __init__(self, model, norms: bool, arrays: bool):
+        self.model, self.want_norms, self.want_arrays = model, norms, arrays
+        self.norms: Optional[Dict[str, Any]] = None
+        self.arrays: Optional[Dict[str, Dict[str, np.ndarray]]] = None
+
+    def __call__(self) -> None:
+        if self.want_norms:
+            self.norms = stage_norms(self.model)
+        if self.want_arrays:
+            self.arrays = model_arrays(self.model, with_grads=True)
+
+
 def gradient_warnings(norms: Dict[str, Any], step: int, low: float, high: float):
     """`warning` records for stages whose gradient norm is below `low` (vanishing) or
     above `high` (exploding), naming the layer with the smallest or largest one."""

@@ -18,7 +18,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .registry import register_model
-from .resnet import batch_norm, channel_axis, conv1x1, conv3x3, linear, to_layout
+from .layers import batch_norm, channel_axis, conv1x1, conv3x3, linear, to_layout
 
 
 class DenseLayer(nn.Layer):

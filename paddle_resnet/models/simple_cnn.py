@@ -3,7 +3,7 @@ import paddle
 import paddle.nn as nn
 
 from .registry import register_model
-from .resnet import batch_norm, channel_axis, conv3x3, linear, to_layout
+from .layers import batch_norm, channel_axis, conv3x3, linear, to_layout
 
 
 class SimpleCNN(nn.Layer):

@@ -10,7 +10,7 @@ import paddle
 import paddle.nn as nn
 
 from .registry import CONFIG_ARGUMENTS, build_model, list_models, model_info
-from .resnet import batch_shape
+from .layers import batch_shape
 
 # Families first in this order in the tables (docs/models.md); others after, by name.
 FAMILY_ORDER = ("resnet", "plain", "densenet", "simple")
