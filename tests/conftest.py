@@ -1,9 +1,12 @@
+import atexit
 import io
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 
 import numpy as np
@@ -12,6 +15,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(ROOT, "..", "shared", "data")
 sys.path.insert(0, ROOT)
+# The tests' tiny archives are decoded into a cache of their own (data/cache.py), which
+# every process they start inherits, not into the user's.
+os.environ["PADDLE_RESNET_DATA_CACHE"] = tempfile.mkdtemp(prefix="paddle_resnet_data_")
+atexit.register(shutil.rmtree, os.environ["PADDLE_RESNET_DATA_CACHE"], True)
 
 
 def _add(tar: tarfile.TarFile, name: str, payload) -> None:

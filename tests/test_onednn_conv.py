@@ -17,6 +17,7 @@ from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import ShortcutA
 from paddle_resnet.speed import onednn_build, plan_speed
 from paddle_resnet.speed.onednn_conv import OneDNNConv2D, OneDNNShortcutA, use_onednn_conv
+from paddle_resnet.user_cache import CACHE_VARIABLE
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_missing_headers_name_the_package(monkeypatch):
 
 
 def test_no_compiler_and_no_python_headers_are_reasons(tmp_path, monkeypatch):
-    monkeypatch.setenv(onednn_build.CACHE_VARIABLE, str(tmp_path))  # nothing built here
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))  # nothing built here
     monkeypatch.setattr(onednn_build, "_compiler", lambda: None)
     assert onednn_build.unavailable_reason("cpu") == "no C++ compiler was found (install g++)"
     monkeypatch.setattr(onednn_build, "_compiler", lambda: "g++")
@@ -202,7 +203,7 @@ def test_speed_conv_paddle_is_todays_path():
 
 
 def test_a_failed_compile_falls_back_and_names_the_log(tmp_path, monkeypatch):
-    monkeypatch.setenv(onednn_build.CACHE_VARIABLE, str(tmp_path))
+    monkeypatch.setenv(CACHE_VARIABLE, str(tmp_path))
 
     def broken(target):
         raise onednn_build.BuildFailed("compiling the oneDNN operators failed (exit status "
@@ -221,7 +222,7 @@ def test_processes_starting_at_once_compile_it_once(tmp_path):
     script = ("import sys; from paddle_resnet.speed import plan_speed; "
               "from paddle_resnet.engine.step import speed_options; "
               "p = plan_speed(speed_options(), 'cpu', 2); print('conv', p.conv)")
-    env = dict(os.environ, **{onednn_build.CACHE_VARIABLE: str(tmp_path)})
+    env = dict(os.environ, **{CACHE_VARIABLE: str(tmp_path)})
     procs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(3)]

@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import DataError
+from .cache import cached
 from ..schema import DATASET_CLASSES
 
 NUM_CLASSES = DATASET_CLASSES
@@ -91,9 +92,17 @@ def _read_with_paddle(dataset: str, mode: str, path: Optional[str], download: bo
 
 
 def load_split(dataset: str, mode: str, data_file: Optional[str] = None) -> Split:
-    """All images of one split ("train" or "test") as uint8 arrays."""
+    """All images of one split ("train" or "test") as uint8 arrays, decoded once per
+    archive (data/cache.py)."""
     path, download = resolve_archive(dataset, data_file)
     where = path or default_archive(dataset)
+    archive = where if os.path.isfile(where) else None  # a download is cached next time
+    images, labels = cached(archive, dataset, mode,
+                            lambda: _decode(dataset, mode, path, download, where))
+    return Split(images, labels)
+
+
+def _decode(dataset: str, mode: str, path: Optional[str], download: bool, where: str):
     try:
         raw = _read_with_paddle(dataset, mode, path, download)
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, KeyError,
@@ -117,7 +126,7 @@ def load_split(dataset: str, mode: str, data_file: Optional[str] = None) -> Spli
     if labels.min() < 0 or labels.max() >= NUM_CLASSES[dataset]:
         raise DataError(f"{where}: labels outside 0..{NUM_CLASSES[dataset] - 1}; is it the "
                         f"{dataset} archive?")
-    return Split(np.ascontiguousarray(images), labels)
+    return np.ascontiguousarray(images), labels
 
 
 def subset(split: Split, count: Optional[int], salt: int = 0) -> Split:

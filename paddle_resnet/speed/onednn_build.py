@@ -25,10 +25,11 @@ import sysconfig
 import tempfile
 from typing import Callable, Optional, Tuple
 
+from ..user_cache import user_cache
+
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn")
 SOURCES = ("conv.cc", "batch_norm.cc", "common.h", "dnnl_cpu_config.h")
 NAME = "paddle_resnet_onednn"
-CACHE_VARIABLE = "PADDLE_RESNET_CACHE"  # where built operators go (default ~/.cache)
 INCLUDE_VARIABLE = "PADDLE_RESNET_ONEDNN_INCLUDE"  # a folder holding oneapi/dnnl/dnnl.hpp
 DNNL_RUNTIME_OMP = 2  # oneDNN's code for the OpenMP CPU runtime (dnnl_config.h)
 Version = Tuple[int, int, int]
@@ -148,10 +149,7 @@ def cache_key() -> str:
 
 
 def cache_dir() -> str:
-    root = os.environ.get(CACHE_VARIABLE) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
-        "paddle_resnet")
-    return os.path.join(root, "onednn")
+    return user_cache("onednn")
 
 
 def built_library() -> str:
