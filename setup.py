@@ -30,6 +30,7 @@ setup(
             "paddle-resnet-predict=paddle_resnet.cli:predict_main",
             "paddle-resnet-compare=paddle_resnet.cli:compare_main",
             "paddle-resnet-export=paddle_resnet.cli:export_main",
+            "paddle-resnet-release=paddle_resnet.cli:release_main",
         ],
     },
 )

@@ -74,7 +74,7 @@ def main():
     from paddle_resnet.data.augment import apply_crop_flip, draw_crop_flip
     from paddle_resnet.data.cifar import MEAN_STD
     from paddle_resnet.engine.losses import label_smoothed_cross_entropy
-    from paddle_resnet.engine.optim import build_optimizer, build_schedule
+    from paddle_resnet.optim import build_optimizer, build_schedule
     from paddle_resnet.errors import UserError
     from paddle_resnet.models import build_model
 

@@ -13,7 +13,7 @@ eps 1e-5; the standard augmentation (zero-pad 4, random 32x32 crop, horizontal f
 with p = 0.5) then standardisation with the package's CIFAR-10 mean and std; SGD with a
 constant momentum (no momentum cycling), coupled L2 weight decay, optional Nesterov; the
 learning rate set every iteration from the same one-cycle formula as
-`paddle_resnet/engine/optim.py` (torch's OneCycleLR would also cycle momentum unless
+`paddle_resnet/optim.py` (torch's OneCycleLR would also cycle momentum unless
 `cycle_momentum=False`, and ends at peak/25e4 rather than 0); label smoothing through
 `F.cross_entropy`; the ragged last batch dropped. With `--bn-split N` each batch is
 normalised in N equal parts, as N data-parallel processes without SyncBN normalise it
@@ -109,7 +109,7 @@ class CifarResNet(nn.Module):
 
 
 def onecycle(step, peak, total, pct_start=0.3, min_lr=0.0):
-    """paddle_resnet's per-iteration one-cycle curve (engine/optim.py), re-derived."""
+    """paddle_resnet's per-iteration one-cycle curve (optim.py), re-derived."""
     span = max(1, total - 1)
     rise = max(1, round(pct_start * span))
     if step < rise:

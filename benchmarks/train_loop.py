@@ -19,7 +19,7 @@ import paddle  # noqa: E402
 
 import paddle_resnet  # noqa: E402,F401
 from paddle_resnet.config import load_config  # noqa: E402
-from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
+from paddle_resnet.optim import build_optimizer, build_schedule  # noqa: E402
 from paddle_resnet.engine.runlog import read_metrics  # noqa: E402
 from paddle_resnet.engine.step import train_step, training_model  # noqa: E402
 from paddle_resnet.engine.trainer import Trainer  # noqa: E402

@@ -1,6 +1,7 @@
 """Command-line entry points shared by tools/*.py and the console scripts."""
 import argparse
 import os
+import shlex
 import sys
 from typing import Callable, List, Optional
 
@@ -100,7 +101,11 @@ def train_main(argv=None) -> int:
         if args.resume is not None and args.overwrite:
             raise ConfigError("--resume and --overwrite exclude each other; pick one")
         cfg = load_config(args.config, args.override)  # fails fast, before launching
+        from .engine.header import COMMAND_VARIABLE
         from .engine.rundir import RunDirLock, hold_as_worker
+        if not under_parent():
+            given = list(sys.argv[1:] if argv is None else argv)
+            os.environ[COMMAND_VARIABLE] = "python tools/train.py " + shlex.join(given)
         if under_parent():
             if not die_with_launcher():
                 return 1  # the run was stopped before this worker started
@@ -144,6 +149,31 @@ def eval_main(argv=None) -> int:
         from .engine.evaluate_checkpoint import evaluate_checkpoint
         evaluate_checkpoint(args.config, args.override, args.weights, args.split,
                             args.out or os.path.dirname(os.path.abspath(args.weights)))
+
+    return run(main, p, argv)
+
+
+def release_main(argv=None) -> int:
+    p = parser("Turn a finished run into a checkpoint to ship: its weights evaluated on the "
+               "test set, with a model card (command, commit, data, hardware, wall time, "
+               "curve) beside it.")
+    p.add_argument("run_dir", help="the run's output_dir (holds latest.pdckpt, metrics.jsonl)")
+    p.add_argument("--out", required=True, metavar="PATH.pdckpt",
+                   help="the checkpoint to write; <stem>.md and <stem>_curve.png go beside it")
+    p.add_argument("--checkpoint", choices=("latest", "best"), default="latest",
+                   help="the last epoch's weights (default) or the best epoch's (chosen on "
+                        "the evaluation split)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="for the evaluation, e.g. -o data.data_file=PATH")
+    p.add_argument("--commit", default=None,
+                   help="the code's commit, for runs whose record does not hold it")
+    p.add_argument("--command", default=None,
+                   help="the training command, for runs whose record does not hold it")
+
+    def main(args):
+        from .release import release
+        release(args.run_dir, args.out, args.checkpoint, args.override, args.commit,
+                args.command)
 
     return run(main, p, argv)
 

@@ -188,7 +188,7 @@ def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
     return written
 
 
-def plot_errors(runs: List[Dict], out_dir: str) -> str:
+def plot_errors(runs: List[Dict], out_dir: str, name: str = "train_test_error.png") -> str:
     """Training (thin, dashed) and test (bold) error of every run in one figure, as in
     He et al. Fig. 6."""
     import matplotlib
@@ -212,7 +212,7 @@ def plot_errors(runs: List[Dict], out_dir: str) -> str:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = os.path.join(out_dir, "train_test_error.png")
+    path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

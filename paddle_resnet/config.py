@@ -14,8 +14,8 @@ import yaml
 
 from .errors import ConfigError
 # SCHEMA, Option and document() are read from here too (tools/gen_docs.py, the tests).
-from .schema import (DATASET_CLASSES, MODEL_NAMES_HINT, SCHEMA, SECTIONS, Option,  # noqa: F401
-                     _coerce, document)
+from .schema import (MODEL_NAMES_HINT, SCHEMA, SECTIONS, Option, _coerce,  # noqa: F401
+                     document)
 
 
 class _Loader(yaml.SafeLoader):
@@ -200,7 +200,8 @@ def validate(flat: Mapping[str, Any], where: str = "") -> Config:
         raise ConfigError(f"{where}model.name = {name!r} is not a known model; {hint}"
                           f"{MODEL_NAMES_HINT}")
     _check_model_kwargs(name, resolved["model.kwargs"], where)
-    classes = DATASET_CLASSES[resolved["data.dataset"]]
+    from .data.cifar import NUM_CLASSES
+    classes = NUM_CLASSES[resolved["data.dataset"]]
     if resolved["model.num_classes"] is None:
         resolved["model.num_classes"] = classes
     elif resolved["model.num_classes"] != classes:

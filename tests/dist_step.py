@@ -14,7 +14,7 @@ import paddle  # noqa: E402
 from paddle_resnet.config import load_config  # noqa: E402
 from paddle_resnet.data import MEAN_STD, BatchLoader, Split  # noqa: E402
 from paddle_resnet.device import all_reduce, data_parallel, init_processes  # noqa: E402
-from paddle_resnet.engine.optim import build_optimizer, build_schedule  # noqa: E402
+from paddle_resnet.optim import build_optimizer, build_schedule  # noqa: E402
 from paddle_resnet.engine.step import train_step  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 

@@ -5,7 +5,7 @@ from paddle_resnet import checkpoint as ckpt
 from paddle_resnet.config import load_config
 from paddle_resnet.device import Processes
 from paddle_resnet.engine.build import build_training
-from paddle_resnet.engine.optim import OPTIMIZERS
+from paddle_resnet.optim import OPTIMIZERS
 from paddle_resnet.errors import CheckpointError
 
 

@@ -145,7 +145,7 @@ def test_results_experiments_are_valid_configs():
 def test_a_name_added_to_a_code_table_is_a_choice_of_the_schema_and_its_docs(monkeypatch):
     # The code's tables are the only place their names are written (schema.NamesOf).
     from paddle_resnet.data import augment
-    from paddle_resnet.engine import optim
+    from paddle_resnet import optim
     from paddle_resnet.models import resnet
     from paddle_resnet.schema import document
     monkeypatch.setitem(optim.OPTIMIZERS, "lamb", optim.OPTIMIZERS["adam"])
@@ -168,7 +168,7 @@ def test_a_name_added_to_a_code_table_is_a_choice_of_the_schema_and_its_docs(mon
 
 
 def test_every_schedule_the_schema_allows_computes_a_rate():
-    from paddle_resnet.engine.optim import IterationSchedule
+    from paddle_resnet.optim import IterationSchedule
     for kind in SCHEMA["schedule.name"].choices:
         schedule = IterationSchedule(peak_lr=0.1, total_steps=10, kind=kind, warmup_steps=0,
                                      milestones=[0.5], gamma=0.1, min_lr=0.0, pct_start=0.3)

@@ -54,6 +54,9 @@ def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_
     run = next(r for r in records if r["kind"] == "run")
     epoch = next(r for r in records if r["kind"] == "epoch")
     assert run["processes"] == 2
+    # The workers get their arguments without --nproc; the record keeps what was typed.
+    assert run["command"].startswith("python tools/train.py -c configs/quickstart.yaml")
+    assert run["command"].endswith("data.test_samples=50 --nproc 2")
     # Every test image was evaluated once across the two processes: a single-process
     # evaluation of the saved checkpoint gives the same numbers.
     evaluated = run_tool("eval", "-w", str(out / "latest.pdckpt"), "-o",

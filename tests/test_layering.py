@@ -41,6 +41,9 @@ def imports_of(name: str, path: str, known) -> set:
             for alias in node.names:  # `from . import checkpoint` names a module
                 candidate = f"{base}.{alias.name}"
                 targets.add(candidate if candidate in known else base)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "NamesOf"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            targets.add(node.args[0].value)  # schema.py's choices, read from a table later
     return {t for t in targets if t in known and t != name}
 
 
@@ -95,3 +98,5 @@ def test_the_graph_sees_imports():
     assert "paddle_resnet.checkpoint" in graph["paddle_resnet.engine.trainer"]
     assert "paddle_resnet.inference" in graph["paddle_resnet.engine.eval_engine"]
     assert "paddle_resnet.engine.trainer" in graph["paddle_resnet.cli"]  # a late import
+    assert {"paddle_resnet.optim", "paddle_resnet.data.cifar",
+            "paddle_resnet.models.resnet"} <= graph["paddle_resnet.schema"]  # NamesOf

@@ -4,7 +4,7 @@ import pytest
 
 from paddle_resnet.config import load_config
 from paddle_resnet.engine.meters import RunClock, format_duration
-from paddle_resnet.engine.optim import IterationSchedule, build_optimizer, build_schedule
+from paddle_resnet.optim import IterationSchedule, build_optimizer, build_schedule
 from paddle_resnet.engine.losses import label_smoothed_cross_entropy
 
 

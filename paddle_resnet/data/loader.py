@@ -4,12 +4,12 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import paddle
 
-from ..schema import SCHEMA
 from .augment import AUGMENTATIONS, Parameters
 from .cifar import Split
 from .device_augment import DeviceAugmentation
 
-AUGMENT_ON = SCHEMA["data.augment_on"].choices
+# Where augmentation runs (`data.augment_on`); these names are the schema's choices.
+AUGMENT_ON = ("host", "device")
 
 
 class BatchLoader:

@@ -12,7 +12,7 @@ from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel,
 from ..errors import ConfigError
 from ..speed import SpeedPlan, plan_speed
 from .eval_engine import resolve_engine
-from .optim import build_optimizer, build_schedule
+from ..optim import build_optimizer, build_schedule
 from .preflight import check_batch
 from .step import training_model
 

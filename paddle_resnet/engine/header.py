@@ -1,6 +1,9 @@
 """What a run says about itself before its first step: a few lines for the console and
 `train.log` (the full config is in `config.yaml`), and the `run` record of
 `metrics.jsonl` that tools/compare.py reads back."""
+import os
+import platform
+import subprocess
 from typing import Any, Dict, List, Optional
 
 from ..config import Config
@@ -10,6 +13,11 @@ from .build import TrainingParts
 from .progress import Progress
 from .rundir import write_config
 from .runlog import read_metrics
+
+# The command the user typed, set by tools/train.py for its workers (which get it without
+# --nproc) and kept in the run record, so that tools/release.py can say how a run was made.
+COMMAND_VARIABLE = "PADDLE_RESNET_COMMAND"
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # What VisualDL's hyper-parameter page shows of a run.
 HPARAM_KEYS = ("model.name", "data.dataset", "data.augment", "train.epochs", "train.batch_size",
@@ -53,14 +61,31 @@ def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: 
     return lines
 
 
+def source_commit() -> Optional[str]:
+    """The package's git commit (`+changes` when its tracked files differ from it), or
+    None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", PACKAGE_ROOT, *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short=7", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+changes" if changed else "")
+
+
 def run_record(cfg: Config, parts: TrainingParts, procs: Processes) -> Dict[str, Any]:
+    import paddle
     return {"kind": "run", "global_step": 0, "model": cfg["model.name"],
             "params": count_parameters(parts.model), "flops": count_flops(parts.model),
             "device": parts.place, "train_images": parts.train_loader.num_samples,
             "eval_images": len(parts.eval_loader.split), "eval_split": parts.eval_name,
             "epochs": cfg["train.epochs"], "batch_size": cfg["train.batch_size"],
             "processes": procs.world, "hardware": describe(parts.place, procs.world),
-            "speed": parts.speed.describe()}
+            "speed": parts.speed.describe(), "command": os.environ.get(COMMAND_VARIABLE),
+            "commit": source_commit(), "paddle": paddle.__version__,
+            "python": platform.python_version()}
 
 
 def recipe(cfg: Config) -> str:
