@@ -50,13 +50,14 @@ def _load(path: str):
 
 
 def _store(folder: str, stem: str, name: str, images: np.ndarray, labels: np.ndarray):
-    handle, temporary = tempfile.mkstemp(prefix=".part-", suffix=".npz", dir=folder)
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(prefix=".part-", suffix=".npz", dir=folder)
         with os.fdopen(handle, "wb") as f:
             np.savez(f, images=images, labels=labels)
         os.replace(temporary, os.path.join(folder, name))  # readers see all of it or none
-    except OSError:
-        if os.path.exists(temporary):
+    except OSError:  # a full disk or a folder this user cannot write
+        if temporary is not None and os.path.exists(temporary):
             os.remove(temporary)
         return
     for other in os.listdir(folder):  # this archive's copies from before a rebuild
