@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 from . import checkpoint as ckpt
 from .compare import plot_errors, summarize_run
 from .config import load_config
-from .data.cifar import ARCHIVE_NAMES, default_archive
+from .data.cifar import ARCHIVE_NAMES, default_archive, resolve_archive
 from .engine.header import recipe
 from .engine.meters import format_duration
 from .engine.runlog import read_metrics
@@ -68,6 +68,7 @@ def release(run_dir: str, out: str, which: str = "latest", overrides: Sequence[s
     state = ckpt.load_checkpoint(source)
     _finished(run_dir, state, records)
     cfg = load_config(base=state["config"], overrides=overrides)
+    resolve_archive(cfg["data.dataset"], cfg["data.data_file"])  # before anything is written
     os.makedirs(folder, exist_ok=True)
     ckpt.save_checkpoint(out, {key: state[key] for key in SHIPPED_KEYS})
     report = evaluate_checkpoint(None, overrides, out, "test", folder)

@@ -73,6 +73,10 @@ def test_an_unfinished_run_or_an_existing_file_is_refused_and_nothing_written(
                                       "release a finished run (continue this one with "
                                       "tools/train.py ... --resume)")
     assert not (tmp_path / "out").exists()
+    missing = run_tool("release", str(finished_run), "--out", str(out),
+                       "-o", f"data.data_file={tmp_path / 'nowhere.tar.gz'}")
+    assert missing.returncode != 0 and "nowhere.tar.gz does not exist" in missing.stderr
+    assert not (tmp_path / "out").exists()
     out.parent.mkdir()
     out.write_bytes(b"already here")
     refused = run_tool("release", str(finished_run), "--out", str(out))
