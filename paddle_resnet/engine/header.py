@@ -63,7 +63,11 @@ def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: 
 
 def source_commit() -> Optional[str]:
     """The package's git commit (`+changes` when its tracked files differ from it), or
-    None outside a git checkout."""
+    None outside a checkout of it (an install in site-packages may sit inside some other
+    repository, whose commit would say nothing about this code)."""
+    if not os.path.exists(os.path.join(PACKAGE_ROOT, ".git")):
+        return None
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", PACKAGE_ROOT, *args], capture_output=True,
                               text=True, timeout=10, check=True).stdout.strip()
