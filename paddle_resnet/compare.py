@@ -2,7 +2,7 @@
 each run's `metrics.jsonl` and `config.yaml`."""
 import glob
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -61,6 +61,7 @@ def summarize_run(path: str) -> Dict:
     return {
         "run": label, "path": path,
         "model": run.get("model") or config.get("model", {}).get("name", "?"),
+        "family": run.get("family"),
         "params": run.get("params"), "flops": run.get("flops"), "split": split,
         "epochs_done": len(epochs),
         "epochs_planned": config.get("train", {}).get("epochs", run.get("epochs")),
@@ -188,29 +189,57 @@ def plot_runs(runs: List[Dict], out_dir: str) -> List[str]:
     return written
 
 
+# At most this many families (plain, resnet, densenet) get a panel each in plot_errors.
+MAX_PANELS = 3
+PANEL_TITLES = {"plain": "plain networks", "resnet": "ResNets", "densenet": "DenseNets"}
+
+
+def error_panels(runs: List[Dict]) -> List[Tuple[Optional[str], List[Dict]]]:
+    """(family, its runs) per panel of plot_errors: one per model family, as He et al.'s
+    Fig. 6 puts plain nets left and ResNets right, when the runs span 2-3 families and
+    every run's record names its family (runs from before 2026-12-01 do not); else one
+    panel of all the runs."""
+    families = list(dict.fromkeys(r["family"] for r in runs))
+    if None in families or not 2 <= len(families) <= MAX_PANELS:
+        return [(None, runs)]
+    return [(family, [r for r in runs if r["family"] == family]) for family in families]
+
+
 def plot_errors(runs: List[Dict], out_dir: str, name: str = "train_test_error.png") -> str:
-    """Training (thin, dashed) and test (bold) error of every run in one figure, as in
-    He et al. Fig. 6."""
+    """Training (thin, dashed) and test (bold) error of every run, as in He et al.
+    Fig. 6: a panel per model family, sharing the error axis."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    panels = error_panels(runs)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2 + 5 * len(panels), 4.5), sharey=True,
+                             squeeze=False)
     few = _few_epochs(runs)
-    for index, r in enumerate(runs):
-        color = f"C{index % 10}"
-        curves = r["curves"]
-        x, y = _training_curve(r, "train_error", few)
-        if x:  # markers: a single point of a dashed line would draw nothing
-            ax.plot(x, y, "--", color=color, linewidth=1, marker=".", markersize=4,
-                    label=f"{r['run']} train")
-        if curves["eval_epoch"]:
-            ax.plot(curves["eval_epoch"], curves["eval_error"], "-", color=color,
-                    linewidth=2.5, marker="o", markersize=5, label=f"{r['run']} test")
-    _axes_in_epochs(ax, runs)
-    ax.set_ylabel("error (%)")
-    ax.set_title("Training error (dashed) and test error (bold)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for ax, (family, members) in zip(axes[0], panels):
+        # Colours restart in each panel, so that the n-th run of each family (plain-20 and
+        # ResNet-20) share one, as in the paper's figure.
+        colors = {r["run"]: f"C{index % 10}" for index, r in enumerate(members)}
+        for r in members:
+            curves = r["curves"]
+            x, y = _training_curve(r, "train_error", few)
+            if x:  # markers: a single point of a dashed line would draw nothing
+                ax.plot(x, y, "--", color=colors[r["run"]], linewidth=1, marker=".",
+                        markersize=4, label=f"{r['run']} train")
+            if curves["eval_epoch"]:
+                ax.plot(curves["eval_epoch"], curves["eval_error"], "-",
+                        color=colors[r["run"]], linewidth=2.5, marker="o", markersize=5,
+                        label=f"{r['run']} test")
+        _axes_in_epochs(ax, runs)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        if family is not None:
+            ax.set_title(PANEL_TITLES.get(family, family))
+    axes[0][0].set_ylabel("error (%)")
+    title = "Training error (dashed) and test error (bold)"
+    if len(panels) == 1:
+        axes[0][0].set_title(title)
+    else:
+        fig.suptitle(title)
     fig.tight_layout()
     path = os.path.join(out_dir, name)
     fig.savefig(path, dpi=120)

@@ -111,12 +111,16 @@ def test_compare_writes_table_and_plots(tiny_cifar10, tmp_path):
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
-def write_run(folder, epochs_done, steps_logged, steps_per_epoch=10):
-    """A run directory as tools/train.py leaves it, `epochs_done` epochs in."""
+def write_run(folder, epochs_done, steps_logged, steps_per_epoch=10, model="resnet20",
+              family=None):
+    """A run directory as tools/train.py leaves it, `epochs_done` epochs in (`family`:
+    as records since 2026-12-01 name it; None, as older ones)."""
     import json
     folder.mkdir(parents=True)
-    records = [{"kind": "run", "global_step": 0, "model": "resnet20", "params": 1, "flops": 1,
+    records = [{"kind": "run", "global_step": 0, "model": model, "params": 1, "flops": 1,
                 "train_images": 10 * steps_per_epoch, "batch_size": 10, "eval_split": "test"}]
+    if family is not None:
+        records[0]["family"] = family
     for step in range(1, steps_logged + 1):
         records.append({"kind": "train_iter", "epoch": (step - 1) // steps_per_epoch + 1,
                         "iter": (step - 1) % steps_per_epoch + 1, "global_step": step,
@@ -154,3 +158,23 @@ def test_compare_reads_short_and_unfinished_runs(tmp_path):
     table = (tmp_path / "runs" / "comparison" / "comparison.md").read_text()
     assert "| cut_early | resnet20 | 1 | 0.0M | 0/3 (no data yet) |" in table
     assert "not in the plots: cut_early" in result.stdout
+
+
+def test_the_error_figure_has_a_panel_per_family_as_he_et_al_fig_6(tmp_path):
+    from paddle_resnet import compare
+    names = {"plain20": "plain", "plain56": "plain", "resnet20": "resnet", "resnet56": "resnet"}
+    for name, family in names.items():
+        write_run(tmp_path / "new" / name, 3, 30, model=name, family=family)
+    runs = [compare.summarize_run(str(tmp_path / "new" / name)) for name in names]
+    panels = compare.error_panels(runs)
+    assert [(family, [r["run"] for r in members]) for family, members in panels] == [
+        ("plain", ["plain20", "plain56"]), ("resnet", ["resnet20", "resnet56"])]
+    one_family = [r for r in runs if r["family"] == "resnet"]
+    assert compare.error_panels(one_family) == [(None, one_family)]
+    write_run(tmp_path / "old" / "plain20", 3, 30, model="plain20")  # no family recorded
+    older = runs[2:] + [compare.summarize_run(str(tmp_path / "old" / "plain20"))]
+    assert compare.error_panels(older) == [(None, older)]
+    wide = compare.plot_errors(runs, str(tmp_path), name="panels.png")
+    narrow = compare.plot_errors(older, str(tmp_path), name="single.png")
+    from PIL import Image
+    assert Image.open(wide).size[0] > 1.5 * Image.open(narrow).size[0]

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional
 
 from ..config import Config
 from ..device import Processes, describe
-from ..models import count_flops, count_parameters
+from ..models import count_flops, count_parameters, model_info
 from .build import TrainingParts
 from .progress import Progress
 from .rundir import write_config
@@ -82,6 +82,7 @@ def source_commit() -> Optional[str]:
 def run_record(cfg: Config, parts: TrainingParts, procs: Processes) -> Dict[str, Any]:
     import paddle
     return {"kind": "run", "global_step": 0, "model": cfg["model.name"],
+            "family": model_info(cfg["model.name"]).family,
             "params": count_parameters(parts.model), "flops": count_flops(parts.model),
             "device": parts.place, "train_images": parts.train_loader.num_samples,
             "eval_images": len(parts.eval_loader.split), "eval_split": parts.eval_name,
