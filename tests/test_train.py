@@ -182,3 +182,15 @@ def test_train_tool_errors_are_one_line(args, code, message, tmp_path):
 def test_eval_requires_a_checkpoint():
     result = run_tool("eval")
     assert result.returncode == 2 and "-w/--weights" in result.stderr
+
+
+def test_records_give_the_rate_each_step_used_across_a_decay(tiny_cifar10, tmp_path):
+    # multistep at 50% of 2 epochs decays after epoch 1's last step: epoch 1 trained at 0.1
+    # throughout, though the optimizer already says 0.01 when its record is written.
+    out = tmp_path / "run"
+    Trainer(tiny_config(tiny_cifar10, out, "model.name=simple_cnn", "optimizer.name=sgd",
+                        "optimizer.lr=0.1", "schedule.name=multistep",
+                        "schedule.milestones=[0.5]", "schedule.gamma=0.1")).fit()
+    records = read_metrics(str(out))
+    assert [round(r["lr"], 6) for r in records if r["kind"] == "epoch"] == [0.1, 0.01]
+    assert [round(r["lr"], 6) for r in records if r["kind"] == "train_iter"] == [0.1] * 3 + [0.01] * 3
