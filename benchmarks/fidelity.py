@@ -8,8 +8,8 @@ CIFAR-10, over several seeds; a table of test top-1, mean +- sd, and the differe
     python benchmarks/fidelity.py --data-file ... --sides torch --twin-bn-split 2 --json OUT
 
 The recipe is read from the config (default configs/resnet20_onecycle.yaml) and passed
-to both sides, with `train.epochs` replaced by `--epochs`: the one-cycle curve is
-compressed into those epochs on both sides alike. The package trains as a user runs it
+to both sides, with `train.epochs` replaced by `--epochs`: the schedule (one-cycle, or
+multistep at fractions of the run) is compressed into those epochs on both sides alike. The package trains as a user runs it
 (`tools/train.py`, its default processes); the twin with PyTorch's default threads.
 """
 import argparse
@@ -30,19 +30,21 @@ TWIN_ENVIRONMENT = dict(os.environ)
 def twin_args(cfg, epochs: int, seed: int, data_file: str, bn_split: int):
     """benchmarks/torch_twin.py's flags for the config's recipe."""
     unsupported = {key: cfg[key] for key, wanted in
-                   (("optimizer.name", "sgd"), ("schedule.name", "onecycle"),
-                    ("data.augment", "standard"), ("data.dataset", "cifar10"),
-                    ("schedule.warmup_epochs", 0.0), ("schedule.min_lr", 0.0))
-                   if cfg[key] != wanted}
+                   (("optimizer.name", ("sgd",)), ("schedule.name", ("onecycle", "multistep")),
+                    ("data.augment", ("standard",)), ("data.dataset", ("cifar10",)),
+                    ("schedule.warmup_epochs", (0.0,)), ("schedule.min_lr", (0.0,)))
+                   if cfg[key] not in wanted}
     if unsupported:
-        sys.exit(f"error: the twin implements SGD + one-cycle + standard augmentation on "
-                 f"CIFAR-10 only; the config has {unsupported}")
+        sys.exit(f"error: the twin implements SGD + one-cycle or multistep + standard "
+                 f"augmentation on CIFAR-10 only; the config has {unsupported}")
     args = ["--data-file", data_file, "--model", cfg["model.name"], "--epochs", str(epochs),
             "--batch-size", str(cfg["train.batch_size"]), "--lr", str(cfg["optimizer.lr"]),
             "--momentum", str(cfg["optimizer.momentum"]),
             "--weight-decay", str(cfg["optimizer.weight_decay"]),
             "--label-smoothing", str(cfg["train.label_smoothing"]),
-            "--pct-start", str(cfg["schedule.pct_start"]), "--seed", str(seed),
+            "--schedule", cfg["schedule.name"], "--pct-start", str(cfg["schedule.pct_start"]),
+            "--milestones", *map(str, cfg["schedule.milestones"]),
+            "--gamma", str(cfg["schedule.gamma"]), "--seed", str(seed),
             "--bn-split", str(bn_split)]
     return args + (["--nesterov"] if cfg["optimizer.nesterov"] else [])
 

@@ -13,7 +13,7 @@ eps 1e-5; the standard augmentation (zero-pad 4, random 32x32 crop, horizontal f
 with p = 0.5) then standardisation with the package's CIFAR-10 mean and std; SGD with a
 constant momentum (no momentum cycling), coupled L2 weight decay, optional Nesterov; the
 learning rate set every iteration from the same one-cycle formula as
-`paddle_resnet/optim.py` (torch's OneCycleLR would also cycle momentum unless
+`paddle_resnet/optim.py`, or its multistep decays (torch's OneCycleLR would also cycle momentum unless
 `cycle_momentum=False`, and ends at peak/25e4 rather than 0); label smoothing through
 `F.cross_entropy`; the ragged last batch dropped. With `--bn-split N` each batch is
 normalised in N equal parts, as N data-parallel processes without SyncBN normalise it
@@ -28,7 +28,9 @@ Prints one JSON line per epoch (train loss/top-1, test loss/top-1, seconds) and,
 import argparse
 import json
 import math
+import os
 import pickle
+import sys
 import tarfile
 import time
 
@@ -119,6 +121,12 @@ def onecycle(step, peak, total, pct_start=0.3, min_lr=0.0):
     return min_lr + (peak - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def multistep(step, peak, total, milestones=(0.5, 0.75), gamma=0.1):
+    """paddle_resnet's multistep rate (optim.py), re-derived: x gamma once a step reaches
+    each milestone, a fraction of the run's iterations."""
+    return peak * gamma ** sum(step >= round(m * total) for m in milestones)
+
+
 def augment(images, rng):
     """Zero-pad 4, random crop, horizontal flip; then standardise; NCHW float32."""
     n = len(images)
@@ -152,6 +160,10 @@ def evaluate(model, images, labels, batch=256):
     return loss / len(images), 100.0 * correct / len(images)
 
 
+# Flags that may change between a run's sittings without changing the run.
+RESTARTABLE = ("json", "save", "threads")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-file", required=True)
@@ -163,7 +175,11 @@ def main():
     p.add_argument("--nesterov", action="store_true")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--pct-start", type=float, default=0.3)
+    p.add_argument("--schedule", choices=("onecycle", "multistep"), default="onecycle")
+    p.add_argument("--pct-start", type=float, default=0.3, help="onecycle's rising part")
+    p.add_argument("--milestones", type=float, nargs="+", default=[0.5, 0.75],
+                   help="multistep's decays, as fractions of the run (He et al.: 0.5 0.75)")
+    p.add_argument("--gamma", type=float, default=0.1, help="multistep's factor")
     p.add_argument("--train-samples", type=int, default=0, help="first N (0: all)")
     p.add_argument("--test-samples", type=int, default=0, help="first N (0: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -174,6 +190,9 @@ def main():
                    help="model and batches in torch.channels_last (its fastest fp32 CPU "
                         "setting here)")
     p.add_argument("--json", default=None, help="also write the epoch records here")
+    p.add_argument("--checkpoint", default=None, metavar="PT",
+                   help="save weights, optimizer, rng and records here after every epoch, "
+                        "and continue from it if it exists (a run longer than a sitting)")
     p.add_argument("--save", default=None, metavar="PT",
                    help="write the trained state_dict here (benchmarks/fidelity_swap.py "
                         "evaluates it in the package)")
@@ -197,7 +216,19 @@ def main():
                                 nesterov=args.nesterov, weight_decay=args.weight_decay)
     steps = len(train_x) // args.batch_size
     total, step, records, start = steps * args.epochs, 0, [], time.perf_counter()
-    for epoch in range(args.epochs):
+    first, spent = 0, 0.0  # epochs done and seconds spent before this process
+    if args.checkpoint and os.path.isfile(args.checkpoint):
+        state = torch.load(args.checkpoint, weights_only=False)
+        if state["args"] != {k: v for k, v in vars(args).items() if k not in RESTARTABLE}:
+            sys.exit(f"error: {args.checkpoint} is from another run ({state['args']}); pass "
+                     "its flags or another --checkpoint")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        records, first = state["records"], state["epoch"]
+        step, spent = first * steps, records[-1]["elapsed"]
+        print(f"continuing from {args.checkpoint} after epoch {first}", file=sys.stderr)
+    for epoch in range(first, args.epochs):
         order = rng.permutation(len(train_x))
         loss_sum, correct, seen = 0.0, 0, 0
         for index in range(steps):
@@ -205,7 +236,9 @@ def main():
             x, y = augment(train_x[picked], rng), torch.from_numpy(train_y[picked])
             x = x.contiguous(memory_format=layout)
             for group in optimizer.param_groups:
-                group["lr"] = onecycle(step, args.lr, total, args.pct_start)
+                group["lr"] = (onecycle(step, args.lr, total, args.pct_start)
+                               if args.schedule == "onecycle" else
+                               multistep(step, args.lr, total, args.milestones, args.gamma))
             logits = torch.cat([model(part) for part in x.chunk(args.bn_split)])
             loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
             optimizer.zero_grad()
@@ -218,8 +251,15 @@ def main():
         test_loss, test_top1 = evaluate(model, test_x, test_y)
         records.append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
                         "train_top1": 100.0 * correct / seen, "test_loss": test_loss,
-                        "test_top1": test_top1, "elapsed": time.perf_counter() - start})
+                        "test_top1": test_top1,
+                        "elapsed": spent + time.perf_counter() - start})
         print(json.dumps(records[-1]), flush=True)
+        if args.checkpoint:  # written whole, then renamed: a kill never leaves half a file
+            torch.save({"args": {k: v for k, v in vars(args).items() if k not in RESTARTABLE},
+                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "rng": rng.bit_generator.state, "records": records,
+                        "epoch": epoch + 1}, args.checkpoint + ".tmp")
+            os.replace(args.checkpoint + ".tmp", args.checkpoint)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"args": vars(args), "epochs": records}, f, indent=1)
