@@ -216,12 +216,20 @@ def main():
                                 nesterov=args.nesterov, weight_decay=args.weight_decay)
     steps = len(train_x) // args.batch_size
     total, step, records, start = steps * args.epochs, 0, [], time.perf_counter()
+    run_flags = {k: v for k, v in vars(args).items() if k not in RESTARTABLE}
+    if args.schedule == "onecycle":
+        rate = lambda step: onecycle(step, args.lr, total, args.pct_start)  # noqa: E731
+    else:
+        rate = lambda step: multistep(step, args.lr, total, args.milestones,  # noqa: E731
+                                      args.gamma)
     first, spent = 0, 0.0  # epochs done and seconds spent before this process
     if args.checkpoint and os.path.isfile(args.checkpoint):
         state = torch.load(args.checkpoint, weights_only=False)
-        if state["args"] != {k: v for k, v in vars(args).items() if k not in RESTARTABLE}:
-            sys.exit(f"error: {args.checkpoint} is from another run ({state['args']}); pass "
-                     "its flags or another --checkpoint")
+        differing = [f"--{k.replace('_', '-')} {state['args'].get(k)} there, {v} here"
+                     for k, v in run_flags.items() if state["args"].get(k) != v]
+        if differing:
+            sys.exit(f"error: {args.checkpoint} is from another run ({'; '.join(differing)}); "
+                     "pass its flags or another --checkpoint")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
@@ -236,9 +244,7 @@ def main():
             x, y = augment(train_x[picked], rng), torch.from_numpy(train_y[picked])
             x = x.contiguous(memory_format=layout)
             for group in optimizer.param_groups:
-                group["lr"] = (onecycle(step, args.lr, total, args.pct_start)
-                               if args.schedule == "onecycle" else
-                               multistep(step, args.lr, total, args.milestones, args.gamma))
+                group["lr"] = rate(step)
             logits = torch.cat([model(part) for part in x.chunk(args.bn_split)])
             loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
             optimizer.zero_grad()
@@ -255,7 +261,7 @@ def main():
                         "elapsed": spent + time.perf_counter() - start})
         print(json.dumps(records[-1]), flush=True)
         if args.checkpoint:  # written whole, then renamed: a kill never leaves half a file
-            torch.save({"args": {k: v for k, v in vars(args).items() if k not in RESTARTABLE},
+            torch.save({"args": run_flags,
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "rng": rng.bit_generator.state, "records": records,
                         "epoch": epoch + 1}, args.checkpoint + ".tmp")

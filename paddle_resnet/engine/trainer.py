@@ -144,7 +144,6 @@ class Trainer:
         step_start = self._epoch_start = time.perf_counter()
         self.status_due.reset()  # the first step already shows
         self._histograms = None
-        self._step_lr = self.optimizer.get_lr()  # a resume at an epoch's very end runs no step
         for images, labels in self.train_loader.epoch(p.epoch, start=p.batch_index):
             will_log = (p.batch_index + 1) % log_every == 0 or p.batch_index + 1 == steps
             histograms = bool(p.batch_index + 1 == steps and histogram_every
@@ -153,9 +152,6 @@ class Trainer:
             loss, logits = train_step(self.parts.forward_model, images, labels, self.optimizer,
                                       self.parts.amp, cfg["train.label_smoothing"], inspection)
             self._histograms = inspection.arrays or self._histograms
-            # The rate this step used; after schedule.step() get_lr() is the next step's, which
-            # differs at a decay and would put an epoch's last step under the next rate.
-            self._step_lr = self.optimizer.get_lr()
             self.schedule.step()
             self.finite.track(loss, p.global_step + 1)
             self.meter.add(loss, logits, labels)
@@ -179,6 +175,11 @@ class Trainer:
             if self.stops.agreed(self.procs):
                 return
 
+    def _last_step_lr(self) -> float:
+        # The rate the last step used. optimizer.get_lr() is already the next step's after
+        # schedule.step(): at a decay it would put an epoch's last step under the next rate.
+        return self.schedule.lr_at(max(0, self.progress.global_step - 1))
+
     def _reduce(self, tensor):
         return all_reduce(tensor, self.procs)
 
@@ -196,7 +197,7 @@ class Trainer:
     def _log_progress(self, loss, ips, elapsed, norms):
         p = self.progress
         record = iteration_record(p, self.meter.averages(self._reduce), float(loss),
-                                  self._step_lr, ips, elapsed, self.clock, norms)
+                                  self._last_step_lr(), ips, elapsed, self.clock, norms)
         self.log.record(record)
         self.vdl.train_iter(record)
         if norms is not None:
@@ -226,7 +227,7 @@ class Trainer:
         averages = self.meter.averages(self._reduce)
         average_running_statistics(self.model, self.procs)
         epoch = p.current
-        record = epoch_record(epoch, p.global_step, averages, self._step_lr,
+        record = epoch_record(epoch, p.global_step, averages, self._last_step_lr(),
                               time.perf_counter() - self._epoch_start)
         if epoch in self.eval_epochs:
             record.update(self._evaluate())
