@@ -50,13 +50,14 @@ def twin_args(cfg, epochs: int, seed: int, data_file: str, bn_split: int):
 
 
 def run_paddle(config: str, epochs: int, seed: int, data_file: str, work: str,
-               nproc: str = "auto") -> dict:
+               nproc: str = "auto", overrides=()) -> dict:
     from paddle_resnet.engine.runlog import read_metrics
     out = os.path.join(work, f"paddle_seed{seed}")
+    extra = [arg for override in overrides for arg in ("-o", override)]
     done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", config,
                            "-o", f"train.epochs={epochs}", "-o", f"seed={seed}",
                            "-o", f"data.data_file={data_file}", "-o", f"output_dir={out}",
-                           "--nproc", nproc], cwd=ROOT, capture_output=True, text=True)
+                           *extra, "--nproc", nproc], cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"paddle_resnet seed {seed} failed: {done.stderr.strip()}")
     last = [r for r in read_metrics(out) if r["kind"] == "epoch"][-1]
@@ -91,6 +92,8 @@ def main():
                         "package's two processes' per-process BN (default 1: whole batch)")
     p.add_argument("--nproc", default="auto",
                    help="the package's processes (tools/train.py --nproc; default auto)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for the package's runs (speed.conv_bf16=true)")
     p.add_argument("--json", default="benchmarks/results/fidelity.json")
     args = p.parse_args()
     from paddle_resnet.config import load_config
@@ -108,7 +111,8 @@ def main():
         for seed in args.seeds:  # interleaved, so drift of the machine hits both sides
             if "paddle_resnet" in runs:
                 runs["paddle_resnet"].append(run_paddle(args.config, args.epochs, seed,
-                                                        args.data_file, work, args.nproc))
+                                                        args.data_file, work, args.nproc,
+                                                        args.override))
             if twin in runs:
                 runs[twin].append(run_torch(cfg, args.epochs, seed, args.data_file, work,
                                             args.twin_bn_split))
@@ -133,7 +137,7 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"config": args.config, "epochs": args.epochs, "seeds": args.seeds,
-                   "nproc": args.nproc,
+                   "nproc": args.nproc, "overrides": args.override,
                    "twin_bn_split": args.twin_bn_split, "runs": runs,
                    "difference": difference}, f, indent=1)
 

@@ -15,7 +15,7 @@ from paddle_resnet.engine.step import speed_options, train_step, training_model
 from paddle_resnet.errors import ConfigError
 from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import ShortcutA
-from paddle_resnet.speed import onednn_build, plan_speed
+from paddle_resnet.speed import native_bf16, onednn_build, plan_speed
 from paddle_resnet.speed.onednn_conv import OneDNNConv2D, OneDNNShortcutA, use_onednn_conv
 from paddle_resnet.user_cache import CACHE_VARIABLE
 
@@ -71,6 +71,40 @@ def test_forward_and_gradients_equal_paddles(library, in_channels, out_channels,
         scale = np.abs(expected[key]).max()
         np.testing.assert_allclose(found[key], expected[key], rtol=0, atol=1e-5 * scale,
                                    err_msg=key)
+
+
+@pytest.mark.parametrize("in_channels,out_channels,kernel,stride,padding,bias", LAYERS[:5])
+def test_bf16_rounds_training_convolutions_to_bfloat16_precision(
+        library, in_channels, out_channels, kernel, stride, padding, bias):
+    """speed.conv_bf16: forward and both gradients within bfloat16's rounding of Paddle's
+    float32 (8 bits of mantissa: ~4e-3 relative per input, averaged over a sum), but
+    rounded (not float32's 1e-5); in eval mode, float32 again."""
+    if not native_bf16():
+        pytest.skip("this CPU has no AVX-512 BF16 (the plan convolves in float32)")
+    plain, switched = conv_pair(in_channels, out_channels, kernel, stride, padding, bias)
+    use_onednn_conv(switched, library, bf16=True)
+    x_np = np.random.default_rng(1).standard_normal([3, 11, 9, in_channels]).astype("float32")
+    expected, found = outputs_and_grads(plain, x_np), outputs_and_grads(switched, x_np)
+    for key in expected:
+        error = np.abs(found[key] - expected[key]).max() / np.abs(expected[key]).max()
+        assert 1e-5 < error < 2e-2 or key == "bias", (key, error)
+    switched.eval()
+    plain.eval()
+    x = paddle.to_tensor(x_np)
+    np.testing.assert_allclose(switched(x).numpy(), plain(x).numpy(), rtol=0,
+                               atol=1e-5 * np.abs(expected["out"]).max())
+
+
+def test_bf16_without_native_support_convolves_in_float32_saying_why(monkeypatch):
+    import paddle_resnet.speed as speed
+    monkeypatch.setattr(speed, "native_bf16", lambda: False)
+    plan = plan_speed(speed_options(["conv_bf16=true"]), "cpu", 2)
+    assert plan.conv == "onednn" and not plan.bf16
+    assert plan.note == ("speed.conv_bf16 needs a CPU with AVX-512 BF16 (emulated bf16 is "
+                         "slower than float32); convolving in float32")
+    assert "bf16" not in plan.describe()
+    monkeypatch.setattr(speed, "native_bf16", lambda: True)
+    assert "(bf16 inputs)" in plan_speed(speed_options(["conv_bf16=true"]), "cpu", 2).describe()
 
 
 def test_an_input_without_gradient_gets_only_the_weight_gradient(library):

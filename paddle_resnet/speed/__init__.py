@@ -91,11 +91,24 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     if on_cpu:
         threads = max(1, usable_cores() // max(1, processes))
         _use_threads(threads)
+    bf16 = bool(options["speed.conv_bf16"]) and conv == "onednn"
+    if bf16 and not native_bf16():
+        bf16 = False
+        note = "; ".join(filter(None, [note, "speed.conv_bf16 needs a CPU with AVX-512 BF16 "
+                                       "(emulated bf16 is slower than float32); convolving "
+                                       "in float32"]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
-                     threads=threads, bf16=bool(options["speed.conv_bf16"]) and conv == "onednn",
+                     threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
                      library=library, note=note)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has bfloat16 dot products (AVX-512 BF16 or AMX), oneDNN's fast
+    bf16 kernels; elsewhere oneDNN emulates bf16, slower than float32."""
+    from paddle.base import core
+    return bool(core.supports_bfloat16_fast_performance())
 
 
 def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:

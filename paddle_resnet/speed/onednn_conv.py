@@ -107,8 +107,9 @@ class OneDNNConv2D(nn.Conv2D):
     def forward(self, x):
         if not on_fast_path(x):
             return super().forward(x)
+        # bf16 rounds training's convolutions only: evaluation measures in float32.
         out = _OneDNNConv.apply(x.contiguous(), self.weight, list(self._stride),
-                                self._onednn_paddings, self._onednn_bf16)
+                                self._onednn_paddings, self._onednn_bf16 and self.training)
         return out if self.bias is None else out + self.bias
 
 
@@ -137,9 +138,9 @@ def _selection(in_channels: int, out_channels: int, offset: int) -> paddle.Tenso
 
 def use_onednn_conv(model: nn.Layer, library: str, bf16: bool = False) -> int:
     """Switch every eligible `nn.Conv2D` of `model` to `OneDNNConv2D`, and NHWC option-A
-    shortcuts to `OneDNNShortcutA`; returns how many layers. `bf16` rounds the
-    convolutions' inputs to bfloat16 inside oneDNN (float32 outputs, weights and
-    gradients)."""
+    shortcuts to `OneDNNShortcutA`; returns how many layers. `bf16` rounds the training
+    convolutions' inputs (activations, output gradients, weights) to bfloat16 for oneDNN's
+    bf16 kernels; outputs, gradients and the weights Paddle keeps stay float32."""
     register(library)
     switched = 0
     for layer in model.sublayers(include_self=True):

@@ -8,6 +8,11 @@
 // the blocked layout oneDNN picks (`format_tag::any`). A plain NCHW descriptor sends
 // oneDNN to its slow GEMM path, hence NHWC.
 //
+// bf16: the primitives read bfloat16 activations, output gradients and weights (copies
+// rounded from Paddle's float32 into buffers kept with each primitive) and write float32
+// outputs and gradients, accumulating in float32. oneDNN's fpmath mode, which would
+// round inside f32 primitives, leaves these convolutions in f32 on CPUs without AMX.
+//
 // Primitives are built once per shape and kept (common.h). Callers are Paddle's single
 // training thread; oneDNN threads inside each primitive with the OpenMP runtime Paddle
 // loaded.
@@ -68,26 +73,50 @@ Geometry geometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
           bf16};
 }
 
-// bf16 computes with bfloat16 inputs and float32 accumulation and outputs (oneDNN's
-// fpmath mode): activations stay float32 in Paddle, only the kernels round.
-dnnl::primitive_attr attributes(const Geometry& g) {
-  dnnl::primitive_attr attr;
-  if (g.bf16) attr.set_fpmath_mode(dnnl::fpmath_mode::bf16);
-  return attr;
-}
+// The type the primitives read their inputs in (module comment).
+memory::data_type input_type(const Geometry& g) { return g.bf16 ? kBF16 : kF32; }
 
-memory::desc activation(const Dims& dims) { return memory::desc(dims, kF32, Tag::nhwc); }
+memory::desc activation(const Dims& dims, memory::data_type type = kF32) {
+  return memory::desc(dims, type, Tag::nhwc);
+}
 memory::desc oihw(const Dims& dims) { return memory::desc(dims, kF32, Tag::oihw); }
-memory::desc any_weights(const Dims& dims) { return memory::desc(dims, kF32, Tag::any); }
+memory::desc any_weights(const Dims& dims, memory::data_type type = kF32) {
+  return memory::desc(dims, type, Tag::any);
+}
 
 dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g) {
   return dnnl::convolution_forward::primitive_desc(
       cpu_engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-      activation(g.src), any_weights(g.weights), activation(g.dst), g.strides, g.pad_l,
-      g.pad_r, attributes(g));
+      activation(g.src, input_type(g)), any_weights(g.weights, input_type(g)),
+      activation(g.dst), g.strides, g.pad_l, g.pad_r);
 }
 
-// Weights in Paddle's OIHW layout, converted into the layout a primitive chose.
+// A float32 NHWC activation (or its gradient) as a primitive reads it: Paddle's memory
+// itself, or for bf16 a rounded copy in a buffer of its own.
+struct ActivationIn {
+  bool round = false;
+  memory rounded;
+  dnnl::reorder to_rounded;
+
+  ActivationIn() = default;
+  ActivationIn(const Dims& dims, memory::data_type type) {
+    round = type != kF32;
+    if (round) {
+      rounded = memory(activation(dims, type), cpu_engine());
+      to_rounded = dnnl::reorder(dnnl::reorder::primitive_desc(
+          cpu_engine(), activation(dims), cpu_engine(), activation(dims, type)));
+    }
+  }
+
+  memory bind(const Dims& dims, const float* data) {
+    memory plain(activation(dims), cpu_engine(), const_cast<float*>(data));
+    if (!round) return plain;
+    to_rounded.execute(cpu_stream(), plain, rounded);
+    return rounded;
+  }
+};
+
+// Weights in Paddle's OIHW layout, converted into the layout (and type) a primitive chose.
 struct WeightsIn {
   bool reorder = false;
   memory blocked;
@@ -114,15 +143,18 @@ struct WeightsIn {
 struct Forward {
   dnnl::convolution_forward primitive;
   WeightsIn weights;
+  ActivationIn src;
 };
 
 struct BackwardData {
   dnnl::convolution_backward_data primitive;
   WeightsIn weights;
+  ActivationIn diff_dst;
 };
 
 struct BackwardWeights {
   dnnl::convolution_backward_weights primitive;
+  ActivationIn src, diff_dst;
   bool reorder = false;
   memory blocked;
   dnnl::reorder to_plain;
@@ -130,24 +162,28 @@ struct BackwardWeights {
 
 Forward* make_forward(const Geometry& g) {
   auto pd = forward_desc(g);
-  return new Forward{dnnl::convolution_forward(pd), WeightsIn(pd.weights_desc(), g.weights)};
+  return new Forward{dnnl::convolution_forward(pd), WeightsIn(pd.weights_desc(), g.weights),
+                     ActivationIn(g.src, input_type(g))};
 }
 
 BackwardData* make_backward_data(const Geometry& g) {
   auto pd = dnnl::convolution_backward_data::primitive_desc(
       cpu_engine(), dnnl::algorithm::convolution_direct, activation(g.src),
-      any_weights(g.weights), activation(g.dst), g.strides, g.pad_l, g.pad_r,
-      forward_desc(g), attributes(g));
+      any_weights(g.weights, input_type(g)), activation(g.dst, input_type(g)), g.strides,
+      g.pad_l, g.pad_r, forward_desc(g));
   return new BackwardData{dnnl::convolution_backward_data(pd),
-                          WeightsIn(pd.weights_desc(), g.weights)};
+                          WeightsIn(pd.weights_desc(), g.weights),
+                          ActivationIn(g.dst, input_type(g))};
 }
 
 BackwardWeights* make_backward_weights(const Geometry& g) {
   auto pd = dnnl::convolution_backward_weights::primitive_desc(
-      cpu_engine(), dnnl::algorithm::convolution_direct, activation(g.src),
-      any_weights(g.weights), activation(g.dst), g.strides, g.pad_l, g.pad_r,
-      forward_desc(g), attributes(g));
-  auto* made = new BackwardWeights{dnnl::convolution_backward_weights(pd)};
+      cpu_engine(), dnnl::algorithm::convolution_direct, activation(g.src, input_type(g)),
+      any_weights(g.weights), activation(g.dst, input_type(g)), g.strides, g.pad_l, g.pad_r,
+      forward_desc(g));
+  auto* made = new BackwardWeights{dnnl::convolution_backward_weights(pd),
+                                   ActivationIn(g.src, input_type(g)),
+                                   ActivationIn(g.dst, input_type(g))};
   made->reorder = pd.diff_weights_desc() != oihw(g.weights);
   if (made->reorder) {
     made->blocked = memory(pd.diff_weights_desc(), cpu_engine());
@@ -171,7 +207,7 @@ std::vector<paddle::Tensor> ConvForward(const paddle::Tensor& x, const paddle::T
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   Forward& f = cached(&forward_cache, g.key("fwd"), make_forward, g);
   auto out = empty({g.dst[0], g.dst[2], g.dst[3], g.dst[1]});
-  memory src(activation(g.src), cpu_engine(), data_of(x));
+  memory src = f.src.bind(g.src, x.data<float>());
   memory dst(activation(g.dst), cpu_engine(), data_of(out));
   memory weights = f.weights.bind(g.weights, weight.data<float>());
   f.primitive.execute(cpu_stream(), {{DNNL_ARG_SRC, src},
@@ -192,7 +228,7 @@ std::vector<paddle::Tensor> ConvInputGrad(const paddle::Tensor& grad_out,
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   BackwardData& b = cached(&backward_data_cache, g.key("bwd_data"), make_backward_data, g);
   auto grad_x = empty(x.shape());
-  memory diff_dst(activation(g.dst), cpu_engine(), data_of(grad_out));
+  memory diff_dst = b.diff_dst.bind(g.dst, grad_out.data<float>());
   memory diff_src(activation(g.src), cpu_engine(), data_of(grad_x));
   memory weights = b.weights.bind(g.weights, weight.data<float>());
   b.primitive.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, diff_dst},
@@ -214,8 +250,8 @@ std::vector<paddle::Tensor> ConvWeightGrad(const paddle::Tensor& x,
   BackwardWeights& b =
       cached(&backward_weights_cache, g.key("bwd_weights"), make_backward_weights, g);
   auto grad_w = empty(weight.shape());
-  memory src(activation(g.src), cpu_engine(), data_of(x));
-  memory diff_dst(activation(g.dst), cpu_engine(), data_of(grad_out));
+  memory src = b.src.bind(g.src, x.data<float>());
+  memory diff_dst = b.diff_dst.bind(g.dst, grad_out.data<float>());
   memory plain(oihw(g.weights), cpu_engine(), data_of(grad_w));
   b.primitive.execute(cpu_stream(), {{DNNL_ARG_SRC, src},
                                      {DNNL_ARG_DIFF_DST, diff_dst},
