@@ -14,6 +14,8 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
   on AMD);
 - `paddle_resnet conv=paddle`: the default with `-o speed.conv=paddle` (Paddle's own
   convolution, NCHW: the default before 2026-12-01);
+- `paddle_resnet conv_bf16`: the default with `-o speed.conv_bf16=true` (the oneDNN
+  convolutions on bfloat16 copies of their inputs);
 - `paddle_resnet --nproc 1`: the default in one process with a thread per core;
 - `paddle_resnet before`: one process with MKL's fast path off and Paddle's convolution,
   the default before this package set any speed path;
@@ -31,7 +33,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv=paddle", "paddle_resnet --nproc 1",
+VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet conv=paddle",
+            "paddle_resnet --nproc 1",
             "paddle_resnet before", "torch", "torch channels_last"]
 SINGLE_PROCESS = ("paddle_resnet --nproc 1", "paddle_resnet before")
 
@@ -49,6 +52,8 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
     env = {}
     if variant in ("paddle_resnet conv=paddle", "paddle_resnet before"):
         args += ["-o", "speed.conv=paddle"]
+    if variant == "paddle_resnet conv_bf16":
+        args += ["-o", "speed.conv_bf16=true"]
     if variant in SINGLE_PROCESS:
         args += ["--nproc", "1"]
     if variant == "paddle_resnet before":

@@ -139,10 +139,14 @@ SCHEMA: Dict[str, Option] = {
                                 null_means="on where it measured faster: a process with "
                                 "several threads (1.10x ResNet-20's step in one process on 2 "
                                 "cores; 0.97x with one thread, docs/performance.md)"),
-    "speed.conv_bf16": Option(False, bool, "with the oneDNN convolution, run training's "
+    "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "
-                              "float32; CPUs with AVX-512 BF16, elsewhere float32 saying why)"),
+                              "float32); `false` = float32 throughout; `true` on a CPU without "
+                              "bf16 kernels = float32, saying why", nullable=True,
+                              null_means="on where the CPU has bf16 kernels (AVX-512 BF16 or "
+                              "AMX): 1.25x the quickstart, the same test accuracy over seeds "
+                              "(docs/performance.md); float32 elsewhere"),
     "speed.channels_last": Option(None, bool, "compute in NHWC (channels-last) layout, which "
                                   "oneDNN's CPU kernels and tensor cores under AMP prefer; "
                                   "weights and checkpoints stay the same", nullable=True,

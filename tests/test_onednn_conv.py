@@ -107,6 +107,16 @@ def test_bf16_without_native_support_convolves_in_float32_saying_why(monkeypatch
     assert "(bf16 inputs)" in plan_speed(speed_options(["conv_bf16=true"]), "cpu", 2).describe()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_default_takes_bf16_exactly_where_the_cpu_has_its_kernels(monkeypatch, native):
+    import paddle_resnet.speed as speed
+    monkeypatch.setattr(speed, "native_bf16", lambda: native)
+    plan = plan_speed(speed_options(), "cpu", 2)
+    assert (plan.bf16, plan.note) == (native, "")
+    assert not plan_speed(speed_options(["conv_bf16=false"]), "cpu", 2).bf16
+    assert not plan_speed(speed_options(["conv=paddle"]), "cpu", 2).bf16
+
+
 def test_an_input_without_gradient_gets_only_the_weight_gradient(library):
     plain, switched = conv_pair(3, 16, 3, 1, 1, False)
     use_onednn_conv(switched, library)
@@ -146,8 +156,9 @@ def test_a_zoo_model_keeps_its_parameters_and_computes_the_same(library, name):
     shapes, takes its weights, and computes its logits; a training step gives its loss.
     (Gradients are checked layer by layer above: through a whole freshly initialised net
     in training mode, batch statistics amplify any change in the order of sums, and
-    Paddle's own NHWC and NCHW gradients already differ by ~1% of a layer's largest.)"""
-    plan = plan_speed(speed_options(), "cpu", 2)
+    Paddle's own NHWC and NCHW gradients already differ by ~1% of a layer's largest.)
+    In float32: bf16's rounding is checked layer by layer above."""
+    plan = plan_speed(speed_options(["conv_bf16=false"]), "cpu", 2)
     paddle.seed(0)
     reference = build_model(name)
     switched = training_model(name, plan, input_format="NCHW")
