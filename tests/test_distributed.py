@@ -13,6 +13,7 @@ from conftest import (ROOT, cmdline_of, environ_of, gone_within, quickstart_args
                       start_tool, wait_for)
 from paddle_resnet.cpu import AMD_VENDOR, cpu_vendor, usable_cores
 from paddle_resnet.checkpoint import load_checkpoint
+from paddle_resnet.speed import native_bf16
 
 pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
@@ -98,8 +99,9 @@ def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker
                  if not line.startswith(("compiling ", "loading ")))
     assert lines[first].startswith("cpu: ")
     assert lines[first].endswith(f"; {usable_cores()} processes")
-    assert lines[first + 1].startswith("convolution: oneDNN; layout NHWC; 1 thread per process;"
-                                       " MKL fast path ")
+    precision = " (bf16 inputs)" if native_bf16() else ""
+    assert lines[first + 1].startswith(f"convolution: oneDNN{precision}; layout NHWC; 1 thread "
+                                       "per process; MKL fast path ")
     assert whole.stderr == ""  # neither the launcher's nor Paddle's notices reach the user
 
     args = quickstart_args(tiny_cifar10, tmp_path / "cut", *DEFAULT_RUN)
