@@ -6,7 +6,10 @@ oneDNN's direct convolution for the forward pass and both gradients, on NHWC act
 in Paddle's memory and OIHW weights (reordered to oneDNN's blocked layout inside each
 call), so parameters, their names and checkpoints are those of `nn.Conv2D`. Measured per
 layer on the project's CPU: 1.4x-2.3x Paddle's forward + backward (docs/performance.md);
-results equal Paddle's to float32 rounding (tests/test_onednn_conv.py).
+results equal Paddle's to float32 rounding (tests/test_onednn_conv.py). With `bf16`
+(`speed.conv_bf16`, the default where the CPU has bf16 kernels) training's convolutions run
+oneDNN's bf16 kernels on rounded copies of their inputs, within bfloat16's rounding of
+float32; evaluation stays float32.
 
 `use_onednn_conv(model, library)` switches every eligible layer of a model in place (the
 class is swapped on the instance, as conv_grad.py does). Eligible: NHWC, float32, groups
