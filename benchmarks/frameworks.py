@@ -8,10 +8,11 @@ Training variants, each the package's own step (engine/step.py:train_step) on a 
 (speed.plan_speed): Paddle's convolution in one process, with MKL's fast path (what the
 package sets on AMD CPUs, paddle_resnet/speed/mkl.py) and with MKL's generic path
 (`PADDLE_RESNET_MKL_FAST_PATH=0`); the same under `paddle.jit.to_static` (speed.to_static)
-and in NHWC layout (speed.channels_last); the default speed paths (oneDNN convolutions) in
-one process of one thread, in one process running every core as threads, and one process
-per core under paddle.distributed.launch (the default of `tools/train.py` on a CPU; the
-same global batch); and PyTorch eager with all cores and with one.
+and in NHWC layout (speed.channels_last); the default speed paths (oneDNN convolutions,
+bf16 where the CPU has bf16 kernels) in one process of one thread, in one process running
+every core as threads, and one process per core under paddle.distributed.launch (the
+default of `tools/train.py` on a CPU; the same global batch), also with float32
+convolutions (speed.conv_bf16=false); and PyTorch eager with all cores and with one.
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
 eval.engine=auto) with one thread and with all cores, and PyTorch eager.
 """
@@ -30,15 +31,18 @@ sys.path.insert(0, ROOT)
 WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 
 DEFAULT = "paddle, 1 process per core (the default)"
+DEFAULT_FLOAT32 = "paddle, 1 process per core, float32 convolutions"
+PER_CORE = (DEFAULT, DEFAULT_FLOAT32)  # launched as tools/train.py does on a CPU
 GENERIC_MKL = "paddle dygraph, MKL generic path"
 THREADS = "paddle oneDNN, 1 process x all cores as threads"
 ONE_THREAD = "paddle oneDNN, 1 process x 1 thread"
 TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", ONE_THREAD,
-         THREADS, DEFAULT, "torch", "torch 1 thread"]
+         THREADS, DEFAULT_FLOAT32, DEFAULT, "torch", "torch 1 thread"]
 # The `speed.*` options of each Paddle training variant (the rest: the defaults).
 SPEED = {"paddle dygraph": ["conv=paddle"], GENERIC_MKL: ["conv=paddle"],
          "paddle to_static": ["to_static=true"],
-         "paddle channels_last": ["conv=paddle", "channels_last=true"]}
+         "paddle channels_last": ["conv=paddle", "channels_last=true"],
+         DEFAULT_FLOAT32: ["conv_bf16=false"]}
 EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
 
 
@@ -164,7 +168,7 @@ def measure(variant, mode, name, batch, steps) -> float:
         worker = [os.path.abspath(__file__), "--worker", variant, "--mode", mode,
                   "--models", name, "--batch", str(batch), "--steps", str(steps),
                   "--result", result]
-        if variant == DEFAULT:
+        if variant in PER_CORE:
             # Imported here, not at the top: importing paddle_resnet sets MKL's variable,
             # which the PyTorch workers must not inherit.
             from paddle_resnet.cpu import usable_cores
@@ -204,6 +208,9 @@ def main():
                         help="about how long each training measurement runs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["train", "eval"])
+    parser.add_argument("--variants", nargs="+", default=None, choices=TRAIN + EVAL,
+                        help="only these (the first is the base of the second column; "
+                             "`torch` is always run)")
     parser.add_argument("--json", default="benchmarks/results/frameworks.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
@@ -215,6 +222,9 @@ def main():
     rows = []
     for mode in args.modes:
         variants = TRAIN if mode == "train" else EVAL
+        if args.variants:
+            variants = [v for v in args.variants if v in variants]
+            variants += [] if "torch" in variants else ["torch"]
         for name in args.models:
             # Size each measurement from one quick probe of the slowest variant.
             probe = measure(variants[0], mode, name, args.batch, 1)
