@@ -208,7 +208,8 @@ def main():
                         help="about how long each training measurement runs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["train", "eval"])
-    parser.add_argument("--variants", nargs="+", default=None, choices=TRAIN + EVAL,
+    parser.add_argument("--variants", nargs="+", default=None,
+                        choices=list(dict.fromkeys(TRAIN + EVAL)),
                         help="only these (the first is the base of the second column; "
                              "`torch` is always run)")
     parser.add_argument("--json", default="benchmarks/results/frameworks.json")
