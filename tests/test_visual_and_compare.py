@@ -178,3 +178,35 @@ def test_the_error_figure_has_a_panel_per_family_as_he_et_al_fig_6(tmp_path):
     narrow = compare.plot_errors(older, str(tmp_path), name="single.png")
     from PIL import Image
     assert Image.open(wide).size[0] > 1.5 * Image.open(narrow).size[0]
+
+
+def test_a_torch_twin_run_compares_beside_a_package_run(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    from paddle_resnet import compare
+    flags = {"model": "resnet20", "epochs": 164, "batch_size": 128, "train_samples": 0}
+    epochs = [{"epoch": e, "train_loss": 2.0 / e, "train_top1": 40.0 + e,
+               "test_loss": 1.5 / e, "test_top1": 45.0 + e, "elapsed": 100.0 * e}
+              for e in (1, 2, 3)]
+    twin_json = tmp_path / "twin.json"
+    twin_json.write_text(json.dumps({"args": flags, "epochs": epochs}))
+    script = [sys.executable, os.path.join(ROOT, "benchmarks", "twin_run.py")]
+    done = subprocess.run(script + [str(twin_json), str(tmp_path / "twin")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "3 of 164 epochs" in done.stdout
+    twin = compare.summarize_run(str(tmp_path / "twin"))
+    assert (twin["model"], twin["epochs_done"], twin["epochs_planned"]) == ("resnet20", 3, 164)
+    assert twin["curves"]["eval_error"] == [54.0, 53.0, 52.0]
+    assert twin["curves"]["train_error"] == [59.0, 58.0, 57.0]
+    assert twin["final_top1"] == 48.0 and twin["wall_time"] == 300.0
+    # a directory with a package run in it is not overwritten
+    write_run(tmp_path / "package", 3, 30)
+    before = (tmp_path / "package" / "metrics.jsonl").read_text()
+    refused = subprocess.run(script + [str(twin_json), str(tmp_path / "package")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and "not a twin's" in refused.stderr
+    assert (tmp_path / "package" / "metrics.jsonl").read_text() == before

@@ -1,0 +1,97 @@
+"""Does a checkpoint's test accuracy suffer from its BN running statistics?
+
+Training keeps BN's running mean and variance as an exponential average (Paddle's
+momentum 0.9) over recent batches of the process that saves the checkpoint: statistics
+of weights a few steps old, over 64 images at a time in two processes. This script
+re-estimates them for the final weights, as pycls's precise BN does, from the mean of
+the per-batch statistics over `--batches` training batches, and evaluates again:
+
+    python benchmarks/precise_bn.py -w pretrained/resnet20_paper.pdckpt \
+        -o data.data_file=/tmp/cifar10.tar.gz
+
+It prints the test top-1 and loss as stored and after re-estimation over augmented
+(as in training) and unaugmented training images. A large gain would mean the stored
+statistics, not the weights, cost accuracy.
+"""
+import argparse
+import json
+
+import numpy as np
+import paddle
+
+from paddle_resnet.checkpoint import load_trained_model
+from paddle_resnet.data import MEAN_STD, BatchLoader
+from paddle_resnet.data.cifar import load_split
+from paddle_resnet.engine.evaluator import evaluate
+
+
+def batch_norms(model):
+    return [m for m in model.sublayers()
+            if isinstance(m, paddle.nn.layer.norm._BatchNormBase)]
+
+
+@paddle.no_grad()
+def reestimate(model, loader, batches):
+    """Set every BN layer's running statistics to the mean of `batches` batch statistics."""
+    norms = batch_norms(model)
+    saved = [(norm._momentum, norm._mean.numpy(), norm._variance.numpy()) for norm in norms]
+    sums = [[np.zeros_like(mean), np.zeros_like(var)] for _, mean, var in saved]
+    for norm in norms:
+        norm._momentum = 0.0  # running statistics := this batch's
+    model.train()
+    seen = 0
+    for images, _ in loader.epoch(0):
+        if seen == batches:
+            break
+        model(images)
+        for total, norm in zip(sums, norms):
+            total[0] += norm._mean.numpy()
+            total[1] += norm._variance.numpy()
+        seen += 1
+    model.eval()
+    for (momentum, _, _), (mean, var), norm in zip(saved, sums, norms):
+        norm._momentum = momentum
+        norm._mean.set_value(mean / seen)
+        norm._variance.set_value(var / seen)
+    return seen
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("-w", "--weights", required=True)
+    p.add_argument("-o", "--override", action="append", default=[],
+                   help="config overrides, e.g. data.data_file=PATH")
+    p.add_argument("--batches", type=int, default=200, help="training batches per estimate")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per batch (64: one process's share of the recipe's 128)")
+    p.add_argument("--json", default=None)
+    args = p.parse_args()
+    model, cfg, _, _ = load_trained_model(args.weights, None, args.override)
+    dataset, data_file = cfg["data.dataset"], cfg["data.data_file"]
+    mean_std = MEAN_STD[dataset]
+    test = BatchLoader(load_split(dataset, "test", data_file), 256, *mean_std)
+    train = load_split(dataset, "train", data_file)
+    stored = {name: tensor.numpy() for name, tensor in model.state_dict().items()}
+    rows = [("as stored", None, evaluate(model, test, cfg["model.num_classes"]))]
+    for augment in ("standard", "none"):
+        model.set_state_dict(stored)
+        loader = BatchLoader(train, args.batch_size, *mean_std, augment=augment,
+                             shuffle=True, seed=1)
+        seen = reestimate(model, loader, args.batches)
+        rows.append((f"re-estimated, augment={augment}", seen * args.batch_size,
+                     evaluate(model, test, cfg["model.num_classes"])))
+    print(f"{args.weights} on {rows[0][2]['samples']:,} test images\n")
+    print("| BN statistics | training images | test top-1 | test loss |")
+    print("|---|---:|---:|---:|")
+    for name, images, result in rows:
+        print(f"| {name} | {images or '–'} | {result['top1']:.2f}% | {result['loss']:.4f} |")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"weights": args.weights, "batches": args.batches,
+                       "batch_size": args.batch_size,
+                       "rows": [{"statistics": name, "images": images, "top1": r["top1"],
+                                 "loss": r["loss"]} for name, images, r in rows]}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
