@@ -37,11 +37,14 @@ def find_runs(patterns: Sequence[str]) -> List[str]:
     return list(dict.fromkeys(runs))
 
 
-def summarize_run(path: str) -> Dict:
-    try:
-        records = read_metrics(path)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {os.path.join(path, METRICS_FILE)}: {e}") from None
+def summarize_run(path: str, records: Optional[List[Dict]] = None) -> Dict:
+    """The table row and curves of the run in `path`; `records`: its metrics.jsonl,
+    when the caller has read them already."""
+    if records is None:
+        try:
+            records = read_metrics(path)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read {os.path.join(path, METRICS_FILE)}: {e}") from None
     config_path = os.path.join(path, "config.yaml")
     config = {}
     if os.path.isfile(config_path):

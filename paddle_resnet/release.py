@@ -72,7 +72,7 @@ def release(run_dir: str, out: str, which: str = "latest", overrides: Sequence[s
     os.makedirs(folder, exist_ok=True)
     ckpt.save_checkpoint(out, {key: state[key] for key in SHIPPED_KEYS})
     report = evaluate_checkpoint(None, overrides, out, "test", folder)
-    summary = summarize_run(run_dir)
+    summary = summarize_run(run_dir, records)
     summary["run"] = stem
     curve = plot_errors([summary], folder, name=f"{stem}_curve.png")
     card = os.path.join(folder, f"{stem}.md")
