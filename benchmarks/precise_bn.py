@@ -6,12 +6,14 @@ of weights a few steps old, over 64 images at a time in two processes. This scri
 re-estimates them for the final weights, as pycls's precise BN does, from the mean of
 the per-batch statistics over `--batches` training batches, and evaluates again:
 
-    python benchmarks/precise_bn.py -w pretrained/resnet20_paper.pdckpt \
+    python benchmarks/precise_bn.py -w pretrained/resnet20_paper.pdckpt [--twin twin.pt] \
         -o data.data_file=/tmp/cifar10.tar.gz
 
 It prints the test top-1 and loss as stored and after re-estimation over augmented
 (as in training) and unaugmented training images. A large gain would mean the stored
-statistics, not the weights, cost accuracy.
+statistics, not the weights, cost accuracy. `--twin PT` does the same for weights of the
+PyTorch twin (`torch_twin.py --save` or `--checkpoint`; torch's cumulative BN average over
+the same number of augmented batches), so that the two sides' stored statistics compare.
 """
 import argparse
 import json
@@ -56,9 +58,47 @@ def reestimate(model, loader, batches):
     return seen
 
 
+def twin_rows(path, data_file, batches, batch_size):
+    """The twin's (statistics, images, result) rows: as stored, and re-estimated."""
+    import os
+    import sys
+    import torch
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_twin
+    state = torch.load(path, weights_only=False, map_location="cpu")
+    weights = state.get("model", state)  # a --checkpoint holds more than the weights
+    train_x, _, test_x, test_y = torch_twin.load_cifar10(data_file)
+    blocks = {key.split(".")[1] for key in weights if key.startswith("layers.")}
+    model = torch_twin.CifarResNet(len(blocks) // 3)  # three stages of equal depth
+    model.load_state_dict(weights)
+
+    def result():
+        loss, top1 = torch_twin.evaluate(model, test_x, test_y)
+        return {"loss": loss, "top1": top1}
+
+    name = os.path.basename(path)
+    rows = [(f"{name}, as stored", None, result())]
+    for norm in model.modules():
+        if isinstance(norm, torch.nn.BatchNorm2d):
+            norm.reset_running_stats()
+            norm.momentum = None  # torch's cumulative average
+    rng = np.random.default_rng(1)
+    order = rng.permutation(len(train_x))
+    model.train()
+    with torch.no_grad():
+        for index in range(batches):
+            model(torch_twin.augment(train_x[order[index * batch_size:
+                                                   (index + 1) * batch_size]], rng))
+    rows.append((f"{name}, re-estimated, augment=standard", batches * batch_size, result()))
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("-w", "--weights", required=True)
+    p.add_argument("--twin", action="append", default=[], metavar="PT",
+                   help="also the PyTorch twin's weights (torch_twin.py --save/--checkpoint); "
+                        "repeatable")
     p.add_argument("-o", "--override", action="append", default=[],
                    help="config overrides, e.g. data.data_file=PATH")
     p.add_argument("--batches", type=int, default=200, help="training batches per estimate")
@@ -80,14 +120,17 @@ def main():
         seen = reestimate(model, loader, args.batches)
         rows.append((f"re-estimated, augment={augment}", seen * args.batch_size,
                      evaluate(model, test, cfg["model.num_classes"])))
-    print(f"{args.weights} on {rows[0][2]['samples']:,} test images\n")
+    for twin in args.twin:
+        rows += twin_rows(twin, data_file, args.batches, args.batch_size)
+    names = " and ".join([args.weights] + args.twin)
+    print(f"{names} on {len(test.split):,} test images\n")
     print("| BN statistics | training images | test top-1 | test loss |")
     print("|---|---:|---:|---:|")
     for name, images, result in rows:
         print(f"| {name} | {images or '–'} | {result['top1']:.2f}% | {result['loss']:.4f} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"weights": args.weights, "batches": args.batches,
+            json.dump({"weights": args.weights, "twins": args.twin, "batches": args.batches,
                        "batch_size": args.batch_size,
                        "rows": [{"statistics": name, "images": images, "top1": r["top1"],
                                  "loss": r["loss"]} for name, images, r in rows]}, f, indent=1)
