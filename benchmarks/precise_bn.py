@@ -17,6 +17,8 @@ the same number of augmented batches), so that the two sides' stored statistics 
 """
 import argparse
 import json
+import os
+import sys
 
 import numpy as np
 import paddle
@@ -60,8 +62,6 @@ def reestimate(model, loader, batches):
 
 def twin_rows(path, data_file, batches, batch_size):
     """The twin's (statistics, images, result) rows: as stored, and re-estimated."""
-    import os
-    import sys
     import torch
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_twin
