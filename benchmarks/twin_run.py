@@ -14,6 +14,7 @@ directory that holds a package run.
 import argparse
 import json
 import os
+import pickle
 import sys
 
 import yaml
@@ -61,7 +62,11 @@ def main():
         if first.get("source") != MARKER:
             sys.exit(f"error: {args.out} holds a run that is not a twin's; pass another "
                      "directory")
-    flags, epochs = read_twin(args.twin)
+    try:
+        flags, epochs = read_twin(args.twin)
+    except (ValueError, KeyError, OSError, RuntimeError, pickle.UnpicklingError) as e:
+        sys.exit(f"error: {args.twin} is not a torch_twin.py --json or --checkpoint file "
+                 f"({type(e).__name__}: {e})")
     os.makedirs(args.out, exist_ok=True)
     with open(metrics + ".tmp", "w", encoding="utf-8") as f:
         for record in run_records(flags, epochs):
