@@ -239,6 +239,8 @@ def describe(place: str, processes: int) -> str:
     """The run's first line: the hardware and how it is used."""
     count = f"{processes} process{'es' if processes > 1 else ''}"
     if place == "cpu":
-        return f"cpu: {cpu.cpu_name()}, {cpu.usable_cores()} cores; {count}"
+        extension = cpu.vector_extension()
+        name = cpu.cpu_name() + (f" ({extension})" if extension else "")
+        return f"cpu: {name}, {cpu.usable_cores()} cores; {count}"
     name = paddle.device.cuda.get_device_name(int(place.split(":")[1]))
     return f"{place}: {name}; {count}"

@@ -142,8 +142,8 @@ SCHEMA: Dict[str, Option] = {
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "
-                              "float32); `false` = float32 throughout; `true` on a CPU without "
-                              "bf16 kernels = float32, saying why", nullable=True,
+                              "float32); `false` = float32 throughout; `true` or the default on "
+                              "a CPU without bf16 kernels = float32, saying why", nullable=True,
                               null_means="on where the CPU has bf16 kernels (AVX-512 BF16 or "
                               "AMX): 1.25x the quickstart, the same test accuracy over seeds "
                               "(docs/performance.md); float32 elsewhere"),

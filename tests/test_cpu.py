@@ -77,3 +77,22 @@ def test_describe_names_cores_and_processes():
     line = describe("cpu", 2)
     assert line.startswith("cpu: ") and f", {cpu.usable_cores()} cores; " in line
     assert line.endswith("; 2 processes") and describe("cpu", 1).endswith("; 1 process")
+
+
+@pytest.mark.parametrize("flags, extension", [
+    ("fpu sse4_2 avx avx2 fma", "AVX2"),
+    ("avx avx2 avx512f avx512bw avx512_vnni", "AVX-512"),
+    ("avx2 avx512f avx512_bf16", "AVX-512 BF16"),
+    ("avx2 avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+    ("sse sse2 avx", "AVX"),
+    ("fp asimd", ""),  # not x86: nothing to name
+])
+def test_the_widest_vector_extension_is_named(flags, extension):
+    assert cpu.vector_extension(flags) == extension
+
+
+def test_the_hardware_line_names_the_vector_extension(monkeypatch):
+    monkeypatch.setattr(cpu, "vector_extension", lambda: "AVX2")
+    assert describe("cpu", 2).startswith(f"cpu: {cpu.cpu_name()} (AVX2), ")
+    monkeypatch.setattr(cpu, "vector_extension", lambda: "")
+    assert describe("cpu", 2) == f"cpu: {cpu.cpu_name()}, {cpu.usable_cores()} cores; 2 processes"

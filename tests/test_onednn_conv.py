@@ -100,8 +100,10 @@ def test_bf16_without_native_support_convolves_in_float32_saying_why(monkeypatch
     monkeypatch.setattr(speed, "native_bf16", lambda: False)
     plan = plan_speed(speed_options(["conv_bf16=true"]), "cpu", 2)
     assert plan.conv == "onednn" and not plan.bf16
-    assert plan.note == ("speed.conv_bf16 needs a CPU with AVX-512 BF16 (emulated bf16 is "
-                         "slower than float32); convolving in float32")
+    monkeypatch.setattr(speed, "vector_extension", lambda: "AVX2")
+    plan = plan_speed(speed_options(["conv_bf16=true"]), "cpu", 2)
+    assert plan.note == ("speed.conv_bf16 needs a CPU with AVX-512 BF16 or AMX (this one has "
+                         "AVX2; emulated bf16 is slower than float32); convolving in float32")
     assert "bf16" not in plan.describe()
     monkeypatch.setattr(speed, "native_bf16", lambda: True)
     assert "(bf16 inputs)" in plan_speed(speed_options(["conv_bf16=true"]), "cpu", 2).describe()
@@ -112,9 +114,23 @@ def test_the_default_takes_bf16_exactly_where_the_cpu_has_its_kernels(monkeypatc
     import paddle_resnet.speed as speed
     monkeypatch.setattr(speed, "native_bf16", lambda: native)
     plan = plan_speed(speed_options(), "cpu", 2)
-    assert (plan.bf16, plan.note) == (native, "")
-    assert not plan_speed(speed_options(["conv_bf16=false"]), "cpu", 2).bf16
-    assert not plan_speed(speed_options(["conv=paddle"]), "cpu", 2).bf16
+    assert plan.bf16 == native
+    # the default falls back to float32 where it cannot take bf16, and says so
+    assert (plan.note == "") == native
+    assert native or plan.note.startswith("speed.conv_bf16 needs a CPU with AVX-512 BF16")
+    for choice in (["conv_bf16=false"], ["conv=paddle"]):  # asked for float32: nothing to say
+        plan = plan_speed(speed_options(choice), "cpu", 2)
+        assert not plan.bf16 and plan.note == ""
+
+
+@pytest.mark.parametrize("extension, says", [
+    ("AVX2", "(this one has AVX2; emulated"),
+    ("", "(emulated"),
+    ("AVX-512 BF16", "(this one has AVX-512 BF16, which this Paddle build does not use; ")])
+def test_the_bf16_note_names_what_the_cpu_has(extension, says):
+    from paddle_resnet.speed import bf16_unavailable
+    note = bf16_unavailable(extension)
+    assert says in note and note.endswith("; convolving in float32")
 
 
 def test_an_input_without_gradient_gets_only_the_weight_gradient(library):
