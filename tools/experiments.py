@@ -48,8 +48,8 @@ EXPERIMENTS = {
     # ResNet vs DenseNet at full data and about one cost: DenseNet-40 (k=12, 265M MACs per
     # image) against ResNet-110 (253M), batch 64 as DenseNet's paper, the one-cycle recipe
     # with the peak rate halved with the batch, 3 epochs each (2,343 iterations): at batch
-    # 64 ResNet-110 trains at ~44 images/s here (~19 min per epoch, 2026-12-02) and
-    # DenseNet-40 at about as many, so 3 epochs of both fit one working session.
+    # 64 on the Zen 3 host (AVX2, 2026-12-02) ResNet-110 trained at 44 images/s (~20 min
+    # per epoch) and DenseNet-40 at 22 (~40 min), about 3 h 5 min for the two.
     "resnet_vs_densenet_full": [
         (name, "configs/resnet20_onecycle.yaml", [
             f"model.name={name}", "train.epochs=3", "train.batch_size=64", "optimizer.lr=0.1",
