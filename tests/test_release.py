@@ -1,13 +1,16 @@
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import shlex
+import subprocess
+import tarfile
 
 import pytest
 
-from conftest import quickstart_args, run_tool
+from conftest import ROOT, quickstart_args, run_tool
 from paddle_resnet import checkpoint as ckpt
 from paddle_resnet.engine.runlog import read_metrics
 
@@ -83,3 +86,33 @@ def test_an_unfinished_run_or_an_existing_file_is_refused_and_nothing_written(
     assert refused.stderr.strip() == (f"error: {out} exists; pass another --out or remove "
                                       "it first")
     assert out.read_bytes() == b"already here" and os.listdir(out.parent) == ["x.pdckpt"]
+
+
+def test_a_run_from_a_git_archive_snapshot_records_the_commit_it_was_made_from(
+        tmp_path, monkeypatch):
+    # Long runs start from `git archive` snapshots, so that later edits to the work tree
+    # cannot reach them; the project's own stamp and attributes, archived by real git.
+    from paddle_resnet.engine import header
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in (".git_archival.txt", ".gitattributes"):
+        (repo / name).write_text(open(os.path.join(ROOT, name)).read())
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git[:3] + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "snapshot"], check=True)
+    node = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+    archive = subprocess.run(git + ["archive", "HEAD"], check=True, capture_output=True)
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(snapshot, filter="data")
+    monkeypatch.setattr(header, "PACKAGE_ROOT", str(snapshot))
+    assert header.source_commit() == f"{node[:7]} (archive)"
+    # a plain copy of the tree keeps git's placeholder: no commit rather than a wrong one
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / ".git_archival.txt").write_text((repo / ".git_archival.txt").read_text())
+    monkeypatch.setattr(header, "PACKAGE_ROOT", str(copy))
+    assert header.source_commit() is None

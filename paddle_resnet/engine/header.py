@@ -3,6 +3,7 @@
 `metrics.jsonl` that tools/compare.py reads back."""
 import os
 import platform
+import re
 import subprocess
 from typing import Any, Dict, List, Optional
 
@@ -62,11 +63,12 @@ def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: 
 
 
 def source_commit() -> Optional[str]:
-    """The package's git commit (`+changes` when its tracked files differ from it), or
-    None outside a checkout of it (an install in site-packages may sit inside some other
-    repository, whose commit would say nothing about this code)."""
+    """The package's git commit (`+changes` when its tracked files differ from it), the
+    commit a `git archive` snapshot of it was made from (`(archive)`: changes made to the
+    copy since cannot be seen), or None elsewhere (an install in site-packages may sit
+    inside some other repository, whose commit would say nothing about this code)."""
     if not os.path.exists(os.path.join(PACKAGE_ROOT, ".git")):
-        return None
+        return archived_commit()
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", PACKAGE_ROOT, *args], capture_output=True,
@@ -77,6 +79,21 @@ def source_commit() -> Optional[str]:
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("+changes" if changed else "")
+
+
+def archived_commit() -> Optional[str]:
+    # setuptools-scm's convention: .gitattributes marks the stamp export-subst, so
+    # `git archive` replaces its placeholder with the commit; a plain copy keeps it.
+    try:
+        with open(os.path.join(PACKAGE_ROOT, ".git_archival.txt")) as stamp:
+            fields = dict(line.split(": ", 1) for line in stamp.read().splitlines()
+                          if ": " in line)
+    except OSError:
+        return None
+    node = fields.get("node", "")
+    if not re.fullmatch(r"[0-9a-f]{40}", node):
+        return None
+    return f"{node[:7]} (archive)"
 
 
 def run_record(cfg: Config, parts: TrainingParts, procs: Processes) -> Dict[str, Any]:
