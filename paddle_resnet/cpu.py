@@ -38,6 +38,8 @@ def cpu_name() -> str:
 # trained DenseNet-40 about 2.7x slower on the second), so run headers name it.
 VECTOR_EXTENSIONS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"),
                      ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"))
+# the ones with bfloat16 dot products, oneDNN's fast bf16 kernels
+BF16_EXTENSIONS = tuple(name for flag, name in VECTOR_EXTENSIONS if flag.endswith("_bf16"))
 
 
 def vector_extension(flags: Optional[str] = None) -> str:

@@ -23,7 +23,7 @@ The contract every path keeps:
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-from ..cpu import usable_cores, vector_extension
+from ..cpu import BF16_EXTENSIONS, usable_cores, vector_extension
 from ..errors import ConfigError
 from .mkl import MKL_FAST_PATH
 
@@ -115,12 +115,12 @@ def native_bf16() -> bool:
 def bf16_unavailable(extension: str) -> str:
     """The note of a run that asked for bf16 convolutions (or took the default) on a CPU
     without bf16 dot products."""
-    if extension in ("AMX", "AVX-512 BF16"):
+    if extension in BF16_EXTENSIONS:
         has = f"this one has {extension}, which this Paddle build does not use; "
     else:
         has = f"this one has {extension}; " if extension else ""
-    return (f"speed.conv_bf16 needs a CPU with AVX-512 BF16 or AMX ({has}emulated bf16 is "
-            "slower than float32); convolving in float32")
+    return (f"speed.conv_bf16 needs a CPU with {' or '.join(reversed(BF16_EXTENSIONS))} "
+            f"({has}emulated bf16 is slower than float32); convolving in float32")
 
 
 def _conv_bf16(choice: Optional[bool], conv: str) -> bool:
