@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import tarfile
 
@@ -96,7 +97,7 @@ def test_a_run_from_a_git_archive_snapshot_records_the_commit_it_was_made_from(
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in (".git_archival.txt", ".gitattributes"):
-        (repo / name).write_text(open(os.path.join(ROOT, name)).read())
+        shutil.copy(os.path.join(ROOT, name), repo / name)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(git[:3] + ["init", "-q"], check=True)
     subprocess.run(git + ["add", "."], check=True)
@@ -113,6 +114,6 @@ def test_a_run_from_a_git_archive_snapshot_records_the_commit_it_was_made_from(
     # a plain copy of the tree keeps git's placeholder: no commit rather than a wrong one
     copy = tmp_path / "copy"
     copy.mkdir()
-    (copy / ".git_archival.txt").write_text((repo / ".git_archival.txt").read_text())
+    shutil.copy(repo / ".git_archival.txt", copy)
     monkeypatch.setattr(header, "PACKAGE_ROOT", str(copy))
     assert header.source_commit() is None
