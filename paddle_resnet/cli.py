@@ -5,8 +5,7 @@ import shlex
 import sys
 from typing import Callable, List, Optional
 
-from .errors import ConfigError, UserError
-from .models.registry import ModelArgumentError
+from .errors import ConfigError, ModelArgumentError, UserError
 from .launch import (default_processes, die_with_launcher, parse_nproc, run_launcher,
                      under_launcher, under_parent)
 

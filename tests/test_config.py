@@ -1,5 +1,7 @@
 import glob
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -176,3 +178,18 @@ def test_every_schedule_the_schema_allows_computes_a_rate():
     with pytest.raises(ValueError, match="schedule must be one of constant, multistep, "
                                          "cosine, onecycle, got 'step'"):
         IterationSchedule(peak_lr=0.1, total_steps=10, kind="step")
+
+
+def test_a_mistyped_key_is_reported_before_paddle_loads(tmp_path):
+    # Importing Paddle takes seconds; a typo in a config should not wait for it. Run the
+    # tool in a fresh interpreter, where Paddle can only come from its own imports.
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['tools/train.py', '-c', 'configs/resnet20.yaml', '-o', 'train.epoch=1']\n"
+             "try:\n"
+             "    runpy.run_path('tools/train.py', run_name='__main__')\n"
+             "except SystemExit as e:\n"
+             "    print('exit', e.code, 'paddle' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert "unknown config key 'train.epoch'; did you mean train.epochs" in done.stderr
+    assert done.stdout.split() == ["exit", "2", "False"]

@@ -10,6 +10,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import paddle.nn as nn
 
+from ..errors import ModelArgumentError
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -27,11 +29,6 @@ CONFIG_ARGUMENTS = {"num_classes": "model.num_classes", "depth": "model.depth",
                     "shortcut": "model.shortcut",
                     "zero_init_residual": "model.zero_init_residual",
                     "data_format": "speed.channels_last"}
-
-
-class ModelArgumentError(ValueError):
-    """A model name or architecture argument the zoo cannot build (a user's choice, which
-    tools report as a usage error; any other ValueError is a bug and keeps its traceback)."""
 
 
 class UnknownModelError(ModelArgumentError):
