@@ -15,7 +15,7 @@ small: Paddle keeps the learning rate in float32 (up to 5e-8 relative after a st
 mode), and it updates BN's running variance with the biased batch variance where
 PyTorch uses the unbiased one (a factor 1 + 1/(n - 1), n = images x pixels per channel:
 1e-4 at 8 x 8 pixels and batch 128). Before the steps, the whole learning-rate curve of
-both sides is compared. The recipe is the
+both sides is compared (one-cycle or multistep, as the config says). The recipe is the
 config's (default configs/resnet20_onecycle.yaml) with `train.epochs` from `--epochs`;
 `--bn-split 2` normalises each batch in halves on both sides, as the package's two
 processes do.
@@ -35,6 +35,17 @@ sys.path.insert(0, HERE)
 
 import torch_twin  # noqa: E402
 from fidelity_swap import load_into_twin, to_twin  # noqa: E402
+
+
+def twin_schedule(cfg, total: int):
+    """The twin's rate at each step for the config's schedule (None: one it lacks)."""
+    peak = cfg["optimizer.lr"]
+    if cfg["schedule.name"] == "onecycle":
+        return lambda step: torch_twin.onecycle(step, peak, total, cfg["schedule.pct_start"])
+    if cfg["schedule.name"] == "multistep":
+        return lambda step: torch_twin.multistep(step, peak, total, cfg["schedule.milestones"],
+                                                 cfg["schedule.gamma"])
+    return None
 
 
 def worst_gaps(paddle_state, twin_model, blocks_per_stage: int):
@@ -97,8 +108,11 @@ def main():
     model = build_model(name, **cfg.model_kwargs())
     model.train()
     schedule = build_schedule(cfg, steps_per_epoch)
-    curve_gap = max(abs(schedule.lr_at(step) - torch_twin.onecycle(
-        step, cfg["optimizer.lr"], total, cfg["schedule.pct_start"])) for step in range(total))
+    twin_rate = twin_schedule(cfg, total)
+    if twin_rate is None:
+        p.error(f"the twin implements one-cycle and multistep schedules; {args.config} has "
+                f"schedule.name {cfg['schedule.name']}")
+    curve_gap = max(abs(schedule.lr_at(step) - twin_rate(step)) for step in range(total))
     optimizer = build_optimizer(cfg, model.parameters(), schedule)
 
     twin = torch_twin.CifarResNet(blocks).to(getattr(torch, dtype))
@@ -133,7 +147,7 @@ def main():
         optimizer.clear_grad()
         schedule.step()
 
-        twin_lr = torch_twin.onecycle(step, cfg["optimizer.lr"], total, cfg["schedule.pct_start"])
+        twin_lr = twin_rate(step)
         for group in twin_optimizer.param_groups:
             group["lr"] = twin_lr
         twin_logits = torch.cat([twin(part) for part in
