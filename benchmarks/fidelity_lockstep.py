@@ -37,17 +37,6 @@ import torch_twin  # noqa: E402
 from fidelity_swap import load_into_twin, to_twin  # noqa: E402
 
 
-def twin_schedule(cfg, total: int):
-    """The twin's rate at each step for the config's schedule (None: one it lacks)."""
-    peak = cfg["optimizer.lr"]
-    if cfg["schedule.name"] == "onecycle":
-        return lambda step: torch_twin.onecycle(step, peak, total, cfg["schedule.pct_start"])
-    if cfg["schedule.name"] == "multistep":
-        return lambda step: torch_twin.multistep(step, peak, total, cfg["schedule.milestones"],
-                                                 cfg["schedule.gamma"])
-    return None
-
-
 def worst_gaps(paddle_state, twin_model, blocks_per_stage: int):
     """((gap, name) of the trained parameters, (gap, name) of BN's running statistics),
     each the worst tensor's max |paddle - twin| / max |twin|."""
@@ -108,10 +97,12 @@ def main():
     model = build_model(name, **cfg.model_kwargs())
     model.train()
     schedule = build_schedule(cfg, steps_per_epoch)
-    twin_rate = twin_schedule(cfg, total)
-    if twin_rate is None:
+    if cfg["schedule.name"] not in ("onecycle", "multistep"):
         p.error(f"the twin implements one-cycle and multistep schedules; {args.config} has "
                 f"schedule.name {cfg['schedule.name']}")
+    twin_rate = torch_twin.schedule_rate(cfg["schedule.name"], cfg["optimizer.lr"], total,
+                                         cfg["schedule.pct_start"], cfg["schedule.milestones"],
+                                         cfg["schedule.gamma"])
     curve_gap = max(abs(schedule.lr_at(step) - twin_rate(step)) for step in range(total))
     optimizer = build_optimizer(cfg, model.parameters(), schedule)
 

@@ -127,6 +127,15 @@ def multistep(step, peak, total, milestones=(0.5, 0.75), gamma=0.1):
     return peak * gamma ** sum(step >= round(m * total) for m in milestones)
 
 
+def schedule_rate(schedule, peak, total, pct_start=0.3, milestones=(0.5, 0.75), gamma=0.1):
+    """The rate at each step of a run of `total` steps, for "onecycle" or "multistep"."""
+    if schedule == "onecycle":
+        return lambda step: onecycle(step, peak, total, pct_start)
+    if schedule == "multistep":
+        return lambda step: multistep(step, peak, total, milestones, gamma)
+    raise ValueError(f"schedule must be onecycle or multistep, got {schedule!r}")
+
+
 def augment(images, rng):
     """Zero-pad 4, random crop, horizontal flip; then standardise; NCHW float32."""
     n = len(images)
@@ -218,11 +227,8 @@ def main():
     steps = len(train_x) // args.batch_size
     total, step, records, start = steps * args.epochs, 0, [], time.perf_counter()
     run_flags = {k: v for k, v in vars(args).items() if k not in RESTARTABLE}
-    if args.schedule == "onecycle":
-        rate = lambda step: onecycle(step, args.lr, total, args.pct_start)  # noqa: E731
-    else:
-        rate = lambda step: multistep(step, args.lr, total, args.milestones,  # noqa: E731
-                                      args.gamma)
+    rate = schedule_rate(args.schedule, args.lr, total, args.pct_start, args.milestones,
+                         args.gamma)
     first, spent = 0, 0.0  # epochs done and seconds spent before this process
     if args.checkpoint and os.path.isfile(args.checkpoint):
         state = torch.load(args.checkpoint, weights_only=False)

@@ -180,7 +180,7 @@ def test_every_schedule_the_schema_allows_computes_a_rate():
         IterationSchedule(peak_lr=0.1, total_steps=10, kind="step")
 
 
-def test_a_mistyped_key_is_reported_before_paddle_loads(tmp_path):
+def test_a_mistyped_key_is_reported_before_paddle_loads():
     # Importing Paddle takes seconds; a typo in a config should not wait for it. Run the
     # tool in a fresh interpreter, where Paddle can only come from its own imports.
     probe = ("import runpy, sys\n"
