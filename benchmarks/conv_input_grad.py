@@ -29,7 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
 
-import paddle_resnet  # noqa: E402,F401  (MKL's fast path on AMD)
+from paddle_resnet.runtime import prepare_process  # noqa: E402
+
+prepare_process()  # MKL's fast path on AMD, before Paddle computes
 from paddle_resnet.engine.step import train_step  # noqa: E402
 from paddle_resnet.models import build_model  # noqa: E402
 from paddle_resnet.speed.conv_grad import use_conv_for_input_grad  # noqa: E402

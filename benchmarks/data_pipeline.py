@@ -21,7 +21,9 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.vision.transforms as T  # noqa: E402
 
-import paddle_resnet  # noqa: E402,F401
+from paddle_resnet.runtime import prepare_process  # noqa: E402
+
+prepare_process()  # MKL's fast path on AMD, before Paddle computes
 from paddle_resnet.data import MEAN_STD, BatchLoader, load_split  # noqa: E402
 from paddle_resnet.data.augment import NOTEBOOK_JITTER  # noqa: E402
 

@@ -9,7 +9,8 @@ CIFAR-10, over several seeds; a table of test top-1, mean +- sd, and the differe
 
 The recipe is read from the config (default configs/resnet20_onecycle.yaml) and passed
 to both sides, with `train.epochs` replaced by `--epochs`: the schedule (one-cycle, or
-multistep at fractions of the run) is compressed into those epochs on both sides alike. The package trains as a user runs it
+multistep at fractions of the run) is compressed into those epochs on both sides alike.
+The package trains as a user runs it
 (`tools/train.py`, its default processes); the twin with PyTorch's default threads.
 """
 import argparse

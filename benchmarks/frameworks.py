@@ -117,7 +117,9 @@ def run_torch(mode, name, batch, steps, threads):
 def run_paddle(variant, mode, name, batch, steps):
     import paddle
 
-    import paddle_resnet  # noqa: F401
+    from paddle_resnet.runtime import prepare_process
+
+    prepare_process()  # MKL's fast path on AMD, as every run of the package
     from paddle_resnet.device import init_processes
     from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model
@@ -169,8 +171,7 @@ def measure(variant, mode, name, batch, steps) -> float:
                   "--models", name, "--batch", str(batch), "--steps", str(steps),
                   "--result", result]
         if variant in PER_CORE:
-            # Imported here, not at the top: importing paddle_resnet sets MKL's variable,
-            # which the PyTorch workers must not inherit.
+            # Imported here, not at the top, so that the parent stays free of the package.
             from paddle_resnet.cpu import usable_cores
             command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
                        str(usable_cores()), "--log_dir", os.path.join(work, "logs"), *worker]

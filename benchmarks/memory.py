@@ -25,7 +25,9 @@ def peak_rss_mib() -> float:
 def worker(name: str, batch: int, mode: str) -> dict:
     import paddle
 
-    import paddle_resnet  # noqa: F401
+    from paddle_resnet.runtime import prepare_process
+
+    prepare_process()  # MKL's fast path on AMD, as every run of the package
     from paddle_resnet.device import cuda_devices
     from paddle_resnet.engine.eval_engine import eval_forward
     from paddle_resnet.engine.step import train_step

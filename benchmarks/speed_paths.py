@@ -21,7 +21,9 @@ sys.path.insert(0, ROOT)
 
 import paddle  # noqa: E402
 
-import paddle_resnet  # noqa: E402,F401
+from paddle_resnet.runtime import prepare_process  # noqa: E402
+
+prepare_process()  # MKL's fast path on AMD, before Paddle computes
 from paddle_resnet.engine.step import speed_options, train_step, training_model  # noqa: E402
 from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402

@@ -104,7 +104,8 @@ def dygraph_step(name: str, batch: int):
 
 
 def worker(variant: str, name: str, batch: int, steps: int) -> float:
-    import paddle_resnet  # noqa: F401  (MKL's fast path, as every package process has)
+    from paddle_resnet.runtime import prepare_process
+    prepare_process()  # MKL's fast path on AMD, as every run of the package
     step = (dygraph_step(name, batch) if variant == "dygraph"
             else static_step(name, batch, bf16=variant.endswith("bf16")))
     for index in range(WARMUP + steps):

@@ -13,7 +13,8 @@ eps 1e-5; the standard augmentation (zero-pad 4, random 32x32 crop, horizontal f
 with p = 0.5) then standardisation with the package's CIFAR-10 mean and std; SGD with a
 constant momentum (no momentum cycling), coupled L2 weight decay, optional Nesterov; the
 learning rate set every iteration from the same one-cycle formula as
-`paddle_resnet/optim.py`, or its multistep decays (torch's OneCycleLR would also cycle momentum unless
+`paddle_resnet/optim.py`, or its multistep decays (torch's OneCycleLR would also cycle
+momentum unless
 `cycle_momentum=False`, and ends at peak/25e4 rather than 0); label smoothing through
 `F.cross_entropy`; the ragged last batch dropped. With `--bn-split N` each batch is
 normalised in N equal parts, as N data-parallel processes without SyncBN normalise it
@@ -46,7 +47,7 @@ DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110
 
 def load_cifar10(path):
     """(train images, train labels, test images, test labels), uint8 NHWC and int64."""
-    train_x, train_y = [], []
+    train_batches = []
     with tarfile.open(path) as tar:
         for member in tar.getmembers():
             name = member.name.rsplit("/", 1)[-1]
@@ -59,10 +60,10 @@ def load_cifar10(path):
             if name == "test_batch":
                 test = (images, labels)
             else:
-                train_x.append((name, images, labels))
-    train_x.sort(key=lambda item: item[0])
-    return (np.concatenate([x for _, x, _ in train_x]),
-            np.concatenate([y for _, _, y in train_x]), *test)
+                train_batches.append((name, images, labels))
+    train_batches.sort(key=lambda item: item[0])
+    return (np.concatenate([x for _, x, _ in train_batches]),
+            np.concatenate([y for _, _, y in train_batches]), *test)
 
 
 class ShortcutA(nn.Module):

@@ -17,7 +17,9 @@ sys.path.insert(0, ROOT)
 
 import paddle  # noqa: E402
 
-import paddle_resnet  # noqa: E402,F401
+from paddle_resnet.runtime import prepare_process  # noqa: E402
+
+prepare_process()  # MKL's fast path on AMD, before Paddle computes
 from paddle_resnet.config import load_config  # noqa: E402
 from paddle_resnet.optim import build_optimizer, build_schedule  # noqa: E402
 from paddle_resnet.engine.runlog import read_metrics  # noqa: E402

@@ -1,26 +1,35 @@
-"""paddle_resnet: residual networks on CIFAR, reproduced with PaddlePaddle."""
-import os
-import warnings
+"""paddle_resnet: residual networks on CIFAR, reproduced with PaddlePaddle.
 
-# Paddle's C++ log (glog) writes a "W..." line to stderr when a model is traced for
-# Paddle Inference (eval.engine), about an argument Paddle itself passes; errors still
-# show. Read once when Paddle loads, so it only takes effect when set before that.
-os.environ.setdefault("GLOG_minloglevel", "2")
+    import paddle_resnet as pr
+    model = pr.create_model("resnet20", pretrained=True)
+    result = pr.predict(model, ["cat.png"])          # classes and probabilities
 
-# Paddle >= 3.0 warns when paddle.utils.cpp_extension is imported without ccache; the
-# package compiles its operators once into a cache (speed/onednn_build.py), where ccache
-# would save nothing, and the warning would open every run. Set before the import below.
-warnings.filterwarnings("ignore", message="No ccache found")
-
-# MKL's fast kernels on AMD CPUs: must be set before Paddle's first computation, so it is
-# done here, at the package's import (paddle_resnet/speed/mkl.py says why and how to opt
-# out).
-from .speed import mkl  # noqa: E402,F401
-# Paddle's BatchNorm repeats this notice for every model in train mode; it describes the
-# behaviour every CIFAR recipe expects.
-warnings.filterwarnings("ignore", message="When training, we now always track global mean")
-# Tracing a model for Paddle Inference (eval.engine) asks each tensor for its place,
-# which static-graph values do not have; the program is unaffected.
-warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface")
+Importing the package loads nothing of Paddle and changes nothing in the process (no
+environment variables, no warning filters): the names below load on first use, and what a
+run needs is set where it starts (`paddle_resnet/runtime.py`).
+"""
+import importlib
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it, imported on first access (PEP 562), so that the
+# command-line tools can report a mistyped config key before Paddle's 3 s import.
+_PUBLIC = {
+    "create_model": "api", "list_models": "api", "list_pretrained": "api",
+    "load_config": "api", "train": "api", "evaluate": "api", "predict": "api",
+    "Prediction": "api",
+    "CIFAR10_CLASSES": "data.cifar", "MEAN_STD": "data.cifar",
+}
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

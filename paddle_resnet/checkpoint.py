@@ -14,6 +14,7 @@ from .config import load_config
 from .device import use_device
 from .errors import CheckpointError
 from .models import build_model
+from .safe_unpickle import ForbiddenGlobal, check_data_only
 
 FORMAT_VERSION = 1
 SUFFIX = ".pdckpt"
@@ -87,7 +88,14 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     check_checkpoint_path(path)
     try:
         with open(path, "rb") as f:
-            state = paddle.load(io.BytesIO(f.read()), return_numpy=False)
+            data = f.read()
+        check_data_only(data)
+        state = paddle.load(io.BytesIO(data), return_numpy=False)
+    except ForbiddenGlobal as e:
+        raise CheckpointError(f"{path} is not a paddle_resnet checkpoint: it names "
+                              f"{e.qualified_name}, which no checkpoint holds, and loading it "
+                              "could run code; nothing from it was run. Use a checkpoint "
+                              "written by tools/train.py or tools/release.py") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
             zipfile.BadZipFile, OSError, AttributeError, ImportError, IndexError) as e:
         raise CheckpointError(f"{path} is not a readable paddle_resnet checkpoint (truncated "
@@ -173,8 +181,28 @@ def load_trained_model(weights: str, config_path: Optional[str] = None, override
     """(model in eval mode on the config's device, config, checkpoint progress, device)."""
     state = load_checkpoint(weights)
     cfg = load_config(config_path, overrides, base=None if config_path else state.get("config"))
+    check_same_model(weights, state, cfg)
     place = use_device(cfg["device"])
+    return model_from_state(state, cfg, weights), cfg, state.get("progress", {}), place
+
+
+def model_from_state(state: Dict[str, Any], cfg, path: str) -> paddle.nn.Layer:
+    """The model `cfg` describes with the checkpoint's weights, in eval mode."""
     model = build_model(cfg["model.name"], **cfg.model_kwargs())
-    load_model_state(model, state["model"], weights)
+    load_model_state(model, state["model"], path)
     model.eval()
-    return model, cfg, state.get("progress", {}), place
+    return model
+
+
+def check_same_model(weights: str, state: Dict[str, Any], cfg) -> None:
+    """Weights of one architecture can fit another of the same shapes (resnet20 and
+    plain20 differ only in their shortcuts), so a checkpoint's model section is its
+    identity: an override or config that changes it is a mistake, not a new model."""
+    saved = (state.get("config") or {}).get("model") or {}
+    for key, value in saved.items():
+        asked = cfg.get(f"model.{key}", value)
+        if asked != value:
+            raise CheckpointError(f"{weights} holds a model with model.{key}={value}, but the "
+                                  f"config asks for model.{key}={asked}; drop that override "
+                                  "(a checkpoint knows its model) or pass a checkpoint "
+                                  f"trained with model.{key}={asked}")

@@ -8,6 +8,7 @@ from typing import Callable, List, Optional
 from .errors import ConfigError, ModelArgumentError, UserError
 from .launch import (default_processes, die_with_launcher, parse_nproc, run_launcher,
                      under_launcher, under_parent)
+from .runtime import prepare_process
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,6 +32,7 @@ def run(main: Callable[[argparse.Namespace], Optional[int]], p: argparse.Argumen
         argv: Optional[List[str]] = None) -> int:
     """Parse, run, and turn user errors into one line on stderr with a non-zero exit."""
     args = p.parse_args(argv)
+    prepare_process()  # before the commands import Paddle
     try:
         return main(args) or 0
     except UserError as e:
@@ -210,7 +212,7 @@ def predict_main(argv=None) -> int:
                    help="override a key of the checkpoint's config, e.g. -o device=cpu")
 
     def main(args):
-        from .predict import predict
+        from .prediction import predict
         if args.topk < 1:
             raise ConfigError(f"--topk {args.topk} must be at least 1")
         return predict(args.paths, args.weights, args.model, args.topk, args.json,
@@ -235,20 +237,26 @@ def compare_main(argv=None) -> int:
 
 
 def export_main(argv=None) -> int:
-    p = parser("Export a checkpoint for Paddle Inference (paddle.jit.save).")
-    p.add_argument("-c", "--config", default=None,
-                   help="yaml config (default: the one stored in the checkpoint)")
+    p = parser("Export a checkpoint for Paddle Inference (paddle.jit.save) and, with "
+               "--format onnx, for ONNX runtimes.")
     p.add_argument("-w", "--weights", required=True, metavar="CHECKPOINT",
                    help="a .pdckpt written by tools/train.py")
-    p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="directory for model.json, model.pdiparams and export.json")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for model.json, model.pdiparams, export.json "
+                        "(and model.onnx)")
+    add_config_args(p, required=False)
+    p.add_argument("--format", choices=("paddle", "onnx"), default="paddle",
+                   help="onnx: also model.onnx, through paddle2onnx (the [onnx] extra)")
     p.add_argument("--softmax", action="store_true",
                    help="end the exported model with a softmax (probabilities, not logits)")
 
     def main(args):
         from .export import export_model
-        meta = export_model(args.weights, args.output, args.config, args.softmax)
+        meta = export_model(args.weights, args.out, args.config, args.softmax, args.override,
+                            args.format)
+        files = ["model.json", "model.pdiparams", "export.json"] + (
+            [meta["onnx"]] if "onnx" in meta else [])
         print(f"exported {meta['model']} (epoch {meta['epoch']}, {meta['output']}) to "
-              f"{args.output}: model.json, model.pdiparams, export.json")
+              f"{args.out}: {', '.join(files)}")
 
     return run(main, p, argv)

@@ -4,8 +4,10 @@ card is written beside it: how it was made (command, commit, data, hardware, sof
 wall time, the curve) and what it scores. Every number on the card is read from the run
 or measured by this command."""
 import datetime
+import bz2
 import gzip
 import hashlib
+import lzma
 import os
 import re
 from typing import Dict, List, Optional, Sequence
@@ -67,30 +69,53 @@ def release(run_dir: str, out: str, which: str = "latest", overrides: Sequence[s
     records = read_metrics(run_dir)
     state = ckpt.load_checkpoint(source)
     _finished(run_dir, state, records)
+    # The card's number is on the whole test set, whatever subset the run evaluated on.
+    overrides = ("data.test_samples=null", *overrides)
     cfg = load_config(base=state["config"], overrides=overrides)
     resolve_archive(cfg["data.dataset"], cfg["data.data_file"])  # before anything is written
     os.makedirs(folder, exist_ok=True)
-    ckpt.save_checkpoint(out, {key: state[key] for key in SHIPPED_KEYS})
-    report = evaluate_checkpoint(None, overrides, out, "test", folder)
-    summary = summarize_run(run_dir, records)
-    summary["run"] = stem
-    curve = plot_errors([summary], folder, name=f"{stem}_curve.png")
     card = os.path.join(folder, f"{stem}.md")
+    ckpt.save_checkpoint(out, {key: state[key] for key in SHIPPED_KEYS})
+    try:
+        report = evaluate_checkpoint(None, overrides, out, "test", folder)
+        summary = summarize_run(run_dir, records)
+        summary["run"] = stem
+        curve = plot_errors([summary], folder, name=f"{stem}_curve.png")
+        text = model_card(run_dir, out, which, cfg, state, records, report,
+                          os.path.basename(curve), commit, command)
+    except BaseException:
+        os.remove(out)  # a checkpoint without its card is not a release; re-running works
+        raise
     with open(card, "w", encoding="utf-8") as f:
-        f.write(model_card(run_dir, out, which, cfg, state, records, report,
-                           os.path.basename(curve), commit, command))
+        f.write(text)
     print(f"wrote {out}, {card} and {curve}")
     return card
 
 
+# Every compression tarfile (and so paddle.vision.datasets) reads, by its magic bytes, with
+# the command that shows the same decompressed bytes.
+DECOMPRESSORS = ((b"\x1f\x8b", gzip.open, "gzip -dc"), (b"\xfd7zXZ\x00", lzma.open, "xz -dc"),
+                 (b"BZh", bz2.open, "bzip2 -dc"))
+
+
+def _decompressed_sha256(archive: str):
+    """(sha256 of the tar inside `archive`, the shell command that reproduces it)."""
+    with open(archive, "rb") as f:
+        magic = f.read(6)
+    for prefix, opener, command in DECOMPRESSORS:
+        if magic.startswith(prefix):
+            return sha256_of(archive, opener), f"{command} ARCHIVE | sha256sum"
+    return sha256_of(archive), "sha256sum ARCHIVE"
+
+
 def _data_row(cfg) -> str:
     archive = cfg["data.data_file"] or default_archive(cfg["data.dataset"])
-    content = sha256_of(archive, gzip.open)
+    content, command = _decompressed_sha256(archive)
     official = ARCHIVE_NAMES[cfg["data.dataset"]]
     name = os.path.basename(archive)
+    # Compressors may stamp a build time into the archive, so its contents identify it.
     return (f"`{name}`" + ("" if name == official else f" (the layout of {official})")
-            + f"; sha256 of its decompressed tar `{content}` (gzip stamps a build time into "
-            "the archive itself, so compare `gzip -dc ARCHIVE | sha256sum`)")
+            + f"; sha256 of its tar `{content}` (`{command}`)")
 
 
 def model_card(run_dir: str, out: str, which: str, cfg, state: Dict, records: List[Dict],

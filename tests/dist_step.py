@@ -8,7 +8,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import paddle_resnet  # noqa: E402,F401  (first: it quiets Paddle's import warnings)
+from paddle_resnet.runtime import prepare_process  # noqa: E402
+
+prepare_process()  # first: as a run, before Paddle loads
 import paddle  # noqa: E402
 
 from paddle_resnet.config import load_config  # noqa: E402

@@ -12,7 +12,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 if len(sys.argv) > 2 and sys.argv[2] == "paddle-first":
     import paddle  # noqa: F401
-import paddle_resnet  # noqa: E402,F401
+from paddle_resnet.runtime import prepare_process  # noqa: E402
+
+prepare_process()
 import paddle  # noqa: E402
 
 from paddle_resnet.engine.step import train_step  # noqa: E402

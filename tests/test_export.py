@@ -52,7 +52,7 @@ def test_exported_model_predicts_like_dygraph(checkpoint, tiny_cifar10, tmp_path
 def test_export_and_predict_tools(checkpoint, tmp_path):
     from PIL import Image
     out = tmp_path / "exported"
-    exported = run_tool("export", "-w", checkpoint, "-o", str(out))
+    exported = run_tool("export", "-w", checkpoint, "--out", str(out))
     assert exported.returncode == 0, exported.stderr
     assert {"model.json", "model.pdiparams", "export.json"} <= {p.name for p in out.iterdir()}
     image = tmp_path / "x.png"
@@ -69,3 +69,54 @@ def test_export_and_predict_tools(checkpoint, tmp_path):
 def test_not_an_exported_model(tmp_path):
     with pytest.raises(UserError, match="is not an exported model"):
         InferenceModel(str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_onnx_export_predicts_like_paddle_on_real_test_images(real_cifar10, tmp_path):
+    import onnxruntime
+    from conftest import ROOT
+    import os
+    shipped = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
+    out = tmp_path / "onnx"
+    done = run_tool("export", "-w", shipped, "--out", str(out), "--format", "onnx")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("model.json, model.pdiparams, export.json, model.onnx")
+    assert json.loads((out / "export.json").read_text())["onnx"] == "model.onnx"
+    images = load_split("cifar10", "test", real_cifar10).images[:1000]
+    batch = normalize(images, *MEAN_STD["cifar10"])
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    (name,) = [i.name for i in session.get_inputs()]
+    got = np.concatenate([session.run(None, {name: batch[i:i + 250]})[0]
+                          for i in range(0, 1000, 250)])
+    expected = dygraph_logits(shipped, batch)
+    # float32 kernels summing in another order: measured ~1e-6 on logits of ~10
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert (got.argmax(1) == expected.argmax(1)).all()
+
+
+def test_onnx_without_paddle2onnx_is_one_line_before_anything_is_written(monkeypatch,
+                                                                          tmp_path):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_paddle2onnx(name, *args, **kwargs):
+        if name == "paddle2onnx":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_paddle2onnx)
+    with pytest.raises(UserError, match=r"--format onnx needs paddle2onnx: pip install"):
+        export_model("unused.pdckpt", str(tmp_path / "out"), fmt="onnx")
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_takes_overrides_not_an_output_folder_after_o(tmp_path):
+    from conftest import ROOT
+    import os
+    shipped = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
+    done = run_tool("export", "-w", shipped, "--out", str(tmp_path / "o"),
+                    "-o", "device=cpu", "-o", "exported/resnet20")
+    assert done.returncode == 2
+    assert "exported/resnet20" in done.stderr and not (tmp_path / "o").exists()

@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import io
 import json
+import lzma
 import os
 import re
 import shlex
@@ -57,6 +58,27 @@ def test_a_finished_run_ships_with_a_card_whose_numbers_are_measured(finished_ru
         not os.path.isdir(os.path.join(os.path.dirname(__file__), "..", ".git"))
     assert "| 2 | " in card and (tmp_path / "shipped" / "tiny_curve.png").stat().st_size > 0
     assert "weights | the last epoch's: epoch 2 of 2" in card
+
+
+def test_a_run_on_an_xz_archive_ships_with_its_whole_test_set_and_the_tars_hash(
+        finished_run, tiny_cifar10, tmp_path):
+    # The data of record is a .tar.xz; the run itself evaluated a 50-image subset.
+    with gzip.open(tiny_cifar10, "rb") as f:
+        tar_bytes = f.read()
+    archive = tmp_path / "cifar10.tar.xz"
+    archive.write_bytes(lzma.compress(tar_bytes))
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    state = ckpt.load_checkpoint(str(run_dir / "latest.pdckpt"))
+    state["config"]["data"]["test_samples"] = 50
+    ckpt.save_checkpoint(str(run_dir / "latest.pdckpt"), state)
+    out = tmp_path / "shipped" / "xz.pdckpt"
+    made = run_tool("release", str(run_dir), "--out", str(out), "-o", f"data.data_file={archive}")
+    assert made.returncode == 0, made.stderr
+    report = json.loads((tmp_path / "shipped" / "eval_xz_test.json").read_text())
+    assert report["samples"] == 100  # all of the tiny archive's test images
+    card = (tmp_path / "shipped" / "xz.md").read_text()
+    assert f"sha256 of its tar `{hashlib.sha256(tar_bytes).hexdigest()}` (`xz -dc" in card
 
 
 def test_an_unfinished_run_or_an_existing_file_is_refused_and_nothing_written(

@@ -193,4 +193,5 @@ def test_records_give_the_rate_each_step_used_across_a_decay(tiny_cifar10, tmp_p
                         "schedule.milestones=[0.5]", "schedule.gamma=0.1")).fit()
     records = read_metrics(str(out))
     assert [round(r["lr"], 6) for r in records if r["kind"] == "epoch"] == [0.1, 0.01]
-    assert [round(r["lr"], 6) for r in records if r["kind"] == "train_iter"] == [0.1] * 3 + [0.01] * 3
+    assert [round(r["lr"], 6) for r in records
+            if r["kind"] == "train_iter"] == [0.1] * 3 + [0.01] * 3

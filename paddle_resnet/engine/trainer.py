@@ -18,6 +18,7 @@ from ..config import Config
 from ..console import Console
 from ..device import all_reduce, average_running_statistics, init_processes
 from ..launch import under_parent
+from ..runtime import prepare_process
 from .build import build_training
 from .eval_engine import evaluate_epoch
 from .meters import (STATUS_SECONDS, RunClock, Ticker, TrainMeter, epoch_line, epoch_record,
@@ -36,6 +37,7 @@ from .visual import StepInspection, VisualDLLog, gradient_warnings
 class Trainer:
     def __init__(self, cfg: Config, resume: Optional[str] = None, overwrite: bool = False,
                  stream: TextIO = None):
+        prepare_process()  # a run started from Python, not through tools/train.py
         self.cfg = cfg
         self.output_dir = cfg["output_dir"]
         self.resume_path = resume

@@ -5,7 +5,7 @@ exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; P
 elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
 fast kernels want; NCHW otherwise), the faster input gradient of narrow convolutions on
 Paddle's kernels (`conv_grad.py`), the CPU threads, and MKL's fast path on AMD CPUs
-(`mkl.py`, set at import). `apply_speed(model, plan)` then applies it to a model built in
+(`mkl.py`, set where a run starts). `apply_speed(model, plan)` then applies it to a model built in
 `plan.data_format`.
 
 The contract every path keeps:
@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Optional
 
 from ..cpu import BF16_EXTENSIONS, usable_cores, vector_extension
 from ..errors import ConfigError
-from .mkl import MKL_FAST_PATH
+from .mkl import ensure_mkl_fast_path
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class SpeedPlan:
         line = f"convolution: {conv}; layout {self.data_format}"
         if self.threads:
             line += (f"; {self.threads} thread{'s' if self.threads > 1 else ''} per process;"
-                     f" MKL fast path {MKL_FAST_PATH}")
+                     f" MKL fast path {ensure_mkl_fast_path()}")
         return line
 
 

@@ -7,7 +7,8 @@ AVX2 and AVX-512. `MKL_DEBUG_CPU_TYPE=5` makes it use its AVX2 kernels. This MKL
 variable at its first call, not when the library loads (measured with Paddle 3.3.1:
 setting it after `import paddle` but before the first training step gives the fast path,
 setting it after that step does not), so importing `paddle_resnet` anywhere before the
-first Paddle computation is enough, and child processes inherit it. On this project's AMD
+first Paddle computation is enough (`runtime.prepare_process` does it where a run starts;
+importing the package changes nothing), and child processes inherit it. On this project's AMD
 EPYC it made ResNet-20's training step 1.7x as fast, with results equal within float32
 rounding (docs/performance.md, tests/test_cpu.py).
 
@@ -39,4 +40,13 @@ def enable_mkl_fast_path(environ=os.environ, vendor: Optional[str] = None) -> st
     return "on"
 
 
-MKL_FAST_PATH = enable_mkl_fast_path()
+_state: Optional[str] = None
+
+
+def ensure_mkl_fast_path() -> str:
+    """Switches the fast path on once per process and returns its state (the run's
+    header reads it); later calls change nothing."""
+    global _state
+    if _state is None:
+        _state = enable_mkl_fast_path()
+    return _state
