@@ -56,7 +56,21 @@ def init_processes() -> Processes:
                     printed.getvalue())
     if notice:
         sys.stderr.write(notice)
+    _remove_environment_backup()
     return Processes(dist.get_rank(), dist.get_world_size())
+
+
+def _remove_environment_backup() -> None:
+    """The launcher writes this process's whole environment (tokens included) to
+    `backup_env.<rank>.json` in the run's folder, for Paddle to read once, in
+    init_parallel_env, and keep in memory (paddle/distributed/backup_env.py); then it is
+    only a copy of secrets in a folder users share."""
+    path = os.environ.get("PADDLE_BACKUP_ENV_PATH")
+    if path and os.path.basename(path).startswith("backup_env."):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def cuda_devices() -> int:

@@ -14,6 +14,7 @@ process would, with rank 0's live status line (console.py). The run is one unit:
 - a worker that fails makes the launcher stop the others; its one-line error, or else
   which worker died and where its log is, is printed once on stderr.
 """
+import glob
 import os
 import re
 import signal
@@ -32,6 +33,12 @@ LOG_DIR = "launch_logs"
 STATUS_FILE = "status"
 ERROR_PREFIX = "error: "
 POLL_SECONDS = 0.2
+# Paddle's launcher copies the whole environment, tokens included, into its log folder
+# (per worker, and the job's own log); run folders get shared, so the copies are deleted
+# as soon as nobody needs them: the workers delete their backup_env once Paddle has read
+# it (device.init_processes), the rest goes here, while the run lives and at its end.
+UNREAD_ENVIRONMENT_COPIES = ("envlog.*", "default.*.log")
+ENVIRONMENT_COPIES = UNREAD_ENVIRONMENT_COPIES + ("backup_env.*.json",)
 # What Paddle's launcher logs when a worker fails (paddle/distributed/launch/job).
 _FAILED_WORKER = re.compile(r"Container rank (\d+) status failed .* code (-?\d+) log (\S+)")
 
@@ -159,6 +166,25 @@ def _lost_a_peer(log: str) -> bool:
     return any(marker in text for marker in _LOST_PEER)
 
 
+# The last line of a Python traceback: the exception's type and message.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b.*$")
+
+
+def python_exception(log: str) -> Optional[str]:
+    """`Type: message` of the last traceback in a worker's log, if it ended on one."""
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    start = text.rfind("Traceback (most recent call last):")
+    if start < 0:
+        return None
+    found = [line for line in text[start:].splitlines()[1:]
+             if line and not line[0].isspace() and _EXCEPTION_LINE.match(line)]
+    return found[-1].strip() if found else None
+
+
 def failed_worker(launcher_log: str, start: int, nproc: int) -> Optional[str]:
     """The line for a worker that died without a message (e.g. killed for memory), from
     what Paddle's launcher logged about it since offset `start`. The launcher names the
@@ -186,6 +212,11 @@ def failed_worker(launcher_log: str, start: int, nproc: int) -> Optional[str]:
         how = f"was killed by {signal.Signals(-code).name}" + (
             " (the kernel does this when memory runs out)" if -code == signal.SIGKILL else "")
     else:
+        exception = python_exception(log)
+        if exception:
+            return (f"error: training process {rank} of {nproc} stopped on {exception}; its "
+                    f"log is {log}; the launcher stopped the others; the last checkpoint "
+                    "resumes with --resume")
         how = f"exited with status {code}"
     return (f"error: training process {rank} of {nproc} {how} without a message; its log "
             f"is {log}; the launcher stopped the others; the last checkpoint resumes with "
@@ -217,6 +248,15 @@ def kill_now(launcher: subprocess.Popen) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def remove_environment_copies(log_dir: str, patterns=ENVIRONMENT_COPIES) -> None:
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(glob.escape(log_dir), pattern)):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
@@ -273,10 +313,12 @@ def run_launcher(nproc: int, script: str, args: List[str], output_dir: str,
             while launcher.poll() is None:
                 followers[0].poll()
                 status.poll()
+                remove_environment_copies(log_dir, UNREAD_ENVIRONMENT_COPIES)
                 time.sleep(POLL_SECONDS)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            remove_environment_copies(log_dir)
         followers[0].poll(final=True)
         console.end_status()
     if launcher.returncode != 0 and not received:

@@ -81,3 +81,18 @@ def test_a_worker_that_aborted_for_a_vanished_peer_is_not_the_one_named(tmp_path
         f"memory), and process 0 lost its connection to it; its log is "
         f"{tmp_path / 'workerlog.1'}; the launcher stopped the others; the last checkpoint "
         "resumes with --resume")
+
+
+def test_a_worker_that_died_on_a_python_exception_is_named_with_it(tmp_path):
+    worker_log = tmp_path / "workerlog.0"
+    worker_log.write_text(
+        "epoch 1/2  iter 1/6\nTraceback (most recent call last):\n"
+        '  File "tools/train.py", line 9, in <module>\n    main()\n'
+        "FileNotFoundError: [Errno 2] No such file or directory: 'x.json'\n")
+    log = tmp_path / "launcher.log"
+    log.write_text(LAUNCHER_FAILURE.replace("rank 1", "rank 0").replace("code -9", "code 1")
+                   .replace("/runs/r/launch_logs/workerlog.1", str(worker_log)))
+    assert launch.failed_worker(str(log), 0, 2) == (
+        "error: training process 0 of 2 stopped on FileNotFoundError: [Errno 2] No such file "
+        f"or directory: 'x.json'; its log is {worker_log}; the launcher stopped the others; "
+        "the last checkpoint resumes with --resume")
