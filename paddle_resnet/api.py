@@ -20,12 +20,11 @@ from .errors import CheckpointError, UserError
 from .models import build_model
 from .models import list_models as _registered_models
 from .prediction import read_image, softmax
+from .paths import PRETRAINED_DIR
 from .runtime import prepare_process
 
 # The weights that come with the repository (pretrained/README.md says how each was made
 # and which to pick), by model name.
-PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "pretrained")
 SHIPPED_WEIGHTS = {"resnet20": "resnet20_cifar10.pdckpt"}
 
 Images = Union[np.ndarray, Sequence[Union[str, os.PathLike]]]

@@ -8,6 +8,7 @@ from typing import Callable, List, Optional
 from .errors import ConfigError, ModelArgumentError, UserError
 from .launch import (default_processes, die_with_launcher, parse_nproc, run_launcher,
                      under_launcher, under_parent)
+from .paths import in_pretrained_dir
 from .runtime import prepare_process
 
 
@@ -136,6 +137,15 @@ def train_main(argv=None) -> int:
     return run(main, p, argv)
 
 
+# A tool's default output never lands among the shipped checkpoints and their cards.
+SHIPPED_EVAL_DIR = os.path.join("output", "eval")
+
+
+def default_eval_dir(weights: str) -> str:
+    return (SHIPPED_EVAL_DIR if in_pretrained_dir(weights)
+            else os.path.dirname(os.path.abspath(weights)))
+
+
 def eval_main(argv=None) -> int:
     p = parser("Evaluate a checkpoint: loss, top-1, top-5, per-class accuracy, confusion.")
     add_config_args(p, required=False)
@@ -144,12 +154,13 @@ def eval_main(argv=None) -> int:
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--out", default=None,
                    help="where to write eval_<checkpoint>_<split>.json and its confusion plot "
-                        "(default: beside the checkpoint)")
+                        f"(default: beside the checkpoint; {SHIPPED_EVAL_DIR} for the "
+                        "checkpoints shipped in pretrained/)")
 
     def main(args):
         from .engine.evaluate_checkpoint import evaluate_checkpoint
         evaluate_checkpoint(args.config, args.override, args.weights, args.split,
-                            args.out or os.path.dirname(os.path.abspath(args.weights)))
+                            args.out or default_eval_dir(args.weights))
 
     return run(main, p, argv)
 

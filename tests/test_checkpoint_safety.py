@@ -76,3 +76,40 @@ def test_eval_refuses_weights_of_another_model_and_writes_nothing(tiny_cifar10, 
         "model.name=plain20; drop that override (a checkpoint knows its model) or pass a "
         "checkpoint trained with model.name=plain20")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("tool", ["eval", "predict", "export", "train --resume", "release"])
+def test_every_tool_that_reads_a_checkpoint_refuses_a_crafted_one(tool, tiny_cifar10, tmp_path):
+    marker = tmp_path / "ran"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = evil_checkpoint(run_dir / "latest.pdckpt", marker)
+    (run_dir / "metrics.jsonl").write_text("")
+    data = f"data.data_file={tiny_cifar10}"
+    args = {"eval": ["eval", "-w", path, "-o", data, "--out", str(tmp_path / "out")],
+            "predict": ["predict", "-w", path, os.path.join(ROOT, "pretrained", "samples")],
+            "export": ["export", "-w", path, "--out", str(tmp_path / "out")],
+            "train --resume": ["train", "-c", "configs/quickstart.yaml", "-o", data, "-o",
+                               f"output_dir={run_dir}", "--resume", path, "--nproc", "1"],
+            "release": ["release", str(run_dir), "--out", str(tmp_path / "out" / "x.pdckpt")],
+            }[tool]
+    done = run_tool(*args)
+    assert done.returncode != 0
+    assert "names posix.system, which no checkpoint holds" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not marker.exists()
+
+
+def test_create_model_refuses_a_crafted_checkpoint(tmp_path):
+    import paddle_resnet as pr
+    marker = tmp_path / "ran"
+    with pytest.raises(CheckpointError, match="names posix.system"):
+        pr.create_model("resnet20", pretrained=evil_checkpoint(tmp_path / "e.pdckpt", marker))
+    assert not marker.exists()
+
+
+def test_eval_of_a_shipped_checkpoint_writes_nothing_into_pretrained(tiny_cifar10, tmp_path):
+    before = sorted(os.listdir(os.path.join(ROOT, "pretrained")))
+    done = run_tool("eval", "-w", SHIPPED, "-o", f"data.data_file={tiny_cifar10}")
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(os.path.join(ROOT, "pretrained"))) == before
+    assert "output/eval/eval_resnet20_cifar10_test.json" in done.stdout

@@ -83,17 +83,21 @@ def test_onnx_export_predicts_like_paddle_on_real_test_images(real_cifar10, tmp_
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("model.json, model.pdiparams, export.json, model.onnx")
     assert json.loads((out / "export.json").read_text())["onnx"] == "model.onnx"
-    images = load_split("cifar10", "test", real_cifar10).images[:1000]
-    batch = normalize(images, *MEAN_STD["cifar10"])
+    test = load_split("cifar10", "test", real_cifar10)
+    batch = normalize(test.images, *MEAN_STD["cifar10"])
     session = onnxruntime.InferenceSession(str(out / "model.onnx"),
                                            providers=["CPUExecutionProvider"])
     (name,) = [i.name for i in session.get_inputs()]
-    got = np.concatenate([session.run(None, {name: batch[i:i + 250]})[0]
-                          for i in range(0, 1000, 250)])
-    expected = dygraph_logits(shipped, batch)
+    got = np.concatenate([session.run(None, {name: batch[i:i + 500]})[0]
+                          for i in range(0, len(batch), 500)])
     # float32 kernels summing in another order: measured ~1e-6 on logits of ~10
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-    assert (got.argmax(1) == expected.argmax(1)).all()
+    np.testing.assert_allclose(got[:1000], dygraph_logits(shipped, batch[:1000]),
+                               rtol=1e-4, atol=1e-4)
+    # On all 10,000 official test images, the same top-1 as Paddle Inference, image by image.
+    inference = InferenceModel(str(out))
+    served = np.concatenate([inference(batch[i:i + 500]) for i in range(0, len(batch), 500)])
+    assert (got.argmax(1) == served.argmax(1)).all()
+    assert len(got) == 10_000 and (got.argmax(1) == test.labels).mean() > 0.85
 
 
 def test_onnx_without_paddle2onnx_is_one_line_before_anything_is_written(monkeypatch,

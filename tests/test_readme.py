@@ -1,6 +1,8 @@
 import os
 import re
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -15,3 +17,39 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert len(commands) == 2
     assert commands[1] in read(".ci/run").splitlines()
     assert "configs/quickstart.yaml" in commands[0]
+
+
+# A results row: | model | paper | **ours** | ... | [`file.pdckpt`](pretrained/card.md) |
+RESULT_ROW = re.compile(r"^\| (?P<model>[^|]+) \| (?P<paper>[\d.]+)% \| \*\*(?P<ours>[\d.]+)%\*\* "
+                        r"\|.*\[`(?P<file>[\w.]+\.pdckpt)`\]\((?P<card>[\w/.]+\.md)\) \|$",
+                        re.MULTILINE)
+# A model card's measured line (release.py writes it).
+CARD_TOP1 = re.compile(r"^\| test top-1 / top-5 / loss, (?:all )?10,000 test images \| "
+                       r"\*\*([\d.]+)%\*\*", re.MULTILINE)
+
+
+def result_rows(path):
+    return list(RESULT_ROW.finditer(read(path)))
+
+
+def test_the_readme_is_a_front_page():
+    assert len(read("README.md").splitlines()) <= 150
+
+
+@pytest.mark.parametrize("page, prefix", [("README.md", ""), ("docs/results.md", "docs/")])
+def test_every_result_with_a_checkpoint_is_its_model_cards_number(page, prefix):
+    rows = result_rows(page)
+    shipped = sorted(f for f in os.listdir(os.path.join(ROOT, "pretrained"))
+                     if f.endswith(".pdckpt"))
+    assert sorted({row["file"] for row in rows}) == shipped
+    for row in rows:
+        card = os.path.normpath(os.path.join(os.path.dirname(page), row["card"]))
+        assert os.path.basename(card) == row["file"].replace(".pdckpt", ".md")
+        assert CARD_TOP1.search(read(card)).group(1) == row["ours"], (page, row["file"])
+
+
+def test_the_python_example_names_only_what_the_package_exports():
+    import paddle_resnet
+    example = re.search(r"```python\n(.*?)```", read("README.md"), re.S).group(1)
+    used = set(re.findall(r"\bpr\.(\w+)", example))
+    assert used and used <= set(paddle_resnet.__all__), used - set(paddle_resnet.__all__)
