@@ -21,7 +21,9 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
   the default before this package set any speed path;
 - `torch`: benchmarks/torch_twin.py, the same model, data, augmentation and optimizer in
   PyTorch with its default threads (every core);
-- `torch channels_last`: the same in `torch.channels_last`.
+- `torch channels_last`: the same in `torch.channels_last`;
+- `torch channels_last bf16`: that, with forward and loss under
+  `torch.autocast("cpu", torch.bfloat16)`: PyTorch's fastest CPU training setting.
 """
 import argparse
 import json
@@ -35,14 +37,16 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet conv=paddle",
             "paddle_resnet --nproc 1",
-            "paddle_resnet before", "torch", "torch channels_last"]
+            "paddle_resnet before", "torch", "torch channels_last", "torch channels_last bf16"]
 SINGLE_PROCESS = ("paddle_resnet --nproc 1", "paddle_resnet before")
 
 
-def command(variant: str, data_file: str, images: int, test_images: int, out: str):
+def command(variant: str, data_file: str, images: int, test_images: int, out: str,
+            torch_python: str = sys.executable):
     if variant.startswith("torch"):
-        layout = ["--channels-last"] if variant == "torch channels_last" else []
-        return [sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
+        layout = (["--channels-last"] if variant.startswith("torch channels_last") else []) + (
+            ["--bf16-autocast"] if variant.endswith("bf16") else [])
+        return [torch_python, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
                 "--data-file", data_file, "--epochs", "1", "--train-samples", str(images),
                 "--test-samples", str(test_images), *layout], {}
     args = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
@@ -61,9 +65,10 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
     return args, env
 
 
-def wall_time(variant, data_file, images, test_images) -> float:
+def wall_time(variant, data_file, images, test_images, torch_python) -> float:
     with tempfile.TemporaryDirectory() as work:
-        args, env = command(variant, data_file, images, test_images, os.path.join(work, "run"))
+        args, env = command(variant, data_file, images, test_images, os.path.join(work, "run"),
+                            torch_python)
         environ = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
         environ.update(env)
         start = time.perf_counter()
@@ -82,6 +87,10 @@ def main():
     p.add_argument("--test-images", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    p.add_argument("--torch-python", default=sys.executable,
+                   help="the Python that has PyTorch (e.g. a venv's), for the torch variants")
+    p.add_argument("--baseline", default="torch", choices=VARIANTS,
+                   help="the variant every ratio is against")
     p.add_argument("--json", default="benchmarks/results/quickstart_speed.json")
     args = p.parse_args()
     if not os.path.isfile(args.data_file):
@@ -94,25 +103,28 @@ def main():
     rates = {v: [] for v in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
-            small = wall_time(variant, args.data_file, args.small, args.test_images)
-            large = wall_time(variant, args.data_file, args.large, args.test_images)
+            small = wall_time(variant, args.data_file, args.small, args.test_images,
+                              args.torch_python)
+            large = wall_time(variant, args.data_file, args.large, args.test_images,
+                              args.torch_python)
             rates[variant].append((args.large - args.small) / (large - small))
             print(f"repeat {repeat + 1}: {variant}: {small:.1f} s / {large:.1f} s -> "
                   f"{rates[variant][-1]:.1f} img/s", file=sys.stderr, flush=True)
-    torch_rate = statistics.median(rates["torch"]) if "torch" in rates else None
+    base = args.baseline
+    base_rate = statistics.median(rates[base]) if base in rates else None
     print(f"\n| ResNet-20 quickstart training, {args.large - args.small} images timed "
-          f"from outside, x {args.repeats} | images/s (median) | runs | vs torch "
-          "| vs torch, per repeat (median) |")
+          f"from outside, x {args.repeats} | images/s (median) | runs | vs {base} "
+          f"| vs {base}, per repeat (median) |")
     print("|---|---:|---|---:|---:|")
     rows = []
     for variant, values in rates.items():
         median = statistics.median(values)
-        ratio = median / torch_rate if torch_rate else None
+        ratio = median / base_rate if base_rate else None
         # Each repeat runs every variant back to back, so its own ratio cancels the drift
         # of the machine between repeats.
-        paired = ([v / t for v, t in zip(values, rates["torch"])] if torch_rate else None)
+        paired = ([v / t for v, t in zip(values, rates[base])] if base_rate else None)
         rows.append({"variant": variant, "images_per_s": median, "runs": values,
-                     "vs_torch": ratio, "vs_torch_per_repeat": paired})
+                     "baseline": base, "vs_baseline": ratio, "vs_baseline_per_repeat": paired})
         print(f"| {variant} | {median:,.1f} | {', '.join(f'{v:.0f}' for v in values)} | "
               + (f"{ratio:.2f}x | {statistics.median(paired):.2f}x "
                  f"({min(paired):.2f}-{max(paired):.2f}) |" if ratio else "- | - |"))

@@ -200,6 +200,9 @@ def main():
     p.add_argument("--channels-last", action="store_true",
                    help="model and batches in torch.channels_last (its fastest fp32 CPU "
                         "setting here)")
+    p.add_argument("--bf16-autocast", action="store_true",
+                   help="forward and loss under torch.autocast('cpu', torch.bfloat16): with "
+                        "--channels-last, PyTorch's fastest CPU training setting")
     p.add_argument("--json", default=None, help="also write the epoch records here")
     p.add_argument("--checkpoint", default=None, metavar="PT",
                    help="save weights, optimizer, rng and records here after every epoch, "
@@ -253,8 +256,9 @@ def main():
             x = x.contiguous(memory_format=layout)
             for group in optimizer.param_groups:
                 group["lr"] = rate(step)
-            logits = torch.cat([model(part) for part in x.chunk(args.bn_split)])
-            loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16_autocast):
+                logits = torch.cat([model(part) for part in x.chunk(args.bn_split)])
+                loss = F.cross_entropy(logits, y, label_smoothing=args.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
