@@ -131,7 +131,7 @@ def predict(model, images: Images, dataset: str = "cifar10") -> Prediction:
             logits = np.concatenate([model(paddle.to_tensor(batch[i:i + 256])).numpy()
                                      for i in range(0, len(batch), 256)])
     finally:
-        model.train(was_training)
+        model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode
     probabilities = softmax(logits).astype(np.float32)
     indices = probabilities.argmax(axis=1)
     names = class_names(dataset, probabilities.shape[1])

@@ -38,7 +38,7 @@ def save_program(model, out_dir: str) -> None:
         raise UserError(f"cannot write the exported model to {out_dir}: "
                         f"{e.strerror or e}") from None
     finally:
-        model.train(was_training)
+        model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode
 
 
 def cpu_threads(requested: int, processes: int = 1) -> int:

@@ -13,9 +13,9 @@ from conftest import ROOT, run_tool
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 PRETRAINED = os.path.join(ROOT, "pretrained")
-# file -> its model card: release.py writes <stem>.md; the one-cycle checkpoint predates it
-# and is described in the README itself.
-CARDS = {"resnet20_paper.pdckpt": "resnet20_paper.md", "resnet20_cifar10.pdckpt": "README.md"}
+# file -> its model card, which release.py writes as <stem>.md.
+CARDS = {"resnet20_paper.pdckpt": "resnet20_paper.md",
+         "resnet20_cifar10.pdckpt": "resnet20_cifar10.md"}
 # A row of the README's table: | `file` | recipe | epochs | **top1%** / top5% / loss | N of 10 |
 ROW = re.compile(r"^\| `(?P<file>[\w.]+\.pdckpt)` \|[^|]*\| (?P<epochs>\d+) \| "
                  r"\*\*(?P<top1>[\d.]+)%\*\* / (?P<top5>[\d.]+)% / (?P<loss>[\d.]+) \| "

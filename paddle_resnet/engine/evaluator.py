@@ -39,7 +39,7 @@ def evaluate(model: paddle.nn.Layer, loader, num_classes: int,
             if with_confusion:
                 predictions.append(paddle.topk(logits, 1, axis=1)[1][:, 0])
     finally:
-        model.train(was_training)
+        model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode
     if reduce is not None:
         loss_sum, top1, top5 = reduce(loss_sum), reduce(top1), reduce(top5)
         count = int(reduce(paddle.to_tensor(count, dtype="int64")))

@@ -52,7 +52,7 @@ def count_flops(model: nn.Layer, image_size: int = 32) -> int:
     finally:
         for hook in hooks:
             hook.remove()
-        model.train(was_training)
+        model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode
     return total[0]
 
 
