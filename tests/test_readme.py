@@ -53,3 +53,33 @@ def test_the_python_example_names_only_what_the_package_exports():
     example = re.search(r"```python\n(.*?)```", read("README.md"), re.S).group(1)
     used = set(re.findall(r"\bpr\.(\w+)", example))
     assert used and used <= set(paddle_resnet.__all__), used - set(paddle_resnet.__all__)
+
+
+def _row(rows, **match):
+    return next(r for r in rows if all(r[k] == v for k, v in match.items()))
+
+
+# Each benchmark file the README's performance table cites -> the ratio it owns.
+PERF_SOURCES = {
+    "quickstart_speed_bf16_long.json":
+        lambda d: _row(d["rows"], variant="paddle_resnet conv_bf16")["vs_torch"],
+    "quickstart_speed_avx2.json":
+        lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_torch"],
+    "frameworks.json": lambda d: _row(d["rows"], mode="eval", model="resnet20",
+                                      variant="paddle inference")["vs_dygraph"],
+    "data_pipeline.json": lambda d: _row(
+        d["rows"], variant="standard: paddle_resnet whole-batch, data.augment_on=host")["ratio"],
+}
+PERF_ROW = re.compile(r"^\|[^|]+\| (?P<ratio>[\d.]+)x \|[^|]+\| "
+                      r"\[json\]\(benchmarks/results/(?P<file>[\w.]+\.json)\) \|$", re.MULTILINE)
+
+
+def test_every_readme_performance_ratio_is_its_benchmark_files():
+    import json
+    rows = list(PERF_ROW.finditer(read("README.md")))
+    assert sorted(r["file"] for r in rows) == sorted(PERF_SOURCES)
+    for row in rows:
+        with open(os.path.join(ROOT, "benchmarks", "results", row["file"]), encoding="utf-8") as f:
+            measured = PERF_SOURCES[row["file"]](json.load(f))
+        decimals = len(row["ratio"].split(".")[1]) if "." in row["ratio"] else 0
+        assert round(measured, decimals) == float(row["ratio"]), row["file"]
