@@ -46,50 +46,11 @@ SPEED = {"paddle dygraph": ["conv=paddle"], GENERIC_MKL: ["conv=paddle"],
 EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
 
 
-# --- PyTorch twins of the package's models (same layers, same parameter counts) ----------
 def torch_model(name: str):
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    class ShortcutA(nn.Module):
-        def __init__(self, extra):
-            super().__init__()
-            self.extra = extra
-
-        def forward(self, x):
-            return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.extra // 2, self.extra // 2))
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride, option):
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            if stride == 1 and cin == cout:
-                self.shortcut = nn.Identity()
-            elif option == "A":
-                self.shortcut = ShortcutA(cout - cin)
-            else:
-                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                              nn.BatchNorm2d(cout))
-
-        def forward(self, x):
-            out = F.relu(self.bn1(self.conv1(x)))
-            return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-    layers, widths, option = {"resnet20": ([3, 3, 3], [16, 32, 64], "A"),
-                              "resnet18": ([2, 2, 2, 2], [64, 128, 256, 512], "B")}[name]
-    modules = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
-               nn.ReLU()]
-    cin = widths[0]
-    for stage, (blocks, width) in enumerate(zip(layers, widths)):
-        for index in range(blocks):
-            stride = 2 if stage > 0 and index == 0 else 1
-            modules.append(Block(cin, width, stride, option))
-            cin = width
-    modules += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
-    return nn.Sequential(*modules)
+    """The one PyTorch twin of the package's models (benchmarks/torch_twin.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_twin
+    return torch_twin.build(name)
 
 
 def run_torch(mode, name, batch, steps, threads):

@@ -45,6 +45,13 @@ STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
 
+def build(name: str) -> "CifarResNet":
+    """The twin of a package model by name: the paper's CIFAR ResNets and ResNet-18."""
+    if name == "resnet18":
+        return CifarResNet([2, 2, 2, 2], widths=(64, 128, 256, 512), shortcut="B")
+    return CifarResNet(DEPTHS[name])
+
+
 def load_cifar10(path):
     """(train images, train labels, test images, test labels), uint8 NHWC and int64."""
     train_batches = []
@@ -76,14 +83,19 @@ class ShortcutA(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
+    def __init__(self, cin, cout, stride, shortcut="A"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = (ShortcutA(cout - cin) if stride != 1 or cin != cout
-                         else nn.Identity())
+        if stride == 1 and cin == cout:
+            self.shortcut = nn.Identity()
+        elif shortcut == "A":
+            self.shortcut = ShortcutA(cout - cin)
+        else:  # option B: a strided 1x1 projection, as the 32x32 ResNet-18
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                          nn.BatchNorm2d(cout))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -91,17 +103,24 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, blocks_per_stage, num_classes=10):
+    """He et al.'s CIFAR ResNet (`blocks_per_stage` an int: three stages of 16/32/64
+    channels, option A); with per-stage blocks, widths and option B, the package's 32x32
+    ResNet-18 (3x3 stem, no max-pool)."""
+
+    def __init__(self, blocks_per_stage, num_classes=10, widths=(16, 32, 64), shortcut="A"):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(16)
-        layers, cin = [], 16
-        for stage, width in enumerate((16, 32, 64)):
-            for index in range(blocks_per_stage):
-                layers.append(BasicBlock(cin, width, 2 if stage and not index else 1))
+        if isinstance(blocks_per_stage, int):
+            blocks_per_stage = [blocks_per_stage] * len(widths)
+        self.conv1 = nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        layers, cin = [], widths[0]
+        for stage, (blocks, width) in enumerate(zip(blocks_per_stage, widths)):
+            for index in range(blocks):
+                layers.append(BasicBlock(cin, width, 2 if stage and not index else 1,
+                                         shortcut))
                 cin = width
         self.layers = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, num_classes)
+        self.fc = nn.Linear(cin, num_classes)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
