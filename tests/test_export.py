@@ -1,11 +1,12 @@
 """Export for Paddle Inference: the same predictions as the checkpoint in dygraph."""
 import json
+import os
 
 import numpy as np
 import paddle
 import pytest
 
-from conftest import run_tool
+from conftest import ROOT, run_tool
 from paddle_resnet.config import load_config
 from paddle_resnet.data import MEAN_STD, load_split
 from paddle_resnet.data.augment import normalize
@@ -14,6 +15,8 @@ from paddle_resnet.errors import UserError
 from paddle_resnet.checkpoint import load_trained_model
 from paddle_resnet.export import export_model
 from paddle_resnet.inference import InferenceModel
+
+SHIPPED = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +78,8 @@ def test_not_an_exported_model(tmp_path):
 @pytest.mark.real_data
 def test_onnx_export_predicts_like_paddle_on_real_test_images(real_cifar10, tmp_path):
     import onnxruntime
-    from conftest import ROOT
-    import os
-    shipped = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
     out = tmp_path / "onnx"
-    done = run_tool("export", "-w", shipped, "--out", str(out), "--format", "onnx")
+    done = run_tool("export", "-w", SHIPPED, "--out", str(out), "--format", "onnx")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("model.json, model.pdiparams, export.json, model.onnx")
     assert json.loads((out / "export.json").read_text())["onnx"] == "model.onnx"
@@ -91,7 +91,7 @@ def test_onnx_export_predicts_like_paddle_on_real_test_images(real_cifar10, tmp_
     got = np.concatenate([session.run(None, {name: batch[i:i + 500]})[0]
                           for i in range(0, len(batch), 500)])
     # float32 kernels summing in another order: measured ~1e-6 on logits of ~10
-    np.testing.assert_allclose(got[:1000], dygraph_logits(shipped, batch[:1000]),
+    np.testing.assert_allclose(got[:1000], dygraph_logits(SHIPPED, batch[:1000]),
                                rtol=1e-4, atol=1e-4)
     # On all 10,000 official test images, the same top-1 as Paddle Inference, image by image.
     inference = InferenceModel(str(out))
@@ -117,10 +117,7 @@ def test_onnx_without_paddle2onnx_is_one_line_before_anything_is_written(monkeyp
 
 
 def test_export_takes_overrides_not_an_output_folder_after_o(tmp_path):
-    from conftest import ROOT
-    import os
-    shipped = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
-    done = run_tool("export", "-w", shipped, "--out", str(tmp_path / "o"),
+    done = run_tool("export", "-w", SHIPPED, "--out", str(tmp_path / "o"),
                     "-o", "device=cpu", "-o", "exported/resnet20")
     assert done.returncode == 2
     assert "exported/resnet20" in done.stderr and not (tmp_path / "o").exists()
