@@ -139,6 +139,11 @@ SCHEMA: Dict[str, Option] = {
                                 null_means="on where it measured faster: a process with "
                                 "several threads (1.10x ResNet-20's step in one process on 2 "
                                 "cores; 0.97x with one thread, docs/performance.md)"),
+    "speed.fused_block": Option(False, bool, "with the oneDNN convolution, run each residual "
+                                "basic block's training pass (conv-BN-ReLU-conv-BN-add-ReLU, "
+                                "identity, option-A or no shortcut) as one operator, forward "
+                                "and backward; same parameters, statistics and checkpoints; "
+                                "other blocks keep the per-layer path"),
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "

@@ -87,11 +87,15 @@ needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="the default is 
 
 
 @needs_two_cores
-@pytest.mark.parametrize("signum, marker", [(signal.SIGINT, "epoch 2/3  iter 2/"),
-                                            (signal.SIGTERM, "epoch 1/3 done")])
-def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker, tiny_cifar10,
-                                                                  tmp_path):
-    whole = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "whole", *DEFAULT_RUN))
+@pytest.mark.parametrize("signum, marker, speed", [
+    (signal.SIGINT, "epoch 2/3  iter 2/", ()),
+    (signal.SIGTERM, "epoch 1/3 done", ()),
+    (signal.SIGTERM, "epoch 1/3 done", ("speed.fused_block=true",))],
+    ids=["sigint", "sigterm", "sigterm-fused-blocks"])
+def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker, speed,
+                                                                  tiny_cifar10, tmp_path):
+    run = DEFAULT_RUN + speed
+    whole = run_tool("train", *quickstart_args(tiny_cifar10, tmp_path / "whole", *run))
     assert whole.returncode == 0, whole.stderr[-3000:]
     lines = whole.stdout.splitlines()
     # the hardware, before anything else but a first run's compile line; then the speed
@@ -100,11 +104,12 @@ def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker
     assert lines[first].startswith("cpu: ")
     assert lines[first].endswith(f"; {usable_cores()} processes")
     precision = " (bf16 inputs)" if native_bf16() else ""
-    assert lines[first + 1].startswith(f"convolution: oneDNN{precision}; layout NHWC; 1 thread "
-                                       "per process; MKL fast path ")
+    fused = "; basic blocks: one operator each" if speed else ""
+    assert lines[first + 1].startswith(f"convolution: oneDNN{precision}{fused}; layout NHWC; "
+                                       "1 thread per process; MKL fast path ")
     assert whole.stderr == ""  # neither the launcher's nor Paddle's notices reach the user
 
-    args = quickstart_args(tiny_cifar10, tmp_path / "cut", *DEFAULT_RUN)
+    args = quickstart_args(tiny_cifar10, tmp_path / "cut", *run)
     process, seen = start_tool(*args), []
     read_until(process, marker, seen)
     process.send_signal(signum)

@@ -36,6 +36,7 @@ class SpeedPlan:
     threads: int  # CPU threads per process (0: the device is a GPU)
     bf16: bool = False
     onednn_norm: bool = False  # batch normalization (+ ReLU, + residual add) on oneDNN
+    fused_block: bool = False  # residual basic blocks as one operator each (fused_block.py)
     library: Optional[str] = None  # the built oneDNN operator
     note: str = ""  # why a path asked for is not taken
 
@@ -43,6 +44,8 @@ class SpeedPlan:
         """The run header's line on speed paths."""
         if self.conv == "onednn":
             conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
+            if self.fused_block:
+                conv += "; basic blocks: one operator each"
             if self.onednn_norm:
                 conv += "; batch norm (+ ReLU, + residual add): oneDNN"
         else:
@@ -93,6 +96,10 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     if on_cpu:
         threads = max(1, usable_cores() // max(1, processes))
         _use_threads(threads)
+    fused_block = bool(options["speed.fused_block"])
+    if fused_block and conv != "onednn":
+        note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
+        fused_block = False
     bf16 = _conv_bf16(options["speed.conv_bf16"], conv)
     if options["speed.conv_bf16"] is not False and conv == "onednn" and not bf16:
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
@@ -102,6 +109,7 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
+                     fused_block=fused_block,
                      library=library, note=note)
 
 
@@ -137,6 +145,17 @@ def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
     return threads > 1 if choice is None else bool(choice)
 
 
+def _no_fused_block(options: Mapping, place: str) -> str:
+    if place != "cpu":
+        why = f"the device is {place}"
+    elif options["speed.to_static"] or options["speed.conv"] == "paddle":
+        why = ("speed.to_static=true here" if options["speed.to_static"]
+               else "speed.conv=paddle here")
+    else:
+        why = "it is unavailable"
+    return f"speed.fused_block needs the oneDNN convolution ({why}); using the per-layer path"
+
+
 def _use_threads(threads: int) -> None:
     # Paddle fixes OpenMP's and MKL's thread count at import (OMP_NUM_THREADS=1 unless
     # set), and oneDNN's kernels read it when their primitives are made, so this must run
@@ -152,6 +171,9 @@ def apply_speed(model, plan: SpeedPlan) -> dict:
     if plan.conv == "onednn":
         from .onednn_conv import use_onednn_conv
         switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
+        if plan.fused_block:  # before onednn_norm, which leaves fused blocks alone
+            from .fused_block import use_fused_blocks
+            switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
         if plan.onednn_norm:
             from .onednn_norm import use_onednn_norm
             switched["onednn_norm"] = use_onednn_norm(model)

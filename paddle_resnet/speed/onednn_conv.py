@@ -28,7 +28,8 @@ from paddle.autograd import PyLayer
 from ..models.resnet import ShortcutA
 
 OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_weight",
-       "onednn_batch_norm", "onednn_batch_norm_backward", "add_relu", "add_relu_backward")
+       "onednn_batch_norm", "onednn_batch_norm_backward", "add_relu", "add_relu_backward",
+       "fused_basic_block")
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,0 +1,233 @@
+// oneDNN convolution primitives, made once per shape and shared by the per-layer
+// operators (conv.cc) and the fused residual block (basic_block.cc).
+//
+// Layouts: activations and their gradients are NHWC in Paddle's memory (oneDNN's NHWC
+// kernels read and write them in place); weights and their gradient stay OIHW, Paddle's
+// layout and the checkpoints', and are reordered to and from the blocked layout oneDNN
+// picks (`format_tag::any`). A plain NCHW descriptor sends oneDNN to its slow GEMM path.
+//
+// bf16: the primitives read bfloat16 activations, output gradients and weights and write
+// float32 outputs and gradients, accumulating in float32. oneDNN's fpmath mode, which
+// would round inside f32 primitives, leaves these convolutions in f32 on CPUs without AMX,
+// so the rounding is done by the callers (ActivationIn, or the block's own kernels).
+#ifndef PADDLE_RESNET_ONEDNN_CONV_PRIMITIVES_H
+#define PADDLE_RESNET_ONEDNN_CONV_PRIMITIVES_H
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common.h"
+
+namespace paddle_resnet {
+namespace conv {
+
+using dnnl::memory;
+using Dims = memory::dims;
+using Tag = memory::format_tag;
+constexpr auto kF32 = memory::data_type::f32;
+constexpr auto kBF16 = memory::data_type::bf16;
+
+// oneDNN's dims are always logical N, C, H, W (weights O, I, KH, KW); the tag says how
+// they lie in memory.
+struct Geometry {
+  Dims src, weights, dst, strides, pad_l, pad_r;
+  bool bf16;
+
+  std::string key(const char* kind) const {
+    std::string k(kind);
+    for (const Dims* d : {&src, &weights, &dst, &strides, &pad_l, &pad_r}) {
+      for (auto v : *d) k += "," + std::to_string(v);
+      k += ";";
+    }
+    return k + (bf16 ? "bf16" : "f32");
+  }
+};
+
+// x: N, H, W, C (NHWC); weight: O, I, KH, KW; paddings: top, bottom, left, right.
+inline Geometry geometry(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                         const std::vector<int>& strides, const std::vector<int>& paddings,
+                         bool bf16) {
+  PD_CHECK(x.size() == 4 && w.size() == 4, "onednn_conv2d: 4-D input and weight expected");
+  PD_CHECK(strides.size() == 2 && paddings.size() == 4,
+           "onednn_conv2d: 2 strides and 4 paddings expected");
+  PD_CHECK(x[3] == w[1], "onednn_conv2d: input has ", x[3], " channels, weight expects ",
+           w[1]);
+  const int64_t oh = (x[1] + paddings[0] + paddings[1] - w[2]) / strides[0] + 1;
+  const int64_t ow = (x[2] + paddings[2] + paddings[3] - w[3]) / strides[1] + 1;
+  PD_CHECK(oh > 0 && ow > 0, "onednn_conv2d: kernel larger than the padded input");
+  // oneDNN wants the right/bottom padding that the output size implies.
+  const int64_t pad_b = (oh - 1) * strides[0] + w[2] - x[1] - paddings[0];
+  const int64_t pad_r = (ow - 1) * strides[1] + w[3] - x[2] - paddings[2];
+  return {{x[0], x[3], x[1], x[2]},
+          {w[0], w[1], w[2], w[3]},
+          {x[0], w[0], oh, ow},
+          {strides[0], strides[1]},
+          {paddings[0], paddings[2]},
+          {pad_b, pad_r},
+          bf16};
+}
+
+// The type the primitives read their inputs in (file comment).
+inline memory::data_type input_type(const Geometry& g) { return g.bf16 ? kBF16 : kF32; }
+
+inline memory::desc activation(const Dims& dims, memory::data_type type = kF32) {
+  return memory::desc(dims, type, Tag::nhwc);
+}
+inline memory::desc oihw(const Dims& dims) { return memory::desc(dims, kF32, Tag::oihw); }
+inline memory::desc any_weights(const Dims& dims, memory::data_type type = kF32) {
+  return memory::desc(dims, type, Tag::any);
+}
+
+// An NHWC activation of `type` in memory a caller owns (Paddle's, or a rounded copy).
+inline memory bind_activation(const Dims& dims, memory::data_type type, const void* data) {
+  return memory(activation(dims, type), cpu_engine(), const_cast<void*>(data));
+}
+
+inline dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g) {
+  return dnnl::convolution_forward::primitive_desc(
+      cpu_engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      activation(g.src, input_type(g)), any_weights(g.weights, input_type(g)),
+      activation(g.dst), g.strides, g.pad_l, g.pad_r);
+}
+
+// A float32 NHWC activation (or its gradient) as a primitive reads it: Paddle's memory
+// itself, or for bf16 a rounded copy in a buffer of its own, made on first use (the
+// fused block hands its primitives bf16 memory directly and never makes one).
+struct ActivationIn {
+  memory::data_type type = kF32;
+  memory rounded;
+  dnnl::reorder to_rounded;
+
+  ActivationIn() = default;
+  explicit ActivationIn(memory::data_type t) : type(t) {}
+
+  memory bind(const Dims& dims, const float* data) {
+    memory plain = bind_activation(dims, kF32, data);
+    if (type == kF32) return plain;
+    if (!rounded) {
+      rounded = memory(activation(dims, type), cpu_engine());
+      to_rounded = dnnl::reorder(dnnl::reorder::primitive_desc(
+          cpu_engine(), activation(dims), cpu_engine(), activation(dims, type)));
+    }
+    to_rounded.execute(cpu_stream(), plain, rounded);
+    return rounded;
+  }
+};
+
+// Weights in Paddle's OIHW layout, converted into the layout (and type) a primitive chose.
+struct WeightsIn {
+  bool reorder = false;
+  memory blocked;
+  dnnl::reorder to_blocked;
+
+  WeightsIn() = default;
+  WeightsIn(const memory::desc& chosen, const Dims& dims) {
+    reorder = chosen != oihw(dims);
+    if (reorder) {
+      blocked = memory(chosen, cpu_engine());
+      to_blocked = dnnl::reorder(dnnl::reorder::primitive_desc(
+          cpu_engine(), oihw(dims), cpu_engine(), chosen));
+    }
+  }
+
+  memory bind(const Dims& dims, const float* data) {
+    memory plain(oihw(dims), cpu_engine(), const_cast<float*>(data));
+    if (!reorder) return plain;
+    to_blocked.execute(cpu_stream(), plain, blocked);
+    return blocked;
+  }
+};
+
+// The weight gradient as a primitive writes it, and its way back to OIHW.
+struct WeightsOut {
+  bool reorder = false;
+  memory blocked;
+  dnnl::reorder to_plain;
+
+  WeightsOut() = default;
+  WeightsOut(const memory::desc& chosen, const Dims& dims) {
+    reorder = chosen != oihw(dims);
+    if (reorder) {
+      blocked = memory(chosen, cpu_engine());
+      to_plain = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), chosen,
+                                                             cpu_engine(), oihw(dims)));
+    }
+  }
+
+  // Where the primitive writes; call `finish` after it ran.
+  memory target(const Dims& dims, float* data) {
+    return reorder ? blocked : memory(oihw(dims), cpu_engine(), data);
+  }
+  void finish(const Dims& dims, float* data) {
+    if (!reorder) return;
+    memory plain(oihw(dims), cpu_engine(), data);
+    to_plain.execute(cpu_stream(), blocked, plain);
+  }
+};
+
+struct Forward {
+  dnnl::convolution_forward primitive;
+  WeightsIn weights;
+  ActivationIn src;
+};
+
+struct BackwardData {
+  dnnl::convolution_backward_data primitive;
+  WeightsIn weights;
+  ActivationIn diff_dst;
+};
+
+struct BackwardWeights {
+  dnnl::convolution_backward_weights primitive;
+  ActivationIn src, diff_dst;
+  WeightsOut diff_weights;
+};
+
+inline Forward* make_forward(const Geometry& g) {
+  auto pd = forward_desc(g);
+  return new Forward{dnnl::convolution_forward(pd), WeightsIn(pd.weights_desc(), g.weights),
+                     ActivationIn(input_type(g))};
+}
+
+inline BackwardData* make_backward_data(const Geometry& g) {
+  auto pd = dnnl::convolution_backward_data::primitive_desc(
+      cpu_engine(), dnnl::algorithm::convolution_direct, activation(g.src),
+      any_weights(g.weights, input_type(g)), activation(g.dst, input_type(g)), g.strides,
+      g.pad_l, g.pad_r, forward_desc(g));
+  return new BackwardData{dnnl::convolution_backward_data(pd),
+                          WeightsIn(pd.weights_desc(), g.weights),
+                          ActivationIn(input_type(g))};
+}
+
+inline BackwardWeights* make_backward_weights(const Geometry& g) {
+  auto pd = dnnl::convolution_backward_weights::primitive_desc(
+      cpu_engine(), dnnl::algorithm::convolution_direct, activation(g.src, input_type(g)),
+      any_weights(g.weights), activation(g.dst, input_type(g)), g.strides, g.pad_l, g.pad_r,
+      forward_desc(g));
+  return new BackwardWeights{dnnl::convolution_backward_weights(pd),
+                             ActivationIn(input_type(g)), ActivationIn(input_type(g)),
+                             WeightsOut(pd.diff_weights_desc(), g.weights)};
+}
+
+// One cache per primitive kind for the whole library (inline: one instance across files).
+inline Forward& forward(const Geometry& g) {
+  static std::unordered_map<std::string, std::unique_ptr<Forward>> cache;
+  return cached(&cache, g.key("fwd"), make_forward, g);
+}
+
+inline BackwardData& backward_data(const Geometry& g) {
+  static std::unordered_map<std::string, std::unique_ptr<BackwardData>> cache;
+  return cached(&cache, g.key("bwd_data"), make_backward_data, g);
+}
+
+inline BackwardWeights& backward_weights(const Geometry& g) {
+  static std::unordered_map<std::string, std::unique_ptr<BackwardWeights>> cache;
+  return cached(&cache, g.key("bwd_weights"), make_backward_weights, g);
+}
+
+}  // namespace conv
+}  // namespace paddle_resnet
+
+#endif

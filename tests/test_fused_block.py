@@ -1,0 +1,124 @@
+"""Residual basic blocks as one operator (paddle_resnet/speed/fused_block.py): the values,
+gradients and running statistics of the per-layer path, the same parameters and
+checkpoints, Paddle's own path in evaluation, and which blocks it takes."""
+import numpy as np
+import paddle
+import pytest
+
+from paddle_resnet.engine.step import speed_options, train_step, training_model
+from paddle_resnet.models import build_model
+from paddle_resnet.models.resnet import BasicBlock, make_shortcut
+from paddle_resnet.speed import native_bf16, plan_speed
+from paddle_resnet.speed.fused_block import FusedBasicBlock, use_fused_blocks
+from paddle_resnet.speed.onednn_conv import use_onednn_conv
+
+
+@pytest.fixture(scope="module")
+def library():
+    plan = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
+    if not plan.fused_block:
+        pytest.fail(f"the oneDNN operators should build on this machine: {plan.note}")
+    return plan.library
+
+
+def block_pair(library, in_channels, channels, stride, option, bf16):
+    blocks = []
+    for _ in range(2):
+        paddle.seed(0)
+        shortcut = (None if option is None else
+                    make_shortcut(option, in_channels, channels, stride, "NHWC"))
+        block = BasicBlock(in_channels, channels, stride, shortcut, data_format="NHWC")
+        for bn in (block.bn1, block.bn2):  # BN parameters away from their 1/0 initial values
+            bn.weight.set_value(paddle.rand([channels]) + 0.5)
+            bn.bias.set_value(0.1 * paddle.randn([channels]))
+        use_onednn_conv(block, library, bf16)
+        blocks.append(block)
+    reference, fused = blocks
+    assert use_fused_blocks(fused, library, bf16) == 1 and type(fused) is FusedBasicBlock
+    return reference, fused
+
+
+SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
+          "plain (no shortcut)": (16, 16, 1, None), "plain, stride 2": (16, 32, 2, None)}
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_values_gradients_and_running_statistics_equal_the_per_layer_path(library, shape,
+                                                                          bf16):
+    if bf16 and not native_bf16():
+        pytest.skip("oneDNN emulates bf16 without AVX-512 BF16 or AMX")
+    in_channels, channels, stride, option = SHAPES[shape]
+    reference, fused = block_pair(library, in_channels, channels, stride, option, bf16)
+    # float32: the two paths differ only in the order of BN's sums; bf16: both round the
+    # same convolution inputs, which leaves differences of bf16's rounding where BN's
+    # float32 sums round a value across a bf16 boundary (measured 5e-6 to 2e-4).
+    tolerance = 2e-3 if bf16 else 1e-5
+    for step in range(2):  # the running statistics move twice
+        rng = np.random.default_rng(step)
+        x_np = (2 * rng.standard_normal([4, 8, 8, in_channels]) + 0.5).astype("float32")
+        found = {}
+        for key, block in (("reference", reference), ("fused", fused)):
+            x = paddle.to_tensor(x_np, stop_gradient=False)
+            y = block(x)
+            weights = [p for p in block.parameters() if not p.stop_gradient]
+            grad_y = paddle.to_tensor(np.sin(np.arange(y.size)).reshape(y.shape), "float32")
+            found[key] = [y] + list(paddle.grad([y], [x] + weights, [grad_y]))
+        names = ["y", "x"] + [p.name for p in reference.parameters() if not p.stop_gradient]
+        for name, expected, got in zip(names, found["reference"], found["fused"]):
+            scale = float(np.abs(expected.numpy()).max())
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0,
+                                       atol=tolerance * scale, err_msg=f"step {step} {name}")
+    for (name, a), b in zip(reference.state_dict().items(), fused.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_evaluation_takes_the_per_layer_path(library):
+    reference, fused = block_pair(library, 16, 32, 2, "A", bf16=False)
+    reference.eval(), fused.eval()
+    x = paddle.randn([4, 8, 8, 16])
+    np.testing.assert_array_equal(fused(x).numpy(), reference(x).numpy())
+
+
+@pytest.mark.parametrize("name, fused_blocks", [("resnet20", 9), ("plain20", 9),
+                                                ("resnet18", 5), ("resnet50", 0)])
+def test_which_blocks_it_takes_and_the_checkpoint_keys(library, name, fused_blocks):
+    """Identity, option-A and shortcut-free basic blocks; not ResNet-18's option-B
+    projections (3 of its 8 blocks) nor bottlenecks."""
+    plan = plan_speed(speed_options(["fused_block=true"]), "cpu", 2)
+    model = training_model(name, plan)
+    found = sum(type(layer) is FusedBasicBlock for layer in model.sublayers())
+    assert found == fused_blocks
+    assert list(model.state_dict()) == list(build_model(name).state_dict())
+    assert ("basic blocks: one operator each" in plan.describe()) is True
+
+
+def test_resnet20_trains_the_same_steps_as_the_per_layer_path(library):
+    """Three steps of the package's train_step in float32: the loss and the weights of the
+    fused model stay those of the per-layer model to float32 rounding."""
+    models = {}
+    for key, fused in (("fused", "true"), ("per_layer", "false")):
+        plan = plan_speed(speed_options([f"fused_block={fused}", "conv_bf16=false"]), "cpu", 2)
+        paddle.seed(0)
+        models[key] = training_model("resnet20", plan)
+    rng = np.random.default_rng(0)
+    batches = [(paddle.to_tensor(rng.standard_normal([16, 32, 32, 3]), "float32"),
+                paddle.to_tensor(rng.integers(0, 10, 16))) for _ in range(3)]
+    losses = {}
+    for key, model in models.items():
+        optimizer = paddle.optimizer.Momentum(0.05, momentum=0.9,
+                                              parameters=model.parameters())
+        losses[key] = [float(train_step(model, x, y, optimizer)[0]) for x, y in batches]
+    # Steps amplify float32 rounding (BN's sums in another order): the third loss
+    # measured 1.4e-5 apart, the weights as test_onednn_norm.py's.
+    np.testing.assert_allclose(losses["fused"], losses["per_layer"], rtol=1e-4)
+    for (name, a), b in zip(models["fused"].state_dict().items(),
+                            models["per_layer"].state_dict().values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-3, err_msg=name)
+
+
+def test_without_the_onednn_convolution_it_says_why_in_one_line():
+    plan = plan_speed(speed_options(["fused_block=true", "conv=paddle"]), "cpu", 2)
+    assert not plan.fused_block
+    assert plan.note == ("speed.fused_block needs the oneDNN convolution (speed.conv=paddle "
+                         "here); using the per-layer path")
