@@ -16,6 +16,8 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
   convolution, NCHW: the default before 2026-12-01);
 - `paddle_resnet conv_bf16`: the default with `-o speed.conv_bf16=true` (the oneDNN
   convolutions on bfloat16 copies of their inputs);
+- `paddle_resnet fused_block`: the default with `-o speed.fused_block=true` (each basic
+  block's training pass as one operator);
 - `paddle_resnet --nproc 1`: the default in one process with a thread per core;
 - `paddle_resnet before`: one process with MKL's fast path off and Paddle's convolution,
   the default before this package set any speed path;
@@ -35,7 +37,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet conv=paddle",
+VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet fused_block",
+            "paddle_resnet conv=paddle",
             "paddle_resnet --nproc 1",
             "paddle_resnet before", "torch", "torch channels_last", "torch channels_last bf16"]
 SINGLE_PROCESS = ("paddle_resnet --nproc 1", "paddle_resnet before")
@@ -58,6 +61,8 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
         args += ["-o", "speed.conv=paddle"]
     if variant == "paddle_resnet conv_bf16":
         args += ["-o", "speed.conv_bf16=true"]
+    if variant == "paddle_resnet fused_block":
+        args += ["-o", "speed.fused_block=true"]
     if variant in SINGLE_PROCESS:
         args += ["--nproc", "1"]
     if variant == "paddle_resnet before":

@@ -28,7 +28,8 @@ def block_pair(library, in_channels, channels, stride, option, bf16):
         shortcut = (None if option is None else
                     make_shortcut(option, in_channels, channels, stride, "NHWC"))
         block = BasicBlock(in_channels, channels, stride, shortcut, data_format="NHWC")
-        for bn in (block.bn1, block.bn2):  # BN parameters away from their 1/0 initial values
+        norms = [block.bn1, block.bn2] + ([shortcut.bn] if option in ("B", "C") else [])
+        for bn in norms:  # BN parameters away from their 1/0 initial values
             bn.weight.set_value(paddle.rand([channels]) + 0.5)
             bn.bias.set_value(0.1 * paddle.randn([channels]))
         use_onednn_conv(block, library, bf16)
@@ -39,7 +40,8 @@ def block_pair(library, in_channels, channels, stride, option, bf16):
 
 
 SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
-          "plain (no shortcut)": (16, 16, 1, None), "plain, stride 2": (16, 32, 2, None)}
+          "plain (no shortcut)": (16, 16, 1, None), "plain, stride 2": (16, 32, 2, None),
+          "option B, stride 2": (16, 32, 2, "B"), "option C": (16, 16, 1, "C")}
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
@@ -81,10 +83,9 @@ def test_evaluation_takes_the_per_layer_path(library):
 
 
 @pytest.mark.parametrize("name, fused_blocks", [("resnet20", 9), ("plain20", 9),
-                                                ("resnet18", 5), ("resnet50", 0)])
+                                                ("resnet18", 8), ("resnet50", 0)])
 def test_which_blocks_it_takes_and_the_checkpoint_keys(library, name, fused_blocks):
-    """Identity, option-A and shortcut-free basic blocks; not ResNet-18's option-B
-    projections (3 of its 8 blocks) nor bottlenecks."""
+    """Every basic block (identity, option A, none, projections), no bottleneck."""
     plan = plan_speed(speed_options(["fused_block=true"]), "cpu", 2)
     model = training_model(name, plan)
     found = sum(type(layer) is FusedBasicBlock for layer in model.sublayers())

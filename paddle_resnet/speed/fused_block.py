@@ -9,27 +9,30 @@ Paddle's running-average update, so parameters, buffers and checkpoints are thos
 plain block.
 
 Fused: `BasicBlock`s in NHWC whose convolutions are 3x3, padding 1, no bias, and whose
-shortcut is the identity, option A (ResNet-20/32/44/56/110's) or none (the plain nets).
-Option-B and -C projections (ResNet-18's stage transitions), bottlenecks, evaluation, a
-static graph, a GPU and other dtypes take the per-layer path, unchanged.
+shortcut is the identity, option A (ResNet-20/32/44/56/110's), none (the plain nets) or a
+1x1 projection + BN (options B and C: ResNet-18/34's stage transitions, a second
+operator). Bottlenecks, evaluation, a static graph, a GPU and other dtypes take the
+per-layer path, unchanged.
 """
 from typing import Optional, Tuple
 
 import paddle.nn as nn
 
-from ..models.resnet import BasicBlock, ShortcutA
+from ..models.resnet import BasicBlock, ProjectionShortcut, ShortcutA
 from .onednn_conv import OneDNNShortcutA, on_fast_path, register, run_all
 
-OP = "fused_basic_block"
+OP, PROJECTION_OP = "fused_basic_block", "fused_basic_block_projection"
 # The operator's shortcut codes (basic_block.cc's `Shortcut`).
-NO_SHORTCUT, IDENTITY, OPTION_A = 0, 1, 2
+NO_SHORTCUT, IDENTITY, OPTION_A, PROJECTION = 0, 1, 2, 3
+PADDINGS = {3: (1, [1, 1], [1, 1, 1, 1]), 1: (0, [0, 0], [0, 0, 0, 0], "valid")}
 
 
-def _plain_conv3x3(conv: nn.Layer, stride: int) -> bool:
+def _plain_conv(conv: nn.Layer, kernel: int, stride: int) -> bool:
     return (isinstance(conv, nn.Conv2D) and conv._data_format == "NHWC" and conv.bias is None
-            and list(conv._kernel_size) == [3, 3] and list(conv._stride) == [stride, stride]
-            and conv._groups == 1 and list(conv._dilation) == [1, 1]
-            and conv._padding_mode == "zeros" and conv._padding in (1, [1, 1], [1, 1, 1, 1]))
+            and list(conv._kernel_size) == [kernel, kernel]
+            and list(conv._stride) == [stride, stride] and conv._groups == 1
+            and list(conv._dilation) == [1, 1] and conv._padding_mode == "zeros"
+            and conv._padding in PADDINGS[kernel])
 
 
 def _training_bn(bn: nn.Layer) -> bool:
@@ -46,6 +49,8 @@ def shortcut_code(shortcut: Optional[nn.Layer]) -> Optional[Tuple[int, int]]:
         return IDENTITY, 0
     if type(shortcut) in (ShortcutA, OneDNNShortcutA) and shortcut.axis == 3:
         return OPTION_A, shortcut.pad_before
+    if type(shortcut) is ProjectionShortcut:
+        return PROJECTION, 0
     return None
 
 
@@ -53,10 +58,18 @@ def eligible(block: nn.Layer) -> bool:
     if not isinstance(block, BasicBlock) or shortcut_code(block.shortcut) is None:
         return False
     stride = block.conv1._stride[0] if isinstance(block.conv1, nn.Conv2D) else None
-    return (_plain_conv3x3(block.conv1, stride) and _plain_conv3x3(block.conv2, 1)
-            and _training_bn(block.bn1) and _training_bn(block.bn2)
-            and block.bn1._epsilon == block.bn2._epsilon
-            and block.bn1._momentum == block.bn2._momentum)
+    norms = [block.bn1, block.bn2]
+    if type(block.shortcut) is ProjectionShortcut:
+        if not _plain_conv(block.shortcut.conv, 1, stride):
+            return False
+        norms.append(block.shortcut.bn)
+    return (_plain_conv(block.conv1, 3, stride) and _plain_conv(block.conv2, 3, 1)
+            and all(_training_bn(bn) for bn in norms)
+            and len({(bn._epsilon, bn._momentum) for bn in norms}) == 1)
+
+
+def _norm_inputs(bn: nn.BatchNorm2D):
+    return bn.weight, bn.bias, bn._mean, bn._variance
 
 
 class FusedBasicBlock(BasicBlock):
@@ -66,12 +79,15 @@ class FusedBasicBlock(BasicBlock):
         if not (self.training and on_fast_path(x)):
             return super().forward(x)
         code, pad_before = shortcut_code(self.shortcut)
-        bn1, bn2 = self.bn1, self.bn2
-        outputs = run_all(OP, x, self.conv1.weight, bn1.weight, bn1.bias, bn1._mean,
-                          bn1._variance, self.conv2.weight, bn2.weight, bn2.bias, bn2._mean,
-                          bn2._variance, int(self.conv1._stride[0]), code, pad_before,
-                          float(bn1._epsilon), float(bn1._momentum), self._fused_bf16)
-        return outputs[0]
+        stride = int(self.conv1._stride[0])
+        inputs = (x, self.conv1.weight, *_norm_inputs(self.bn1), self.conv2.weight,
+                  *_norm_inputs(self.bn2))
+        numbers = (float(self.bn1._epsilon), float(self.bn1._momentum), self._fused_bf16)
+        if code == PROJECTION:
+            projection = self.shortcut
+            return run_all(PROJECTION_OP, *inputs, projection.conv.weight,
+                           *_norm_inputs(projection.bn), stride, *numbers)[0]
+        return run_all(OP, *inputs, stride, code, pad_before, *numbers)[0]
 
 
 def use_fused_blocks(model: nn.Layer, library: str, bf16: bool) -> int:
