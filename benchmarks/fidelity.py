@@ -2,7 +2,7 @@
 (benchmarks/torch_twin.py) trained with the same recipe for a few epochs on all of
 CIFAR-10, over several seeds; a table of test top-1, mean +- sd, and the difference.
 
-    pip install torch==2.13.0
+    pip install torch==2.13.0      # or in a venv of its own, passed as --torch-python
     python benchmarks/fidelity.py --data-file cifar-10-python.tar.gz --epochs 3 --seeds 0 1 2
     # the twin only, normalising each half batch as the package's two processes do:
     python benchmarks/fidelity.py --data-file ... --sides torch --twin-bn-split 2 --json OUT
@@ -67,9 +67,9 @@ def run_paddle(config: str, epochs: int, seed: int, data_file: str, work: str,
 
 
 def run_torch(cfg, epochs: int, seed: int, data_file: str, work: str,
-              bn_split: int) -> dict:
+              bn_split: int, python: str = sys.executable) -> dict:
     result = os.path.join(work, f"torch_seed{seed}.json")
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
+    done = subprocess.run([python, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
                            *twin_args(cfg, epochs, seed, data_file, bn_split), "--json", result],
                           cwd=ROOT, env=TWIN_ENVIRONMENT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -95,6 +95,8 @@ def main():
                    help="the package's processes (tools/train.py --nproc; default auto)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                    help="a config override for the package's runs (speed.conv_bf16=true)")
+    p.add_argument("--torch-python", default=sys.executable,
+                   help="the Python that has PyTorch, e.g. a venv of its own (default: this one)")
     p.add_argument("--json", default="benchmarks/results/fidelity.json")
     args = p.parse_args()
     from paddle_resnet.config import load_config
@@ -116,7 +118,7 @@ def main():
                                                         args.override))
             if twin in runs:
                 runs[twin].append(run_torch(cfg, args.epochs, seed, args.data_file, work,
-                                            args.twin_bn_split))
+                                            args.twin_bn_split, args.torch_python))
             print(f"seed {seed}: " + ", ".join(f"{side} {r[-1]['test_top1']:.2f}%"
                                                for side, r in runs.items()),
                   file=sys.stderr, flush=True)
