@@ -145,25 +145,28 @@ VECTOR_CLONES void block_tail(const float* t, int64_t rows, int64_t channels, co
 // gradient is the block's, already masked).
 enum class Mask { kOutput, kRecompute, kNone };
 
-// A BN's backward, first pass: g through the mask (in place), and per channel the sums of
-// g and of g * (t - mean).
-VECTOR_CLONES void masked_sums(float* g, const float* t, Mask kind, const float* output,
-                               const float* a, const float* b, const float* mean,
-                               int64_t rows, int64_t channels, double* sum_g, double* sum_gd,
-                               float* partial) {
+// A BN's backward, first pass: g_in through the mask into g (the same memory, or not),
+// and per channel the sums of g and of g * (t - mean).
+VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask kind,
+                               const float* output, const float* a, const float* b,
+                               const float* mean, int64_t rows, int64_t channels,
+                               double* sum_g, double* sum_gd, float* partial) {
   float* s = partial;
   float* q = partial + channels;
   for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
     const int64_t r1 = std::min(rows, r0 + kRowBlock);
     for (int64_t c = 0; c < channels; ++c) s[c] = q[c] = 0.0f;
     for (int64_t r = r0; r < r1; ++r) {
+      const float* gi = g_in + r * channels;
       float* gr = g + r * channels;
       const float* tr = t + r * channels;
       if (kind == Mask::kOutput) {
         const float* mr = output + r * channels;
-        for (int64_t c = 0; c < channels; ++c) gr[c] = mr[c] > 0.0f ? gr[c] : 0.0f;
+        for (int64_t c = 0; c < channels; ++c) gr[c] = mr[c] > 0.0f ? gi[c] : 0.0f;
       } else if (kind == Mask::kRecompute) {
-        for (int64_t c = 0; c < channels; ++c) gr[c] = tr[c] * a[c] + b[c] > 0.0f ? gr[c] : 0.0f;
+        for (int64_t c = 0; c < channels; ++c) gr[c] = tr[c] * a[c] + b[c] > 0.0f ? gi[c] : 0.0f;
+      } else if (gr != gi) {
+        for (int64_t c = 0; c < channels; ++c) gr[c] = gi[c];
       }
       for (int64_t c = 0; c < channels; ++c) {
         s[c] += gr[c];
@@ -448,19 +451,20 @@ void bn_backward(const float* g, const float* t, Rows shape, const float* gamma,
                 out_bf16);
 }
 
-// A BN's backward through its mask: g masked in place; returns the BN input's gradient
-// (bf16 or float32) and fills its parameters' gradients.
+// A BN's backward through its mask: g_in masked into g; returns the BN input's gradient
+// (bf16 or float32) and its parameters' gradients.
 struct NormGrads {
   paddle::Tensor input, gamma, beta;
 };
 
-NormGrads norm_backward(float* g, const float* t, Mask mask, const float* output,
-                        const float* a, const float* b, const float* gamma, const float* mean,
-                        const float* inv_std, Rows shape, const std::vector<int64_t>& nhwc,
-                        bool bf16, float* partial) {
+NormGrads norm_backward(const float* g_in, float* g, const float* t, Mask mask,
+                        const float* output, const float* a, const float* b,
+                        const float* gamma, const float* mean, const float* inv_std,
+                        Rows shape, const std::vector<int64_t>& nhwc, bool bf16,
+                        float* partial) {
   const int64_t channels = shape.channels;
   std::vector<double> sum_g(channels, 0.0), sum_gd(channels, 0.0);
-  masked_sums(g, t, mask, output, a, b, mean, shape.rows, channels, sum_g.data(),
+  masked_sums(g_in, g, t, mask, output, a, b, mean, shape.rows, channels, sum_g.data(),
               sum_gd.data(), partial);
   NormGrads grads{empty_of(nhwc, bf16), empty({channels}), empty({channels})};
   bn_backward(g, t, shape, gamma, mean, inv_std, sum_g.data(), sum_gd.data(),
@@ -498,11 +502,11 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
   std::vector<float> partial(2 * channels);
 
   // The tail: through the last ReLU (mask y > 0), then bn2.
-  auto g2 = grad_y.copy_to(paddle::CPUPlace(), true);
-  const NormGrads n2 = norm_backward(data_of(g2), saved.t2.data<float>(), Mask::kOutput,
-                                     saved.y.data<float>(), nullptr, nullptr,
-                                     gamma2.data<float>(), row(kMean2), row(kInvStd2), mid,
-                                     bg.mid_shape, bf16, partial.data());
+  auto g2 = empty(bg.mid_shape);
+  const NormGrads n2 =
+      norm_backward(grad_y.data<float>(), data_of(g2), saved.t2.data<float>(), Mask::kOutput,
+                    saved.y.data<float>(), nullptr, nullptr, gamma2.data<float>(), row(kMean2),
+                    row(kInvStd2), mid, bg.mid_shape, bf16, partial.data());
 
   // conv2's gradients: its input's (into g1) and its weight's.
   const memory grad_t2 = conv_input(bg.conv2.dst, n2.input, bf16);
@@ -513,10 +517,10 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
                        data_of(grad_w2));
 
   // Through the first ReLU (its mask recomputed from t1) and bn1.
-  const NormGrads n1 = norm_backward(data_of(g1), saved.t1.data<float>(), Mask::kRecompute,
-                                     nullptr, row(kA1), row(kB1), gamma1.data<float>(),
-                                     row(kMean1), row(kInvStd1), mid, bg.mid_shape, bf16,
-                                     partial.data());
+  const NormGrads n1 =
+      norm_backward(g1.data<float>(), data_of(g1), saved.t1.data<float>(), Mask::kRecompute,
+                    nullptr, row(kA1), row(kB1), gamma1.data<float>(), row(kMean1),
+                    row(kInvStd1), mid, bg.mid_shape, bf16, partial.data());
 
   // conv1's gradients, then the shortcut's share of x's.
   const memory x_mem = conv_input(bg.conv1.src, bf16 ? saved.x_in : x, bf16);
@@ -533,10 +537,10 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
   }
   // The projection: bn3 unmasked (g2 is masked already), then its 1x1 convolution, whose
   // input gradient adds to x's.
-  const NormGrads n3 = norm_backward(data_of(g2), saved.t3->data<float>(), Mask::kNone,
-                                     nullptr, nullptr, nullptr, gamma3->data<float>(),
-                                     row(kMean3), row(kInvStd3), mid, bg.mid_shape, bf16,
-                                     partial.data());
+  const NormGrads n3 =
+      norm_backward(g2.data<float>(), data_of(g2), saved.t3->data<float>(), Mask::kNone,
+                    nullptr, nullptr, nullptr, gamma3->data<float>(), row(kMean3),
+                    row(kInvStd3), mid, bg.mid_shape, bf16, partial.data());
   const memory grad_t3 = conv_input(bg.conv3.dst, n3.input, bf16);
   auto grad_x3 = empty(x.shape());
   run_backward_data(bg.conv3, grad_t3, *w3, data_of(grad_x3));
