@@ -158,3 +158,24 @@ PIXEL_LEVELS = ((0.0, 0.0, 0.0), (1 / 255, 1 / 255, 1 / 255))
 def as_pixels(batch: np.ndarray) -> np.ndarray:
     """float32 NCHW pixel levels (from PIXEL_LEVELS) -> uint8 NHWC."""
     return np.rint(batch).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def assert_same_training(models: dict, loss_rtol: float, weight_atol: float) -> None:
+    """Three updates of the package's train_step on the same random batches, for two
+    models (name -> model) built from one seed: their losses within `loss_rtol` and their
+    weights within `weight_atol` of each other."""
+    import paddle
+    from paddle_resnet.engine.step import train_step
+    rng = np.random.default_rng(0)
+    batches = [(paddle.to_tensor(rng.standard_normal([16, 32, 32, 3]), "float32"),
+                paddle.to_tensor(rng.integers(0, 10, 16))) for _ in range(3)]
+    losses, states = [], []
+    for model in models.values():
+        optimizer = paddle.optimizer.Momentum(0.05, momentum=0.9,
+                                              parameters=model.parameters())
+        losses.append([float(train_step(model, x, y, optimizer)[0]) for x, y in batches])
+        states.append(model.state_dict())
+    np.testing.assert_allclose(losses[0], losses[1], rtol=loss_rtol)
+    for (name, a), b in zip(states[0].items(), states[1].values()):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=weight_atol,
+                                   err_msg=name)

@@ -5,7 +5,8 @@ import numpy as np
 import paddle
 import pytest
 
-from paddle_resnet.engine.step import speed_options, train_step, training_model
+from conftest import assert_same_training
+from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import BasicBlock, make_shortcut
 from paddle_resnet.speed import native_bf16, plan_speed
@@ -102,20 +103,9 @@ def test_resnet20_trains_the_same_steps_as_the_per_layer_path(library):
         plan = plan_speed(speed_options([f"fused_block={fused}", "conv_bf16=false"]), "cpu", 2)
         paddle.seed(0)
         models[key] = training_model("resnet20", plan)
-    rng = np.random.default_rng(0)
-    batches = [(paddle.to_tensor(rng.standard_normal([16, 32, 32, 3]), "float32"),
-                paddle.to_tensor(rng.integers(0, 10, 16))) for _ in range(3)]
-    losses = {}
-    for key, model in models.items():
-        optimizer = paddle.optimizer.Momentum(0.05, momentum=0.9,
-                                              parameters=model.parameters())
-        losses[key] = [float(train_step(model, x, y, optimizer)[0]) for x, y in batches]
     # Steps amplify float32 rounding (BN's sums in another order): the third loss
     # measured 1.4e-5 apart, the weights as test_onednn_norm.py's.
-    np.testing.assert_allclose(losses["fused"], losses["per_layer"], rtol=1e-4)
-    for (name, a), b in zip(models["fused"].state_dict().items(),
-                            models["per_layer"].state_dict().values()):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=1e-3, err_msg=name)
+    assert_same_training(models, loss_rtol=1e-4, weight_atol=1e-3)
 
 
 def test_without_the_onednn_convolution_it_says_why_in_one_line():
