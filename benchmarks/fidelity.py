@@ -139,7 +139,8 @@ def main():
         print(f"\ndifference of the means (paddle_resnet - torch): {difference:+.2f} pt")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"config": args.config, "epochs": args.epochs, "seeds": args.seeds,
+        json.dump({"config": args.config, "data_file": os.path.basename(args.data_file),
+                   "epochs": args.epochs, "seeds": args.seeds,
                    "nproc": args.nproc, "overrides": args.override,
                    "twin_bn_split": args.twin_bn_split, "runs": runs,
                    "difference": difference}, f, indent=1)
