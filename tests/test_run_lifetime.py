@@ -47,10 +47,13 @@ def test_ending_the_command_ends_every_process_of_the_run(signum, tiny_cifar10, 
 def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_intact(
         tiny_cifar10, tmp_path):
     out = tmp_path / "run"
-    args = quickstart_args(tiny_cifar10, out, "train.batch_size=32", "train.epochs=3",
+    # Long enough to outlive the three refused attempts on a loaded machine: with 3 epochs
+    # the first run could finish before the last attempt, which then trained.
+    epochs = 40
+    args = quickstart_args(tiny_cifar10, out, "train.batch_size=32", f"train.epochs={epochs}",
                            "train.log_every=1", "data.test_samples=50")
     first = start_tool(*args)
-    wait_for(first, "epoch 1/3  iter 1/")
+    wait_for(first, f"epoch 1/{epochs}  iter 1/")
     for extra in ([], ["--resume"], ["--overwrite"]):
         began = time.monotonic()
         second = subprocess.run([sys.executable, "tools/train.py", *args, *extra],
@@ -65,7 +68,7 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records].count("run") == 1
     steps = [r["global_step"] for r in records if r["kind"] == "train_iter"]
-    assert steps == list(range(1, 3 * 6 + 1))  # 200 images / 32 = 6 steps per epoch
+    assert steps == list(range(1, epochs * 6 + 1))  # 200 images / 32 = 6 steps per epoch
 
 
 @needs_two_cores
