@@ -19,25 +19,22 @@ from typing import Optional, Tuple
 import paddle.nn as nn
 
 from ..models.resnet import BasicBlock, ProjectionShortcut, ShortcutA
-from .onednn_conv import OneDNNShortcutA, on_fast_path, register, run_all
+from .onednn_conv import OneDNNShortcutA, on_fast_path, paddings_of, register, run_all
+from .onednn_conv import eligible as onednn_conv_eligible
+from .onednn_norm import eligible as training_bn
 
 OP, PROJECTION_OP = "fused_basic_block", "fused_basic_block_projection"
 # The operator's shortcut codes (basic_block.cc's `Shortcut`).
 NO_SHORTCUT, IDENTITY, OPTION_A, PROJECTION = 0, 1, 2, 3
-PADDINGS = {3: (1, [1, 1], [1, 1, 1, 1]), 1: (0, [0, 0], [0, 0, 0, 0], "valid")}
 
 
 def _plain_conv(conv: nn.Layer, kernel: int, stride: int) -> bool:
-    return (isinstance(conv, nn.Conv2D) and conv._data_format == "NHWC" and conv.bias is None
+    """A convolution the per-layer oneDNN path takes, with the block's geometry: a square
+    kernel padded to keep the size, one stride, no bias."""
+    return (onednn_conv_eligible(conv) and conv.bias is None
             and list(conv._kernel_size) == [kernel, kernel]
-            and list(conv._stride) == [stride, stride] and conv._groups == 1
-            and list(conv._dilation) == [1, 1] and conv._padding_mode == "zeros"
-            and conv._padding in PADDINGS[kernel])
-
-
-def _training_bn(bn: nn.Layer) -> bool:
-    return (isinstance(bn, nn.BatchNorm2D) and bn._data_format == "NHWC"
-            and not bn._use_global_stats and bn.weight is not None and bn.bias is not None)
+            and list(conv._stride) == [stride, stride]
+            and paddings_of(conv) == [(kernel - 1) // 2] * 4)
 
 
 def shortcut_code(shortcut: Optional[nn.Layer]) -> Optional[Tuple[int, int]]:
@@ -64,7 +61,7 @@ def eligible(block: nn.Layer) -> bool:
             return False
         norms.append(block.shortcut.bn)
     return (_plain_conv(block.conv1, 3, stride) and _plain_conv(block.conv2, 3, 1)
-            and all(_training_bn(bn) for bn in norms)
+            and all(training_bn(bn) for bn in norms)
             and len({(bn._epsilon, bn._momentum) for bn in norms}) == 1)
 
 
