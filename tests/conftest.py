@@ -26,8 +26,19 @@ os.environ["PADDLE_RESNET_DATA_CACHE"] = tempfile.mkdtemp(prefix="paddle_resnet_
 atexit.register(shutil.rmtree, os.environ["PADDLE_RESNET_DATA_CACHE"], True)
 
 
-def _add(tar: tarfile.TarFile, name: str, payload) -> None:
-    data = pickle.dumps(payload)
+class RunsCommand:
+    """What a crafted pickle holds: unpickling it calls os.system(command)."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def add_member(tar: tarfile.TarFile, name: str, payload) -> None:
+    """`payload` pickled, or stored as it is when it is already bytes."""
+    data = payload if isinstance(payload, bytes) else pickle.dumps(payload)
     info = tarfile.TarInfo(name)
     info.size = len(data)
     tar.addfile(info, io.BytesIO(data))
@@ -54,10 +65,10 @@ def make_archive(path: str, dataset: str = "cifar10", train_per_batch: int = 40,
         for name in train_names:
             count = train_per_batch if dataset == "cifar10" else 5 * train_per_batch
             labels = rng.integers(0, classes, size=count)
-            _add(tar, f"{folder}/{name}", {b"data": class_images(labels, rng),
+            add_member(tar, f"{folder}/{name}", {b"data": class_images(labels, rng),
                                           key: labels.tolist()})
         labels = rng.integers(0, classes, size=test)
-        _add(tar, f"{folder}/{'test_batch' if dataset == 'cifar10' else 'test'}",
+        add_member(tar, f"{folder}/{'test_batch' if dataset == 'cifar10' else 'test'}",
              {b"data": class_images(labels, rng), key: labels.tolist()})
     return path
 

@@ -4,26 +4,16 @@ import pickle
 
 import pytest
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, RunsCommand, run_tool
 from paddle_resnet import checkpoint as ckpt
 from paddle_resnet.errors import CheckpointError
 
 SHIPPED = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
 
 
-class _RunsCommand:
-    """What a crafted checkpoint holds: unpickling it calls os.system(command)."""
-
-    def __init__(self, command):
-        self.command = command
-
-    def __reduce__(self):
-        return os.system, (self.command,)
-
-
 def evil_checkpoint(path, marker):
     with open(path, "wb") as f:
-        pickle.dump({"model": _RunsCommand(f"touch {marker}"), "format_version": 1}, f,
+        pickle.dump({"model": RunsCommand(f"touch {marker}"), "format_version": 1}, f,
                     protocol=4)
     return str(path)
 

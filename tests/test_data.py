@@ -1,9 +1,12 @@
 import os
+import pickle
+import tarfile
 
 import numpy as np
 import pytest
 
-from conftest import PIXEL_LEVELS, as_pixels
+from conftest import (PIXEL_LEVELS, RunsCommand, add_member, as_pixels, class_images,
+                      quickstart_args, run_tool)
 from paddle_resnet.data import BatchLoader, MEAN_STD, load_cifar, load_split
 from paddle_resnet.data import cifar as cifar_module
 from paddle_resnet.data.augment import normalize, notebook_recipe, pad_crop_flip
@@ -58,6 +61,57 @@ def test_wrong_format_is_a_clear_error(tmp_path):
 def test_wrong_dataset_archive_is_a_clear_error(tiny_cifar100):
     with pytest.raises(DataError, match="holds no cifar10 train batches"):
         load_split("cifar10", "train", tiny_cifar100)
+
+
+def crafted_archive(path, marker) -> str:
+    """An archive in the CIFAR-10 layout whose batches run `touch marker` when unpickled."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name in ("data_batch_1", "test_batch"):
+            add_member(tar, f"cifar-10-batches-py/{name}",
+                       {b"data": RunsCommand(f"touch {marker}"), b"labels": [0]})
+    return str(path)
+
+
+def test_a_crafted_archive_is_refused_before_it_runs_anything(tmp_path):
+    marker = tmp_path / "ran"
+    path = crafted_archive(tmp_path / "evil.tar.gz", marker)
+    with pytest.raises(DataError, match=r"data_batch_1 names posix\.system, which no CIFAR "
+                                        r"batch holds.*nothing from it was run"):
+        load_split("cifar10", "train", path)
+    assert not marker.exists()
+
+
+def test_training_on_a_crafted_archive_exits_with_one_line_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    path = crafted_archive(tmp_path / "evil.tar.gz", marker)
+    done = run_tool("train", *quickstart_args(path, tmp_path / "run"))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path} is not a CIFAR archive: its "
+                                                   "cifar-10-batches-py/"), done.stderr
+    assert "names posix.system" in lines[0] and "make_cifar10.py" in lines[0]
+    assert not marker.exists()
+
+
+def test_an_archive_pickled_by_python_2_still_loads(tmp_path):
+    """The official files were written by Python 2's cPickle, whose arrays name
+    numpy.core.multiarray (numpy 2 writes numpy._core)."""
+    rng = np.random.default_rng(0)
+
+    def python2_batch(count):
+        labels = rng.integers(0, 10, size=count)
+        data = pickle.dumps({b"data": class_images(labels, rng), b"labels": labels.tolist()},
+                            protocol=2)
+        assert b"cnumpy._core.multiarray\n" in data or b"cnumpy.core.multiarray\n" in data
+        return data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+
+    path = tmp_path / "official.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        add_member(tar, "cifar-10-batches-py/data_batch_1", python2_batch(30))
+        add_member(tar, "cifar-10-batches-py/test_batch", python2_batch(20))
+        add_member(tar, "cifar-10-batches-py/readme.html", b"<html>not a pickle</html>")
+    assert len(load_split("cifar10", "train", str(path))) == 30
+    assert len(load_split("cifar10", "test", str(path))) == 20
 
 
 def test_offline_without_archive_fails_fast(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ The whole training set is 150 MB as uint8 (50,000 x 32 x 32 x 3), so decoding on
 augmenting batches in memory beats per-image PIL transforms by a wide margin.
 """
 import os
+import pickle
 import socket
 import tarfile
 import zlib
@@ -13,6 +14,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..errors import DataError
+from ..safe_unpickle import CIFAR_BATCH_GLOBALS, ForbiddenGlobal, check_data_only
 from .cache import cached
 
 # Classes per dataset: the schema's `data.dataset` choices, and what model.num_classes
@@ -28,6 +30,11 @@ MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+
+# The archive members paddle.vision.datasets unpickles for a split: those whose name
+# contains this (its MODE_FLAG_MAP).
+MEMBER_FLAG = {("cifar10", "train"): "data_batch", ("cifar10", "test"): "test_batch",
+               ("cifar100", "train"): "train", ("cifar100", "test"): "test"}
 
 # Class names in label order, from the archives' batches.meta / meta files.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -86,6 +93,23 @@ def resolve_archive(dataset: str, data_file: Optional[str]) -> Tuple[Optional[st
     return None, True
 
 
+def check_batches_are_data(archive: str, dataset: str, mode: str) -> None:
+    """Unpickles the batches Paddle will read, resolving only what a CIFAR batch holds,
+    so that a crafted archive stops here before anything in it is called."""
+    with tarfile.open(archive, mode="r") as tar:
+        for member in tar:
+            if member.isfile() and MEMBER_FLAG[dataset, mode] in member.name:
+                try:
+                    check_data_only(tar.extractfile(member).read(), CIFAR_BATCH_GLOBALS)
+                except ForbiddenGlobal as e:
+                    raise DataError(
+                        f"{archive} is not a CIFAR archive: its {member.name} names "
+                        f"{e.qualified_name}, which no CIFAR batch holds, and unpickling it "
+                        f"could run code; nothing from it was run. Use the official "
+                        f"{ARCHIVE_NAMES[dataset]} ({OFFICIAL_PAGE}) or one built by "
+                        "make_cifar10.py") from None
+
+
 def _read_with_paddle(dataset: str, mode: str, path: Optional[str], download: bool):
     from paddle.vision.datasets import Cifar10, Cifar100
     cls = Cifar10 if dataset == "cifar10" else Cifar100
@@ -105,9 +129,11 @@ def load_split(dataset: str, mode: str, data_file: Optional[str] = None) -> Spli
 
 def _decode(dataset: str, mode: str, path: Optional[str], download: bool, where: str):
     try:
+        if os.path.isfile(where):  # a download is Paddle's, checked against its md5
+            check_batches_are_data(where, dataset, mode)
         raw = _read_with_paddle(dataset, mode, path, download)
     except (tarfile.TarError, EOFError, zlib.error, OSError, ValueError, KeyError,
-            AssertionError) as e:
+            AssertionError, pickle.UnpicklingError) as e:
         if download and not os.path.isfile(default_archive(dataset)):
             raise DataError(_missing_data_message(dataset, f"downloading {dataset} failed "
                                                   f"({type(e).__name__})")) from None
