@@ -13,9 +13,11 @@ from conftest import ROOT, run_tool
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
 PRETRAINED = os.path.join(ROOT, "pretrained")
-# file -> its model card, which release.py writes as <stem>.md.
-CARDS = {"resnet20_paper.pdckpt": "resnet20_paper.md",
-         "resnet20_cifar10.pdckpt": "resnet20_cifar10.md"}
+# file -> its model card (release.py writes it as <stem>.md), the model it holds and that
+# model's published parameter count (He et al. 2016: ResNet-20 0.27M).
+SHIPPED = {"resnet20_paper.pdckpt": ("resnet20_paper.md", "resnet20", 269_722),
+           "resnet20_cifar10.pdckpt": ("resnet20_cifar10.md", "resnet20", 269_722)}
+CARDS = {name: card for name, (card, _, _) in SHIPPED.items()}
 # A row of the README's table: | `file` | recipe | epochs | **top1%** / top5% / loss | N of 10 |
 ROW = re.compile(r"^\| `(?P<file>[\w.]+\.pdckpt)` \|[^|]*\| (?P<epochs>\d+) \| "
                  r"\*\*(?P<top1>[\d.]+)%\*\* / (?P<top5>[\d.]+)% / (?P<loss>[\d.]+) \| "
@@ -49,11 +51,12 @@ def test_the_card_gives_the_checkpoints_sha256_and_what_it_holds(name):
     state = load_checkpoint(path)
     # Weights only: no optimizer or schedule state to resume from.
     assert set(state) - {"format_version"} == {"config", "model", "progress"}
-    assert state["config"]["model"]["name"] == "resnet20"
+    _, model_name, parameters = SHIPPED[name]
+    assert state["config"]["model"]["name"] == model_name
     assert state["progress"]["epoch"] == state["config"]["train"]["epochs"]
     assert state["progress"]["epoch"] == int(rows()[name]["epochs"])
     model, *_ = load_trained_model(path)
-    assert count_parameters(model) == 269_722  # He et al.: 0.27M
+    assert count_parameters(model) == parameters
 
 
 @pytest.mark.parametrize("name", sorted(CARDS))
