@@ -83,3 +83,19 @@ def test_every_readme_performance_ratio_is_its_benchmark_files():
             measured = PERF_SOURCES[row["file"]](json.load(f))
         decimals = len(row["ratio"].split(".")[1]) if "." in row["ratio"] else 0
         assert round(measured, decimals) == float(row["ratio"]), row["file"]
+
+
+# docs/results.md's Fig. 6 table -> the comparison.md that compare.py wrote from the runs.
+FIG6_ROW = re.compile(r"^\| (?P<run>(?:plain|ResNet)-\d+) \|[^|]+\|[^|]+\| \**(?P<train_error>[\d.]+%)"
+                      r"\** \|[^|]+\| \**(?P<top1>[\d.]+%)\** \|", re.MULTILINE)
+
+
+def test_the_fig6_table_is_the_runs_comparison():
+    section = read("docs/results.md").split("### He et al. Fig. 6 on the official images")[1]
+    shown = {m["run"].lower().replace("-", ""): (m["top1"], m["train_error"])
+             for m in FIG6_ROW.finditer(section.split("\n### ")[0])}
+    measured = {}
+    for line in read("docs/results/fig6_lossless/comparison.md").splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        measured[cells[0]] = (cells[6], cells[7])  # final top-1, final train error
+    assert shown == measured
