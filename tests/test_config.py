@@ -193,3 +193,13 @@ def test_a_mistyped_key_is_reported_before_paddle_loads():
                           text=True, timeout=120)
     assert "unknown config key 'train.epoch'; did you mean train.epochs" in done.stderr
     assert done.stdout.split() == ["exit", "2", "False"]
+
+
+@pytest.mark.parametrize("tool", sorted(os.path.basename(p)[:-3]
+                                        for p in glob.glob(os.path.join(ROOT, "tools", "*.py"))))
+def test_every_tool_starts_without_notices_on_stderr(tool):
+    # Importing Paddle warns about ccache; the tools set their process up first (runtime.py).
+    from conftest import run_tool
+    done = run_tool(tool, "--help", timeout=120)
+    assert done.returncode == 0 and done.stdout, done.stderr[-2000:]
+    assert done.stderr == ""

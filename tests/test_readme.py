@@ -86,8 +86,9 @@ def test_every_readme_performance_ratio_is_its_benchmark_files():
 
 
 # docs/results.md's Fig. 6 table -> the comparison.md that compare.py wrote from the runs.
-FIG6_ROW = re.compile(r"^\| (?P<run>(?:plain|ResNet)-\d+) \|[^|]+\|[^|]+\| \**(?P<train_error>[\d.]+%)"
-                      r"\** \|[^|]+\| \**(?P<top1>[\d.]+%)\** \|", re.MULTILINE)
+FIG6_ROW = re.compile(r"^\| (?P<run>(?:plain|ResNet)-\d+) \|[^|]+\|[^|]+\| "
+                      r"\**(?P<train_error>[\d.]+%)\** \|[^|]+\| \**(?P<top1>[\d.]+%)\** \|",
+                      re.MULTILINE)
 
 
 def test_the_fig6_table_is_the_runs_comparison():
