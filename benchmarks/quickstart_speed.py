@@ -17,7 +17,10 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
 - `paddle_resnet conv_bf16`: the default with `-o speed.conv_bf16=true` (the oneDNN
   convolutions on bfloat16 copies of their inputs);
 - `paddle_resnet fused_block`: the default with `-o speed.fused_block=true` (each basic
-  block's training pass as one operator);
+  block's training pass as one operator; the default where the convolutions take bf16
+  inputs);
+- `paddle_resnet per_layer`: the default with `-o speed.fused_block=false` (the blocks
+  layer by layer, the default before 2026-12-03);
 - `paddle_resnet --nproc 1`: the default in one process with a thread per core;
 - `paddle_resnet before`: one process with MKL's fast path off and Paddle's convolution,
   the default before this package set any speed path;
@@ -38,6 +41,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet fused_block",
+            "paddle_resnet per_layer",
             "paddle_resnet conv=paddle",
             "paddle_resnet --nproc 1",
             "paddle_resnet before", "torch", "torch channels_last", "torch channels_last bf16"]
@@ -63,6 +67,8 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
         args += ["-o", "speed.conv_bf16=true"]
     if variant == "paddle_resnet fused_block":
         args += ["-o", "speed.fused_block=true"]
+    if variant == "paddle_resnet per_layer":
+        args += ["-o", "speed.fused_block=false"]
     if variant in SINGLE_PROCESS:
         args += ["--nproc", "1"]
     if variant == "paddle_resnet before":

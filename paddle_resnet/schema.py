@@ -139,11 +139,18 @@ SCHEMA: Dict[str, Option] = {
                                 null_means="on where it measured faster: a process with "
                                 "several threads (1.10x ResNet-20's step in one process on 2 "
                                 "cores; 0.97x with one thread, docs/performance.md)"),
-    "speed.fused_block": Option(False, bool, "with the oneDNN convolution, run each residual "
+    "speed.fused_block": Option(None, bool, "with the oneDNN convolution, run each residual "
                                 "basic block's training pass (conv-BN-ReLU-conv-BN-add-ReLU, "
-                                "identity, option-A or no shortcut) as one operator, forward "
-                                "and backward; same parameters, statistics and checkpoints; "
-                                "other blocks keep the per-layer path"),
+                                "any shortcut) as one operator, forward and backward; same "
+                                "parameters, statistics and checkpoints; bottleneck and "
+                                "DenseNet blocks keep the per-layer path; `false` = per-layer "
+                                "throughout", nullable=True,
+                                null_means="on where it was measured: the oneDNN "
+                                "convolution with bf16 inputs, one thread per process (the "
+                                "default on a multi-core CPU): 1.23x ResNet-20's step, the "
+                                "same test accuracy over seeds (docs/performance.md); "
+                                "per-layer in float32 or with several threads per process, "
+                                "not measured there yet"),
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "

@@ -6,6 +6,7 @@ import paddle
 import pytest
 
 from conftest import assert_same_training
+from paddle_resnet.cpu import usable_cores
 from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import BasicBlock, make_shortcut
@@ -106,6 +107,24 @@ def test_resnet20_trains_the_same_steps_as_the_per_layer_path(library):
     # Steps amplify float32 rounding (BN's sums in another order): the third loss
     # measured 1.4e-5 apart, the weights as test_onednn_norm.py's.
     assert_same_training(models, loss_rtol=1e-4, weight_atol=1e-3)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_default_fuses_exactly_where_the_convolutions_take_bf16(library, monkeypatch, native):
+    import paddle_resnet.speed as speed
+    monkeypatch.setattr(speed, "native_bf16", lambda: native)
+    assert plan_speed(speed_options(), "cpu", usable_cores()).fused_block == native
+    # the operator's passes are single-threaded: a process with several threads keeps
+    # the per-layer path unless asked
+    if usable_cores() > 1:
+        assert not plan_speed(speed_options(), "cpu", 1).fused_block
+        assert plan_speed(speed_options(["fused_block=true"]), "cpu", 1).fused_block
+    assert not plan_speed(speed_options(["conv_bf16=false"]), "cpu", 2).fused_block
+    assert not plan_speed(speed_options(["fused_block=false"]), "cpu", 2).fused_block
+    asked = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
+    assert asked.fused_block and asked.note == ""
+    on_paddle = plan_speed(speed_options(["conv=paddle"]), "cpu", 2)  # nothing asked: no note
+    assert not on_paddle.fused_block and on_paddle.note == ""
 
 
 def test_without_the_onednn_convolution_it_says_why_in_one_line():

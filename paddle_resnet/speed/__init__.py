@@ -3,10 +3,11 @@
 `plan_speed(options, place, processes)` decides, once per process and before any model
 exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; Paddle's
 elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
-fast kernels want; NCHW otherwise), the faster input gradient of narrow convolutions on
-Paddle's kernels (`conv_grad.py`), the CPU threads, and MKL's fast path on AMD CPUs
-(`mkl.py`, set where a run starts). `apply_speed(model, plan)` then applies it to a model built in
-`plan.data_format`.
+fast kernels want; NCHW otherwise), residual basic blocks as one operator each where
+oneDNN convolves with bf16 inputs in one thread per process (`fused_block.py`), the
+faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
+threads, and MKL's fast path on AMD CPUs (`mkl.py`, set where a run starts).
+`apply_speed(model, plan)` then applies it to a model built in `plan.data_format`.
 
 The contract every path keeps:
 - training only, in dygraph: a static graph (`to_static`, export, Paddle Inference), a GPU
@@ -96,15 +97,14 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     if on_cpu:
         threads = max(1, usable_cores() // max(1, processes))
         _use_threads(threads)
-    fused_block = bool(options["speed.fused_block"])
-    if fused_block and conv != "onednn":
-        note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
-        fused_block = False
     bf16 = _conv_bf16(options["speed.conv_bf16"], conv)
     if options["speed.conv_bf16"] is not False and conv == "onednn" and not bf16:
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
         # and says so, since it trains slower than the README's numbers.
         note = "; ".join(filter(None, [note, bf16_unavailable(vector_extension())]))
+    fused_block = _fused_block(options["speed.fused_block"], conv, bf16, threads)
+    if options["speed.fused_block"] and conv != "onednn":
+        note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
@@ -143,6 +143,16 @@ def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
     # oneDNN's normalization parallelises over threads, Paddle's does not; with one
     # thread per process it measured 0.97x of Paddle's BN + ReLU + add (performance.md).
     return threads > 1 if choice is None else bool(choice)
+
+
+def _fused_block(choice: Optional[bool], conv: str, bf16: bool, threads: int) -> bool:
+    if conv != "onednn":
+        return False
+    # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
+    # 1.17x ResNet-18's, the same test accuracy over seeds (docs/performance.md). The
+    # operator's own passes are single-threaded, so a process with several threads, and
+    # float32 hosts, keep the per-layer path until the fused one is measured there.
+    return bf16 and threads == 1 if choice is None else bool(choice)
 
 
 def _no_fused_block(options: Mapping, place: str) -> str:

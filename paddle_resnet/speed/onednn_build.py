@@ -199,7 +199,7 @@ def ensure_built(say: Callable[[str], None]) -> str:
     with open(os.path.join(folder, "build.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released by the OS if this process dies
         if not os.path.isfile(target):  # another process may have built it meanwhile
-            say("compiling the oneDNN operators once (~20 s; cached in "
+            say("compiling the oneDNN operators once (~40 s; cached in "
                 f"{folder})")
             _compile(target)
     return target
