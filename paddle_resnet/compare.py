@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from .engine.meters import format_duration
+from .console import format_duration
 from .engine.runlog import METRICS_FILE, read_metrics
 from .errors import UserError
 

@@ -22,6 +22,14 @@ STATUS_ENV = "PADDLE_RESNET_STATUS_FILE"  # set by launch.py for rank 0
 _ERASE = "\r\x1b[K"
 
 
+def format_duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "--:--:--"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()

@@ -17,7 +17,7 @@ from .compare import plot_errors, summarize_run
 from .config import load_config
 from .data.cifar import ARCHIVE_NAMES, default_archive, resolve_archive
 from .engine.header import recipe
-from .engine.meters import format_duration
+from .console import format_duration
 from .engine.runlog import read_metrics
 from .errors import UserError
 

@@ -3,7 +3,8 @@ import paddle
 import pytest
 
 from paddle_resnet.config import load_config
-from paddle_resnet.engine.meters import RunClock, format_duration
+from paddle_resnet.console import format_duration
+from paddle_resnet.engine.meters import RunClock
 from paddle_resnet.optim import IterationSchedule, build_optimizer, build_schedule
 from paddle_resnet.engine.losses import label_smoothed_cross_entropy
 

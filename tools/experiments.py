@@ -16,9 +16,6 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from paddle_resnet.runtime import prepare_process  # noqa: E402
-
-prepare_process()  # before compare imports Paddle, whose import warns about ccache
 from paddle_resnet.compare import compare  # noqa: E402
 from paddle_resnet.engine.runlog import read_metrics  # noqa: E402
 

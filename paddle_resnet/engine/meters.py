@@ -4,14 +4,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import paddle
 
-
-def format_duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "--:--:--"
-    seconds = max(0, int(round(seconds)))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
-
+from ..console import format_duration
 
 STATUS_SECONDS = 1.0  # how often the live status line is refreshed
 
