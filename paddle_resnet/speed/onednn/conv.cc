@@ -23,10 +23,8 @@ std::vector<paddle::Tensor> ConvForward(const paddle::Tensor& x, const paddle::T
   memory src = f.src.bind(g.src, x.data<float>());
   memory dst(activation(g.dst), cpu_engine(), data_of(out));
   memory weights = f.weights.bind(g.weights, weight.data<float>());
-  f.primitive.execute(cpu_stream(), {{DNNL_ARG_SRC, src},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_DST, dst}});
-  cpu_stream().wait();
+  run(f.primitive, f.scratchpad,
+      {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
   return {out};
 }
 
@@ -44,10 +42,8 @@ std::vector<paddle::Tensor> ConvInputGrad(const paddle::Tensor& grad_out,
   memory diff_dst = b.diff_dst.bind(g.dst, grad_out.data<float>());
   memory diff_src(activation(g.src), cpu_engine(), data_of(grad_x));
   memory weights = b.weights.bind(g.weights, weight.data<float>());
-  b.primitive.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, diff_dst},
-                                     {DNNL_ARG_WEIGHTS, weights},
-                                     {DNNL_ARG_DIFF_SRC, diff_src}});
-  cpu_stream().wait();
+  run(b.primitive, b.scratchpad,
+      {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, diff_src}});
   return {grad_x};
 }
 
@@ -64,10 +60,10 @@ std::vector<paddle::Tensor> ConvWeightGrad(const paddle::Tensor& x,
   auto grad_w = empty(weight.shape());
   memory src = b.src.bind(g.src, x.data<float>());
   memory diff_dst = b.diff_dst.bind(g.dst, grad_out.data<float>());
-  b.primitive.execute(cpu_stream(),
-                      {{DNNL_ARG_SRC, src},
-                       {DNNL_ARG_DIFF_DST, diff_dst},
-                       {DNNL_ARG_DIFF_WEIGHTS, b.diff_weights.target(g.weights, data_of(grad_w))}});
+  run(b.primitive, b.scratchpad,
+      {{DNNL_ARG_SRC, src},
+       {DNNL_ARG_DIFF_DST, diff_dst},
+       {DNNL_ARG_DIFF_WEIGHTS, b.diff_weights.target(g.weights, data_of(grad_w))}});
   b.diff_weights.finish(g.weights, data_of(grad_w));
   cpu_stream().wait();
   return {grad_w};
