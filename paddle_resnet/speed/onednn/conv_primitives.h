@@ -13,10 +13,10 @@
 //
 // Scratchpad: every primitive is made with a user-mode scratchpad and runs on one buffer
 // the library keeps (`Scratchpad`). In oneDNN's default library mode, a build with
-// concurrent execution (Paddle's) allocates each execution's scratchpad afresh, and the
-// page faults of those megabytes made ResNet-20's 16-channel convolutions run at half
-// the speed of the same kernels under PyTorch, which passes its own buffer
-// (ONEDNN_VERBOSE, 2026-12-03: 2.8 ms against 1.5 ms forward at batch 64).
+// concurrent execution (Paddle's) allocates each execution's scratchpad afresh; one kept
+// buffer saves that allocation per execution (with glibc returning memory to the kernel,
+// as before speed/malloc.py, ResNet-20's 16-channel input gradient went from 2.97 to
+// 2.19 ms in one ONEDNN_VERBOSE profile, 2026-12-03). PyTorch passes its own buffer too.
 #ifndef PADDLE_RESNET_ONEDNN_CONV_PRIMITIVES_H
 #define PADDLE_RESNET_ONEDNN_CONV_PRIMITIVES_H
 
