@@ -1,8 +1,9 @@
 """Training and evaluation throughput of this package's paths against PyTorch on the same
 machine, each variant in its own process, interleaved over repeats (medians reported).
 
-    pip install torch==2.13.0            # the CPU wheel; PyTorch is only needed here
-    python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128
+    python -m venv ~/venv-torch && ~/venv-torch/bin/pip install torch==2.13.0 numpy
+    python benchmarks/frameworks.py --models resnet20 resnet18 --batch 128 \
+        --torch-python ~/venv-torch/bin/python
 
 Training variants, each the package's own step (engine/step.py:train_step) on a speed plan
 (speed.plan_speed): Paddle's convolution in one process, with MKL's fast path (what the
@@ -12,7 +13,9 @@ and in NHWC layout (speed.channels_last); the default speed paths (oneDNN convol
 bf16 where the CPU has bf16 kernels) in one process of one thread, in one process running
 every core as threads, and one process per core under paddle.distributed.launch (the
 default of `tools/train.py` on a CPU; the same global batch), also with float32
-convolutions (speed.conv_bf16=false); and PyTorch eager with all cores and with one.
+convolutions (speed.conv_bf16=false); and PyTorch eager with all cores and with one, and
+with all cores in channels_last under `torch.autocast("cpu", torch.bfloat16)` (PyTorch's
+fastest CPU training setting).
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
 eval.engine=auto) with one thread and with all cores, and PyTorch eager.
 """
@@ -36,8 +39,9 @@ PER_CORE = (DEFAULT, DEFAULT_FLOAT32)  # launched as tools/train.py does on a CP
 GENERIC_MKL = "paddle dygraph, MKL generic path"
 THREADS = "paddle oneDNN, 1 process x all cores as threads"
 ONE_THREAD = "paddle oneDNN, 1 process x 1 thread"
+TORCH_FAST = "torch channels_last bf16"
 TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", ONE_THREAD,
-         THREADS, DEFAULT_FLOAT32, DEFAULT, "torch", "torch 1 thread"]
+         THREADS, DEFAULT_FLOAT32, DEFAULT, "torch", "torch 1 thread", TORCH_FAST]
 # The `speed.*` options of each Paddle training variant (the rest: the defaults).
 SPEED = {"paddle dygraph": ["conv=paddle"], GENERIC_MKL: ["conv=paddle"],
          "paddle to_static": ["to_static=true"],
@@ -53,13 +57,20 @@ def torch_model(name: str):
     return torch_twin.build(name)
 
 
-def run_torch(mode, name, batch, steps, threads):
+def run_torch(mode, name, batch, steps, threads, fast=False):
+    import contextlib
+
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torch_model(name)
     images, labels = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    autocast = contextlib.nullcontext
+    if fast:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
     if mode == "eval":
         model.eval()
         with torch.no_grad():
@@ -67,7 +78,8 @@ def run_torch(mode, name, batch, steps, threads):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def step():
-        loss = F.cross_entropy(model(images), labels)
+        with autocast():
+            loss = F.cross_entropy(model(images), labels)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -124,8 +136,8 @@ def timed(step, batch, steps):
 
 
 # --- the driver -----------------------------------------------------------------------------
-def measure(variant, mode, name, batch, steps) -> float:
-    """images/s of one variant, in a fresh process."""
+def measure(variant, mode, name, batch, steps, torch_python=sys.executable) -> float:
+    """images/s of one variant, in a fresh process (PyTorch's in `torch_python`)."""
     with tempfile.TemporaryDirectory() as work:
         result = os.path.join(work, "result.json")
         worker = [os.path.abspath(__file__), "--worker", variant, "--mode", mode,
@@ -137,7 +149,7 @@ def measure(variant, mode, name, batch, steps) -> float:
             command = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node",
                        str(usable_cores()), "--log_dir", os.path.join(work, "logs"), *worker]
         else:
-            command = [sys.executable, *worker]
+            command = [torch_python if variant.startswith("torch") else sys.executable, *worker]
         env = {k: v for k, v in os.environ.items() if k != "MKL_DEBUG_CPU_TYPE"}
         if variant == GENERIC_MKL:
             env["PADDLE_RESNET_MKL_FAST_PATH"] = "0"
@@ -154,7 +166,8 @@ def worker(args):
     variant, name = args.worker, args.models[0]
     if variant.startswith("torch"):
         threads = 1 if variant.endswith("1 thread") else os.cpu_count()
-        rate = run_torch(args.mode, name, args.batch, args.steps, threads)
+        rate = run_torch(args.mode, name, args.batch, args.steps, threads,
+                         fast=variant == TORCH_FAST)
     else:
         rate = run_paddle(variant, args.mode, name, args.batch, args.steps)
     if int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0:
@@ -175,6 +188,8 @@ def main():
                         help="only these (the first is the base of the second column; "
                              "`torch` is always run)")
     parser.add_argument("--json", default="benchmarks/results/frameworks.json")
+    parser.add_argument("--torch-python", default=sys.executable,
+                        help="the Python that has PyTorch (e.g. a venv's), for the torch variants")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -190,12 +205,13 @@ def main():
             variants += [] if "torch" in variants else ["torch"]
         for name in args.models:
             # Size each measurement from one quick probe of the slowest variant.
-            probe = measure(variants[0], mode, name, args.batch, 1)
+            probe = measure(variants[0], mode, name, args.batch, 1, args.torch_python)
             steps = max(2, round(args.train_seconds * probe / args.batch))
             runs = {v: [] for v in variants}
             for _ in range(args.repeats):
                 for variant in variants:  # interleaved: drift hits every variant alike
-                    runs[variant].append(measure(variant, mode, name, args.batch, steps))
+                    runs[variant].append(measure(variant, mode, name, args.batch, steps,
+                                                 args.torch_python))
             base = statistics.median(runs[variants[0]])
             torch_rate = statistics.median(runs["torch"])
             print(f"\n| {mode} {name}, batch {args.batch}, {steps} steps x {args.repeats} | "
@@ -209,11 +225,13 @@ def main():
                 print(f"| {variant} | {median:,.1f} | {median / base:.2f}x | "
                       f"{median / torch_rate:.2f}x |", flush=True)
     import paddle
-    import torch
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    torch_version = subprocess.run(
+        [args.torch_python, "-c", "import torch; print(torch.__version__)"],
+        capture_output=True, text=True).stdout.strip()
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"cpu_count": os.cpu_count(), "paddle": paddle.__version__,
-                   "torch": torch.__version__, "batch": args.batch, "rows": rows}, f, indent=1)
+                   "torch": torch_version, "batch": args.batch, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
