@@ -224,14 +224,13 @@ def main():
                              "vs_dygraph": median / base, "vs_torch": median / torch_rate})
                 print(f"| {variant} | {median:,.1f} | {median / base:.2f}x | "
                       f"{median / torch_rate:.2f}x |", flush=True)
-    import paddle
-    torch_version = subprocess.run(
-        [args.torch_python, "-c", "import torch; print(torch.__version__)"],
+    versions = {name: subprocess.run(
+        [python, "-c", f"import {name}; print({name}.__version__)"],
         capture_output=True, text=True).stdout.strip()
+        for name, python in (("paddle", sys.executable), ("torch", args.torch_python))}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), "paddle": paddle.__version__,
-                   "torch": torch_version, "batch": args.batch, "rows": rows}, f, indent=1)
+        json.dump({"cpu_count": os.cpu_count(), **versions, "batch": args.batch, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
