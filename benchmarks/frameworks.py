@@ -230,7 +230,8 @@ def main():
         for name, python in (("paddle", sys.executable), ("torch", args.torch_python))}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), **versions, "batch": args.batch, "rows": rows}, f, indent=1)
+        json.dump({"cpu_count": os.cpu_count(), **versions, "batch": args.batch,
+                   "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
