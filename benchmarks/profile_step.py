@@ -1,12 +1,16 @@
 """Where a training step's time goes: Paddle's profiler over a few dygraph steps, reduced
 to one table of operators (forward and backward kernels together) by their share of the
-step's CPU time.
+step's CPU time; with `--onednn`, a second table of the oneDNN primitives inside them
+(every convolution by direction and shape, reorders, ...), from oneDNN's own timing
+(`ONEDNN_VERBOSE=1`, in a fresh process), which sees into the custom operators where
+Paddle's profiler does not.
 
-    python benchmarks/profile_step.py --model resnet20 --batch 64 --processes 2 [--top 12]
+    python benchmarks/profile_step.py --model resnet20 --batch 64 --processes 2 [--onednn]
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -27,6 +31,23 @@ from paddle_resnet.models.layers import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
 
 WARMUP, STEPS = 2, 3
+TIMED = "--- timed steps ---"  # what the primitives' worker prints after its warm-up
+
+
+def primitive_times(lines):
+    """ms per step of each oneDNN primitive (kind, direction, shape) in ONEDNN_VERBOSE's
+    `exec` lines after the TIMED marker."""
+    per_primitive, timed = defaultdict(float), False
+    for line in lines:
+        if line == TIMED:
+            timed = True
+        fields = line.split(",")
+        if not timed or fields[:4] != ["onednn_verbose", "v1", "primitive", "exec"]:
+            continue
+        kind, direction, shape = fields[5], fields[7], fields[-2]
+        name = f"{kind} {direction}" if direction != "undef" else kind
+        per_primitive[(name, shape if kind == "convolution" else "")] += float(fields[-1])
+    return {key: ms / STEPS for key, ms in per_primitive.items()}
 
 
 def operator_times(trace_file: str):
@@ -54,6 +75,9 @@ def main():
     parser.add_argument("--processes", type=int, default=1,
                         help="profile one of N training processes (its share of the cores "
                              "as threads; --batch is its own batch)")
+    parser.add_argument("--onednn", action="store_true",
+                        help="also time the oneDNN primitives inside the step")
+    parser.add_argument("--primitives-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--speed", action="append", default=[], metavar="KEY=VALUE",
                         help="a speed option as in the config without `speed.`, e.g. "
                              "conv=paddle or conv_input_grad=false (repeatable); default: "
@@ -78,6 +102,12 @@ def main():
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
     images = paddle.randn(batch_shape(args.batch, plan.data_format))
     labels = paddle.randint(0, 10, [args.batch])
+    if args.primitives_worker:
+        for index in range(WARMUP + STEPS):
+            if index == WARMUP:
+                print(TIMED, flush=True)
+            float(train_step(model, images, labels, optimizer)[0])
+        return
     with tempfile.TemporaryDirectory() as work:
         prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU],
                                  scheduler=(WARMUP, WARMUP + STEPS),
@@ -96,6 +126,25 @@ def main():
     for name, micros in sorted(per_op.items(), key=lambda kv: -kv[1])[:args.top]:
         print(f"| {name} | {micros / STEPS / 1000:,.1f} | {100 * micros / steps:.0f}% |")
     print(f"| whole step | {steps / STEPS / 1000:,.1f} | 100% |")
+    if args.onednn:
+        print_primitives(args, steps / STEPS / 1000)
+
+
+def print_primitives(args, step_ms):
+    worker = [a for a in sys.argv[1:] if a != "--onednn"] + ["--primitives-worker"]
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), *worker],
+                          env=dict(os.environ, ONEDNN_VERBOSE="1"), capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the primitives' worker failed:\n{done.stderr[-2000:]}")
+    times = primitive_times(done.stdout.splitlines())
+    total = sum(times.values())
+    print(f"\n| {args.model}, batch {args.batch}: oneDNN primitive | shape | ms per step "
+          f"| share of the profiled step ({step_ms:,.1f} ms) |")
+    print("|---|---|---:|---:|")
+    for (name, shape), ms in sorted(times.items(), key=lambda kv: -kv[1])[:args.top]:
+        print(f"| {name} | {shape} | {ms:,.2f} | {100 * ms / step_ms:.0f}% |")
+    print(f"| all oneDNN primitives | | {total:,.1f} | {100 * total / step_ms:.0f}% |")
 
 
 if __name__ == "__main__":
