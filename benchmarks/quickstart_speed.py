@@ -21,8 +21,6 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
   inputs);
 - `paddle_resnet per_layer`: the default with `-o speed.fused_block=false` (the blocks
   layer by layer, the default before 2026-12-03);
-- `paddle_resnet memory returned`: the default with `PADDLE_RESNET_KEEP_MEMORY=0` (glibc
-  returns freed memory to the kernel, the default before 2026-12-03's speed/malloc.py);
 - `paddle_resnet --nproc 1`: the default in one process with a thread per core;
 - `paddle_resnet before`: one process with MKL's fast path off and Paddle's convolution,
   the default before this package set any speed path;
@@ -43,7 +41,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet fused_block",
-            "paddle_resnet per_layer", "paddle_resnet memory returned",
+            "paddle_resnet per_layer",
             "paddle_resnet conv=paddle",
             "paddle_resnet --nproc 1",
             "paddle_resnet before", "torch", "torch channels_last", "torch channels_last bf16"]
@@ -75,8 +73,6 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
         args += ["--nproc", "1"]
     if variant == "paddle_resnet before":
         env["PADDLE_RESNET_MKL_FAST_PATH"] = "0"
-    if variant in ("paddle_resnet memory returned", "paddle_resnet before"):
-        env["PADDLE_RESNET_KEEP_MEMORY"] = "0"
     return args, env
 
 
