@@ -68,11 +68,15 @@ def _vs(d, variant, against):
 # the ratio it reads there.
 PERF_SOURCES = {
     "quickstart training vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "quickstart_speed_fused_default.json",
-        lambda d: _row(d["rows"], variant="paddle_resnet fused_block")["vs_baseline"]),
+        "quickstart_speed_scratchpad.json",
+        lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "the same vs PyTorch 2.13 default (float32)": (
-        "quickstart_speed_fused_default.json",
-        lambda d: _vs(d, "paddle_resnet fused_block", "torch")),
+        "quickstart_speed_scratchpad.json",
+        lambda d: _vs(d, "paddle_resnet (default)", "torch")),
+    "ResNet-18 training (batch 150) vs PyTorch 2.13 channels_last + bf16 autocast": (
+        "frameworks_resnet18_keep_memory.json",
+        lambda d: _vs(d, "paddle, 1 process per core (the default)",
+                      "torch channels_last bf16")),
     "the same, float32 on both sides (no bf16 kernels)": (
         "quickstart_speed_avx2.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_torch"]),
