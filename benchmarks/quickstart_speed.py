@@ -33,6 +33,7 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -84,11 +85,25 @@ def wall_time(variant, data_file, images, test_images, torch_python) -> float:
                    if k != "MKL_DEBUG_CPU_TYPE" and not k.startswith("MALLOC_")}
         environ.update(env)
         start = time.perf_counter()
-        done = subprocess.run(args, cwd=ROOT, env=environ, capture_output=True, text=True)
+        # A session of its own, killed whole on the way out: a benchmark stopped halfway
+        # must not leave training processes running under the next measurement.
+        process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, err = process.communicate()
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"{variant} failed:\n{done.stderr[-2000:]}")
+    if process.returncode != 0:
+        raise RuntimeError(f"{variant} failed:\n{err[-2000:]}")
     return seconds
+
+
+def exit_on_signal(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds through wall_time's clean-up
 
 
 def main():
@@ -112,6 +127,8 @@ def main():
                 "(the rate is that of the difference)")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats} must be at least 1")
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, exit_on_signal)
     rates = {v: [] for v in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
