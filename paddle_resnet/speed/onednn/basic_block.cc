@@ -266,31 +266,17 @@ enum StatRow { kMean1, kInvStd1, kA1, kB1, kMean2, kInvStd2, kMean3, kInvStd3, k
 
 void run_forward(const Geometry& g, const memory& src, const paddle::Tensor& weight,
                  float* dst) {
-  Forward& f = conv::forward(g);
-  run(f.primitive, f.scratchpad,
-      {{DNNL_ARG_SRC, src},
-       {DNNL_ARG_WEIGHTS, f.weights.bind(g.weights, weight.data<float>())},
-       {DNNL_ARG_DST, bind_activation(g.dst, kF32, dst)}});
+  conv::forward(g).execute(g, src, weight.data<float>(), dst);
 }
 
 void run_backward_data(const Geometry& g, const memory& diff_dst, const paddle::Tensor& weight,
                        float* diff_src) {
-  BackwardData& b = conv::backward_data(g);
-  run(b.primitive, b.scratchpad,
-      {{DNNL_ARG_DIFF_DST, diff_dst},
-       {DNNL_ARG_WEIGHTS, b.weights.bind(g.weights, weight.data<float>())},
-       {DNNL_ARG_DIFF_SRC, bind_activation(g.src, kF32, diff_src)}});
+  conv::backward_data(g).execute(g, diff_dst, weight.data<float>(), diff_src);
 }
 
 void run_backward_weights(const Geometry& g, const memory& src, const memory& diff_dst,
                           float* diff_weights) {
-  BackwardWeights& b = conv::backward_weights(g);
-  run(b.primitive, b.scratchpad,
-      {{DNNL_ARG_SRC, src},
-       {DNNL_ARG_DIFF_DST, diff_dst},
-       {DNNL_ARG_DIFF_WEIGHTS, b.diff_weights.target(g.weights, diff_weights)}});
-  b.diff_weights.finish(g.weights, diff_weights);
-  cpu_stream().wait();
+  conv::backward_weights(g).execute(g, src, diff_dst, diff_weights);
 }
 
 struct BlockGeometry {

@@ -20,11 +20,7 @@ std::vector<paddle::Tensor> ConvForward(const paddle::Tensor& x, const paddle::T
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   Forward& f = conv::forward(g);
   auto out = empty({g.dst[0], g.dst[2], g.dst[3], g.dst[1]});
-  memory src = f.src.bind(g.src, x.data<float>());
-  memory dst(activation(g.dst), cpu_engine(), data_of(out));
-  memory weights = f.weights.bind(g.weights, weight.data<float>());
-  run(f.primitive, f.scratchpad,
-      {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}});
+  f.execute(g, f.src.bind(g.src, x.data<float>()), weight.data<float>(), data_of(out));
   return {out};
 }
 
@@ -39,11 +35,8 @@ std::vector<paddle::Tensor> ConvInputGrad(const paddle::Tensor& grad_out,
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   BackwardData& b = conv::backward_data(g);
   auto grad_x = empty(x.shape());
-  memory diff_dst = b.diff_dst.bind(g.dst, grad_out.data<float>());
-  memory diff_src(activation(g.src), cpu_engine(), data_of(grad_x));
-  memory weights = b.weights.bind(g.weights, weight.data<float>());
-  run(b.primitive, b.scratchpad,
-      {{DNNL_ARG_DIFF_DST, diff_dst}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DIFF_SRC, diff_src}});
+  b.execute(g, b.diff_dst.bind(g.dst, grad_out.data<float>()), weight.data<float>(),
+            data_of(grad_x));
   return {grad_x};
 }
 
@@ -58,14 +51,8 @@ std::vector<paddle::Tensor> ConvWeightGrad(const paddle::Tensor& x,
   const Geometry g = geometry(x.shape(), weight.shape(), strides, paddings, bf16);
   BackwardWeights& b = conv::backward_weights(g);
   auto grad_w = empty(weight.shape());
-  memory src = b.src.bind(g.src, x.data<float>());
-  memory diff_dst = b.diff_dst.bind(g.dst, grad_out.data<float>());
-  run(b.primitive, b.scratchpad,
-      {{DNNL_ARG_SRC, src},
-       {DNNL_ARG_DIFF_DST, diff_dst},
-       {DNNL_ARG_DIFF_WEIGHTS, b.diff_weights.target(g.weights, data_of(grad_w))}});
-  b.diff_weights.finish(g.weights, data_of(grad_w));
-  cpu_stream().wait();
+  b.execute(g, b.src.bind(g.src, x.data<float>()), b.diff_dst.bind(g.dst, grad_out.data<float>()),
+            data_of(grad_w));
   return {grad_w};
 }
 

@@ -219,11 +219,21 @@ struct WeightsOut {
   }
 };
 
+// Each primitive with what it reads and writes through; `execute` runs it to completion
+// on inputs already in the type it reads (bound by the caller: `src`/`diff_dst` here, or
+// the fused block's own bf16 memory) with OIHW float32 weights, into float32 NHWC memory.
 struct Forward {
   dnnl::convolution_forward primitive;
   memory::desc scratchpad;
   WeightsIn weights;
   ActivationIn src;
+
+  void execute(const Geometry& g, const memory& input, const float* weight, float* dst) {
+    run(primitive, scratchpad,
+        {{DNNL_ARG_SRC, input},
+         {DNNL_ARG_WEIGHTS, weights.bind(g.weights, weight)},
+         {DNNL_ARG_DST, bind_activation(g.dst, kF32, dst)}});
+  }
 };
 
 struct BackwardData {
@@ -231,6 +241,14 @@ struct BackwardData {
   memory::desc scratchpad;
   WeightsIn weights;
   ActivationIn diff_dst;
+
+  void execute(const Geometry& g, const memory& output_grad, const float* weight,
+               float* diff_src) {
+    run(primitive, scratchpad,
+        {{DNNL_ARG_DIFF_DST, output_grad},
+         {DNNL_ARG_WEIGHTS, weights.bind(g.weights, weight)},
+         {DNNL_ARG_DIFF_SRC, bind_activation(g.src, kF32, diff_src)}});
+  }
 };
 
 struct BackwardWeights {
@@ -238,6 +256,16 @@ struct BackwardWeights {
   memory::desc scratchpad;
   ActivationIn src, diff_dst;
   WeightsOut diff_weights;
+
+  void execute(const Geometry& g, const memory& input, const memory& output_grad,
+               float* weight_grad) {
+    run(primitive, scratchpad,
+        {{DNNL_ARG_SRC, input},
+         {DNNL_ARG_DIFF_DST, output_grad},
+         {DNNL_ARG_DIFF_WEIGHTS, diff_weights.target(g.weights, weight_grad)}});
+    diff_weights.finish(g.weights, weight_grad);
+    cpu_stream().wait();
+  }
 };
 
 inline Forward* make_forward(const Geometry& g) {
