@@ -200,6 +200,15 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    # `torch` is always run: a Python without PyTorch stops here, not after the first probe.
+    try:
+        has_torch = not subprocess.run([args.torch_python, "-c", "import torch"],
+                                       capture_output=True).returncode
+    except OSError:  # not there, or not a program
+        has_torch = False
+    if not has_torch:
+        parser.error(f"--torch-python {args.torch_python} cannot import torch; give a Python "
+                     "that has it (e.g. ~/venv-torch/bin/python)")
     rows = []
     for mode in args.modes:
         variants = TRAIN if mode == "train" else EVAL
