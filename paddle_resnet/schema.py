@@ -159,14 +159,6 @@ SCHEMA: Dict[str, Option] = {
                               null_means="on where the CPU has bf16 kernels (AVX-512 BF16 or "
                               "AMX): 1.25x the quickstart, the same test accuracy over seeds "
                               "(docs/performance.md); float32 elsewhere"),
-    "speed.conv_bf16_outputs": Option(None, bool, "with bf16 convolutions inside fused "
-                                      "basic blocks, the convolutions also write bfloat16 "
-                                      "and the block keeps those outputs for its batch "
-                                      "normalizations (statistics from the rounded values, "
-                                      "as PyTorch's autocast; parameters, statistics, "
-                                      "gradients and checkpoints stay float32)",
-                                      nullable=True, null_means="off: not yet measured "
-                                      "against float32 outputs"),
     "speed.channels_last": Option(None, bool, "compute in NHWC (channels-last) layout, which "
                                   "oneDNN's CPU kernels and tensor cores under AMP prefer; "
                                   "weights and checkpoints stay the same", nullable=True,

@@ -23,7 +23,7 @@ def library():
     return plan.library
 
 
-def block_pair(library, in_channels, channels, stride, option, bf16, bf16_outputs=False):
+def block_pair(library, in_channels, channels, stride, option, bf16):
     blocks = []
     for _ in range(2):
         paddle.seed(0)
@@ -37,19 +37,8 @@ def block_pair(library, in_channels, channels, stride, option, bf16, bf16_output
         use_onednn_conv(block, library, bf16)
         blocks.append(block)
     reference, fused = blocks
-    if bf16_outputs:  # the per-layer path with its convolutions' outputs rounded to bf16
-        for layer in reference.sublayers():
-            if isinstance(layer, paddle.nn.Conv2D):
-                layer.register_forward_post_hook(round_to_bf16)
-    assert use_fused_blocks(fused, library, bf16, bf16_outputs) == 1
-    assert type(fused) is FusedBasicBlock
+    assert use_fused_blocks(fused, library, bf16) == 1 and type(fused) is FusedBasicBlock
     return reference, fused
-
-
-def round_to_bf16(layer, inputs, output):
-    # Its gradient goes through the same two casts, which round it to bf16 as the
-    # convolution's backward does with its output gradient anyway.
-    return paddle.cast(paddle.cast(output, "bfloat16"), "float32")
 
 
 SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
@@ -57,24 +46,17 @@ SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
           "option B, stride 2": (16, 32, 2, "B"), "option C": (16, 16, 1, "C")}
 
 
-# The fused block's precision: (bf16 inputs, bf16 outputs) of its convolutions.
-PRECISIONS = {"float32": (False, False), "bf16": (True, False), "bf16 outputs": (True, True)}
-
-
-@pytest.mark.parametrize("precision", sorted(PRECISIONS))
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_values_gradients_and_running_statistics_equal_the_per_layer_path(library, shape,
-                                                                          precision):
-    bf16, bf16_outputs = PRECISIONS[precision]
+                                                                          bf16):
     if bf16 and not native_bf16():
         pytest.skip("oneDNN emulates bf16 without AVX-512 BF16 or AMX")
     in_channels, channels, stride, option = SHAPES[shape]
-    reference, fused = block_pair(library, in_channels, channels, stride, option, bf16,
-                                  bf16_outputs)
+    reference, fused = block_pair(library, in_channels, channels, stride, option, bf16)
     # float32: the two paths differ only in the order of BN's sums; bf16: both round the
     # same convolution inputs, which leaves differences of bf16's rounding where BN's
-    # float32 sums round a value across a bf16 boundary (measured 5e-6 to 2e-4); bf16
-    # outputs: the reference rounds its convolutions' outputs too (`block_pair`).
+    # float32 sums round a value across a bf16 boundary (measured 5e-6 to 2e-4).
     tolerance = 2e-3 if bf16 else 1e-5
     for step in range(2):  # the running statistics move twice
         rng = np.random.default_rng(step)
@@ -150,23 +132,3 @@ def test_without_the_onednn_convolution_it_says_why_in_one_line():
     assert not plan.fused_block
     assert plan.note == ("speed.fused_block needs the oneDNN convolution (speed.conv=paddle "
                          "here); using the per-layer path")
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_bf16_outputs_only_where_asked_and_inside_bf16_fused_blocks(library, monkeypatch,
-                                                                     native):
-    import paddle_resnet.speed as speed
-    monkeypatch.setattr(speed, "native_bf16", lambda: native)
-    assert not plan_speed(speed_options(), "cpu", 2).bf16_outputs  # not measured: off
-    asked = plan_speed(speed_options(["conv_bf16_outputs=true"]), "cpu", 2)
-    assert asked.bf16_outputs == native
-    assert ("(bf16 outputs)" in asked.describe()) == native
-    float32 = plan_speed(speed_options(["conv_bf16_outputs=true", "conv_bf16=false"]), "cpu", 2)
-    assert not float32.bf16_outputs and float32.note == (
-        "speed.conv_bf16_outputs needs bf16 convolutions (speed.conv_bf16); the convolutions "
-        "write float32")
-    per_layer = plan_speed(speed_options(["conv_bf16_outputs=true", "fused_block=false"]),
-                           "cpu", 2)
-    assert not per_layer.bf16_outputs
-    assert per_layer.note.endswith("speed.conv_bf16_outputs needs speed.fused_block; the "
-                                   "convolutions write float32") == native

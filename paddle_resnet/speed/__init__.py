@@ -38,7 +38,6 @@ class SpeedPlan:
     bf16: bool = False
     onednn_norm: bool = False  # batch normalization (+ ReLU, + residual add) on oneDNN
     fused_block: bool = False  # residual basic blocks as one operator each (fused_block.py)
-    bf16_outputs: bool = False  # the fused blocks' convolutions write bf16 (fused_block.py)
     library: Optional[str] = None  # the built oneDNN operator
     note: str = ""  # why a path asked for is not taken
 
@@ -48,8 +47,6 @@ class SpeedPlan:
             conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
             if self.fused_block:
                 conv += "; basic blocks: one operator each"
-                if self.bf16_outputs:
-                    conv += " (bf16 outputs)"
             if self.onednn_norm:
                 conv += "; batch norm (+ ReLU, + residual add): oneDNN"
         else:
@@ -108,14 +105,11 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     fused_block = _fused_block(options["speed.fused_block"], conv, bf16, threads)
     if options["speed.fused_block"] and conv != "onednn":
         note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
-    bf16_outputs = _bf16_outputs(options["speed.conv_bf16_outputs"], bf16, fused_block)
-    if options["speed.conv_bf16_outputs"] and not bf16_outputs:
-        note = "; ".join(filter(None, [note, _no_bf16_outputs(bf16)]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
-                     fused_block=fused_block, bf16_outputs=bf16_outputs,
+                     fused_block=fused_block,
                      library=library, note=note)
 
 
@@ -161,19 +155,6 @@ def _fused_block(choice: Optional[bool], conv: str, bf16: bool, threads: int) ->
     return bf16 and threads == 1 if choice is None else bool(choice)
 
 
-def _bf16_outputs(choice: Optional[bool], bf16: bool, fused_block: bool) -> bool:
-    # Only the fused block keeps a convolution's output for its own passes; elsewhere a
-    # bf16 output would be rounded for Paddle's float32 kernels and widened again.
-    if not (bf16 and fused_block):
-        return False
-    return False if choice is None else bool(choice)
-
-
-def _no_bf16_outputs(bf16: bool) -> str:
-    needs = "speed.fused_block" if bf16 else "bf16 convolutions (speed.conv_bf16)"
-    return f"speed.conv_bf16_outputs needs {needs}; the convolutions write float32"
-
-
 def _no_fused_block(options: Mapping, place: str) -> str:
     if place != "cpu":
         why = f"the device is {place}"
@@ -202,8 +183,7 @@ def apply_speed(model, plan: SpeedPlan) -> dict:
         switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
         if plan.fused_block:  # before onednn_norm, which leaves fused blocks alone
             from .fused_block import use_fused_blocks
-            switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16,
-                                                       plan.bf16_outputs)
+            switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
         if plan.onednn_norm:
             from .onednn_norm import use_onednn_norm
             switched["onednn_norm"] = use_onednn_norm(model)

@@ -79,8 +79,7 @@ class FusedBasicBlock(BasicBlock):
         stride = int(self.conv1._stride[0])
         inputs = (x, self.conv1.weight, *_norm_inputs(self.bn1), self.conv2.weight,
                   *_norm_inputs(self.bn2))
-        numbers = (float(self.bn1._epsilon), float(self.bn1._momentum), self._fused_bf16,
-                   self._fused_bf16_outputs)
+        numbers = (float(self.bn1._epsilon), float(self.bn1._momentum), self._fused_bf16)
         if code == PROJECTION:
             projection = self.shortcut
             return run_all(PROJECTION_OP, *inputs, projection.conv.weight,
@@ -88,18 +87,13 @@ class FusedBasicBlock(BasicBlock):
         return run_all(OP, *inputs, stride, code, pad_before, *numbers)[0]
 
 
-def use_fused_blocks(model: nn.Layer, library: str, bf16: bool,
-                     bf16_outputs: bool = False) -> int:
-    """Switch every eligible basic block of `model` in place; returns how many.
-    `bf16_outputs` (with `bf16` only): the convolutions write, and the block keeps, bf16."""
-    if bf16_outputs and not bf16:
-        raise ValueError("bf16 convolution outputs need bf16 convolution inputs")
+def use_fused_blocks(model: nn.Layer, library: str, bf16: bool) -> int:
+    """Switch every eligible basic block of `model` in place; returns how many."""
     register(library)
     switched = 0
     for layer in model.sublayers(include_self=True):
         if eligible(layer):
             layer.__class__ = FusedBasicBlock
             layer._fused_bf16 = bool(bf16)
-            layer._fused_bf16_outputs = bool(bf16_outputs)
             switched += 1
     return switched

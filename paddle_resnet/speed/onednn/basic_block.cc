@@ -17,11 +17,6 @@
 // keeps those bf16 copies for the weight gradients, so no separate rounding pass remains.
 // Statistics, parameters, outputs and gradients stay float32.
 //
-// bf16 outputs (`bf16_outputs`): the convolutions also write bf16, as PyTorch's autocast
-// does, and the block keeps them so (t1, t2, t3): BN's statistics come from the rounded
-// values, as autocast's do, and every pass over them reads half the bytes. The passes
-// are templates over the type they read (float or bf16's uint16_t, `widen`).
-//
 // Statistics as Paddle's BatchNorm: the batch mean and biased variance (divided by
 // N*H*W), running = momentum * running + (1 - momentum) * batch, updated here in place.
 //
@@ -33,7 +28,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "conv_primitives.h"
@@ -68,85 +62,20 @@ VECTOR_CLONES void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = to_bf16(x[i]);
 }
 
-// A value the passes read, as float32: itself, or a bfloat16's bits widened.
-inline float widen(float v) { return v; }
-inline float widen(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-// A convolution output the passes read: float32, or bf16 (one of the two set).
-struct RowsIn {
-  const float* f32;
-  const uint16_t* bf16;
-
-  template <typename T>
-  const T* as() const;
-};
-template <>
-const float* RowsIn::as<float>() const { return f32; }
-template <>
-const uint16_t* RowsIn::as<uint16_t>() const { return bf16; }
-
-// One row's loops, inlined into each pass's clones. `__restrict` tells the compiler the
-// rows do not overlap the per-channel arrays: without it GCC 12 left the bf16 versions of
-// masked_sums and block_tail scalar (2x their float32 time in a perf profile).
-#define ROW_LOOP __attribute__((always_inline)) inline
-
-template <typename T>
-ROW_LOOP void scale_shift_row(const T* __restrict t, const float* __restrict a,
-                              const float* __restrict b, int64_t channels,
-                              float* __restrict out) {
-  for (int64_t c = 0; c < channels; ++c) out[c] = widen(t[c]) * a[c] + b[c];
-}
-
-template <typename T>
-ROW_LOOP void add_scale_shift_row(const T* __restrict t, const float* __restrict a,
-                                  const float* __restrict b, int64_t channels,
-                                  float* __restrict out) {
-  for (int64_t c = 0; c < channels; ++c) out[c] += widen(t[c]) * a[c] + b[c];
-}
-
-// s += g and q += g * (t - mean), per channel.
-template <typename T>
-ROW_LOOP void add_gradient_sums(const float* __restrict g, const T* __restrict t,
-                                const float* __restrict mean, int64_t channels,
-                                float* __restrict s, float* __restrict q) {
-  for (int64_t c = 0; c < channels; ++c) {
-    s[c] += g[c];
-    q[c] += g[c] * (widen(t[c]) - mean[c]);
-  }
-}
-
-// Calls pass(p) with p the output's typed pointer, so the pass compiles once per type.
-template <typename Pass>
-void with_rows(const RowsIn& t, Pass&& pass) {
-  if (t.f32 != nullptr) {
-    pass(t.f32);
-  } else {
-    pass(t.bf16);
-  }
-}
-
 // Per channel of `rows` x `channels`: sum of (t - pivot) and of its square, pivot the
 // first row (shifting keeps E[d^2] - E[d]^2 from cancelling where |mean| >> std).
-// `partial` holds 3 x channels floats; the pivot is left in its third row.
-template <typename T>
-VECTOR_CLONES void moments(const T* t, int64_t rows, int64_t channels, double* sum,
+VECTOR_CLONES void moments(const float* t, int64_t rows, int64_t channels, double* sum,
                            double* square, float* partial) {
+  const float* pivot = t;
   float* s = partial;
   float* q = partial + channels;
-  float* pivot = partial + 2 * channels;
-  for (int64_t c = 0; c < channels; ++c) pivot[c] = widen(t[c]);
   for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
     const int64_t r1 = std::min(rows, r0 + kRowBlock);
     for (int64_t c = 0; c < channels; ++c) s[c] = q[c] = 0.0f;
     for (int64_t r = r0; r < r1; ++r) {
-      const T* row = t + r * channels;
+      const float* row = t + r * channels;
       for (int64_t c = 0; c < channels; ++c) {
-        const float d = widen(row[c]) - pivot[c];
+        const float d = row[c] - pivot[c];
         s[c] += d;
         q[c] += d * d;
       }
@@ -159,20 +88,17 @@ VECTOR_CLONES void moments(const T* t, int64_t rows, int64_t channels, double* s
 }
 
 // y = max(0, t * a + b) per channel, into float32 or (bf16 set) bfloat16.
-template <typename T>
-VECTOR_CLONES void scale_shift_relu(const T* t, int64_t rows, int64_t channels,
+VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channels,
                                     const float* a, const float* b, float* y,
                                     uint16_t* y_bf16) {
   for (int64_t r = 0; r < rows; ++r) {
-    const T* in = t + r * channels;
+    const float* in = t + r * channels;
     if (y_bf16 != nullptr) {
       uint16_t* out = y_bf16 + r * channels;
-      for (int64_t c = 0; c < channels; ++c) {
-        out[c] = to_bf16(std::max(widen(in[c]) * a[c] + b[c], 0.0f));
-      }
+      for (int64_t c = 0; c < channels; ++c) out[c] = to_bf16(std::max(in[c] * a[c] + b[c], 0.0f));
     } else {
       float* out = y + r * channels;
-      for (int64_t c = 0; c < channels; ++c) out[c] = std::max(widen(in[c]) * a[c] + b[c], 0.0f);
+      for (int64_t c = 0; c < channels; ++c) out[c] = std::max(in[c] * a[c] + b[c], 0.0f);
     }
   }
 }
@@ -192,14 +118,17 @@ struct ShortcutMap {
 
 // y = max(0, t * a + b + shortcut(x)) per channel: bn2, the residual add and the ReLU;
 // a projection shortcut is bn3's t3 * a3 + b3 (t3 null otherwise).
-template <typename T>
-VECTOR_CLONES void block_tail(const T* t, int64_t rows, int64_t channels, const float* a,
+VECTOR_CLONES void block_tail(const float* t, int64_t rows, int64_t channels, const float* a,
                               const float* b, const float* x, const ShortcutMap& map,
-                              const T* t3, const float* a3, const float* b3, float* y) {
+                              const float* t3, const float* a3, const float* b3, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
+    const float* in = t + r * channels;
     float* out = y + r * channels;
-    scale_shift_row(t + r * channels, a, b, channels, out);
-    if (t3 != nullptr) add_scale_shift_row(t3 + r * channels, a3, b3, channels, out);
+    for (int64_t c = 0; c < channels; ++c) out[c] = in[c] * a[c] + b[c];
+    if (t3 != nullptr) {
+      const float* p = t3 + r * channels;
+      for (int64_t c = 0; c < channels; ++c) out[c] += p[c] * a3[c] + b3[c];
+    }
     const int64_t source = map.source_row(r);
     if (source >= 0) {
       const float* s = x + source * map.in_channels;
@@ -217,9 +146,8 @@ VECTOR_CLONES void block_tail(const T* t, int64_t rows, int64_t channels, const 
 enum class Mask { kOutput, kRecompute, kNone };
 
 // A BN's backward, first pass: g_in through the mask into g (the same memory, or not),
-// and per channel the sums of g and of g * (t - mean). `partial` holds 2 x channels floats.
-template <typename T>
-VECTOR_CLONES void masked_sums(const float* g_in, float* g, const T* t, Mask kind,
+// and per channel the sums of g and of g * (t - mean).
+VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask kind,
                                const float* output, const float* a, const float* b,
                                const float* mean, int64_t rows, int64_t channels,
                                double* sum_g, double* sum_gd, float* partial) {
@@ -231,18 +159,19 @@ VECTOR_CLONES void masked_sums(const float* g_in, float* g, const T* t, Mask kin
     for (int64_t r = r0; r < r1; ++r) {
       const float* gi = g_in + r * channels;
       float* gr = g + r * channels;
-      const T* tr = t + r * channels;
+      const float* tr = t + r * channels;
       if (kind == Mask::kOutput) {
         const float* mr = output + r * channels;
         for (int64_t c = 0; c < channels; ++c) gr[c] = mr[c] > 0.0f ? gi[c] : 0.0f;
       } else if (kind == Mask::kRecompute) {
-        for (int64_t c = 0; c < channels; ++c) {
-          gr[c] = widen(tr[c]) * a[c] + b[c] > 0.0f ? gi[c] : 0.0f;
-        }
+        for (int64_t c = 0; c < channels; ++c) gr[c] = tr[c] * a[c] + b[c] > 0.0f ? gi[c] : 0.0f;
       } else if (gr != gi) {
         for (int64_t c = 0; c < channels; ++c) gr[c] = gi[c];
       }
-      add_gradient_sums(gr, tr, mean, channels, s, q);
+      for (int64_t c = 0; c < channels; ++c) {
+        s[c] += gr[c];
+        q[c] += gr[c] * (tr[c] - mean[c]);
+      }
     }
     for (int64_t c = 0; c < channels; ++c) {
       sum_g[c] += s[c];
@@ -253,21 +182,18 @@ VECTOR_CLONES void masked_sums(const float* g_in, float* g, const T* t, Mask kin
 
 // Second pass: grad_t = k * g + slope * t + offset per channel (the BN input gradient,
 // file comment of BlockBackward), into float32 or bfloat16.
-template <typename T>
-VECTOR_CLONES void bn_input_grad(const float* g, const T* t, int64_t rows,
+VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
                                  int64_t channels, const float* k, const float* slope,
                                  const float* offset, float* out, uint16_t* out_bf16) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* gr = g + r * channels;
-    const T* tr = t + r * channels;
+    const float* tr = t + r * channels;
     if (out_bf16 != nullptr) {
       uint16_t* o = out_bf16 + r * channels;
-      for (int64_t c = 0; c < channels; ++c) {
-        o[c] = to_bf16(k[c] * gr[c] + slope[c] * widen(tr[c]) + offset[c]);
-      }
+      for (int64_t c = 0; c < channels; ++c) o[c] = to_bf16(k[c] * gr[c] + slope[c] * tr[c] + offset[c]);
     } else {
       float* o = out + r * channels;
-      for (int64_t c = 0; c < channels; ++c) o[c] = k[c] * gr[c] + slope[c] * widen(tr[c]) + offset[c];
+      for (int64_t c = 0; c < channels; ++c) o[c] = k[c] * gr[c] + slope[c] * tr[c] + offset[c];
     }
   }
 }
@@ -299,32 +225,23 @@ uint16_t* bf16_data(const paddle::Tensor& t) {
   return static_cast<uint16_t*>(const_cast<void*>(t.data()));
 }
 
-// A convolution output as the passes read it (float32 or bf16, by its dtype).
-RowsIn rows_in(const paddle::Tensor& t) {
-  if (t.dtype() == paddle::DataType::BFLOAT16) return {nullptr, bf16_data(t)};
-  return {t.data<float>(), nullptr};
-}
-
 // A convolution input as a primitive reads it: the bf16 tensor, or the float32 one.
 memory conv_input(const Dims& dims, const paddle::Tensor& t, bool bf16) {
   return bind_activation(dims, bf16 ? kBF16 : kF32, t.data());
 }
 
 // The batch statistics of t: fills mean and inverse standard deviation, updates the
-// running buffers, and returns nothing else; `partial` holds 3 x channels floats.
-void batch_statistics(const RowsIn& t, Rows shape, float epsilon, float momentum,
+// running buffers, and returns nothing else; `partial` holds 2 x channels floats.
+void batch_statistics(const float* t, Rows shape, float epsilon, float momentum,
                       float* mean, float* inv_std, float* running_mean, float* running_var,
                       float* partial) {
   std::vector<double> sum(shape.channels, 0.0), square(shape.channels, 0.0);
-  with_rows(t, [&](const auto* p) {
-    moments(p, shape.rows, shape.channels, sum.data(), square.data(), partial);
-  });
-  const float* pivot = partial + 2 * shape.channels;
+  moments(t, shape.rows, shape.channels, sum.data(), square.data(), partial);
   const double count = static_cast<double>(shape.rows);
   for (int64_t c = 0; c < shape.channels; ++c) {
     const double shifted_mean = sum[c] / count;
     const double variance = std::max(square[c] / count - shifted_mean * shifted_mean, 0.0);
-    mean[c] = static_cast<float>(pivot[c] + shifted_mean);
+    mean[c] = static_cast<float>(t[c] + shifted_mean);
     inv_std[c] = static_cast<float>(1.0 / std::sqrt(variance + epsilon));
     running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean[c];
     running_var[c] = momentum * running_var[c] + (1.0f - momentum) * static_cast<float>(variance);
@@ -347,10 +264,9 @@ void check_float(const paddle::Tensor& t, const char* name) {
 // Rows of the saved statistics tensor (kStats x channels); the projection's last two.
 enum StatRow { kMean1, kInvStd1, kA1, kB1, kMean2, kInvStd2, kMean3, kInvStd3, kStats };
 
-// Into `dst`, float32 or bf16 as the geometry's output type.
 void run_forward(const Geometry& g, const memory& src, const paddle::Tensor& weight,
-                 const paddle::Tensor& dst) {
-  conv::forward(g).execute(g, src, weight.data<float>(), const_cast<void*>(dst.data()));
+                 float* dst) {
+  conv::forward(g).execute(g, src, weight.data<float>(), dst);
 }
 
 void run_backward_data(const Geometry& g, const memory& diff_dst, const paddle::Tensor& weight,
@@ -371,8 +287,7 @@ struct BlockGeometry {
 
 BlockGeometry block_geometry(const paddle::Tensor& x, const paddle::Tensor& w1,
                              const paddle::Tensor& w2, const paddle::Tensor* w3, int stride,
-                             int shortcut, int pad_before, bool bf16, bool bf16_outputs) {
-  PD_CHECK(bf16 || !bf16_outputs, "fused_basic_block: bf16 outputs need bf16 inputs");
+                             int shortcut, int pad_before, bool bf16) {
   const auto& xs = x.shape();
   PD_CHECK(xs.size() == 4, "fused_basic_block: a 4-D NHWC input expected");
   PD_CHECK(shortcut >= kNone && shortcut <= kOptionA, "fused_basic_block: shortcut ",
@@ -384,7 +299,6 @@ BlockGeometry block_geometry(const paddle::Tensor& x, const paddle::Tensor& w1,
   Geometry c3 = c1;
   if (w3 != nullptr) {
     c3 = geometry(xs, w3->shape(), {stride, stride}, {0, 0, 0, 0}, bf16);
-    c3.bf16_output = bf16_outputs;
     PD_CHECK(c3.dst == c1.dst, "fused_basic_block: the projection's output is not the "
              "block's shape");
     shortcut = kProjection;
@@ -399,9 +313,7 @@ BlockGeometry block_geometry(const paddle::Tensor& x, const paddle::Tensor& w1,
     PD_CHECK(pad_before >= 0 && pad_before + xs[3] <= mid[3],
              "fused_basic_block: option A pads ", xs[3], " channels to ", mid[3]);
   }
-  BlockGeometry bg{c1, c2, c3, map, mid};
-  bg.conv1.bf16_output = bg.conv2.bf16_output = bf16_outputs;
-  return bg;
+  return {c1, c2, c3, map, mid};
 }
 
 // A batch normalization's tensors, as the block's inputs hand them over.
@@ -420,7 +332,7 @@ struct Projection {
 struct Hyper {
   int stride, shortcut, pad_before;
   float epsilon, momentum;
-  bool bf16, bf16_outputs;
+  bool bf16;
 };
 
 void check_norm(const Norm& n) {
@@ -431,7 +343,7 @@ void check_norm(const Norm& n) {
 
 // t's statistics (rows `mean`, `inv_std` of the stats), the running update, and bn(t) as
 // t * a + b.
-void normalize_stats(const RowsIn& t, Rows shape, const Norm& n, const Hyper& h, float* mean,
+void normalize_stats(const float* t, Rows shape, const Norm& n, const Hyper& h, float* mean,
                      float* inv_std, float* a, float* b, float* partial) {
   batch_statistics(t, shape, h.epsilon, h.momentum, mean, inv_std, data_of(n.running_mean),
                    data_of(n.running_var), partial);
@@ -452,11 +364,10 @@ std::vector<paddle::Tensor> forward_block(const paddle::Tensor& x, const paddle:
     check_norm(projection->norm);
   }
   const BlockGeometry bg = block_geometry(x, w1, w2, projection ? &projection->weight : nullptr,
-                                          h.stride, h.shortcut, h.pad_before, h.bf16,
-                                          h.bf16_outputs);
+                                          h.stride, h.shortcut, h.pad_before, h.bf16);
   const Rows mid = rows_of(bg.mid_shape);
   const int64_t channels = mid.channels;
-  std::vector<float> partial(3 * channels);
+  std::vector<float> partial(2 * channels);
   const bool bf16 = h.bf16;
 
   // conv1 (and the projection) read x in bf16: a rounded copy, kept for the weight
@@ -469,36 +380,31 @@ std::vector<paddle::Tensor> forward_block(const paddle::Tensor& x, const paddle:
   float* st = data_of(stats);
   auto row = [&](StatRow r) { return st + r * channels; };
 
-  auto t1 = empty_of(bg.mid_shape, h.bf16_outputs);
-  run_forward(bg.conv1, x_mem, w1, t1);
-  normalize_stats(rows_in(t1), mid, n1, h, row(kMean1), row(kInvStd1), row(kA1), row(kB1),
+  auto t1 = empty(bg.mid_shape);
+  run_forward(bg.conv1, x_mem, w1, data_of(t1));
+  normalize_stats(t1.data<float>(), mid, n1, h, row(kMean1), row(kInvStd1), row(kA1), row(kB1),
                   partial.data());
   auto a1 = empty_of(bg.mid_shape, bf16);
-  with_rows(rows_in(t1), [&](const auto* p) {
-    scale_shift_relu(p, mid.rows, channels, row(kA1), row(kB1), bf16 ? nullptr : data_of(a1),
-                     bf16 ? bf16_data(a1) : nullptr);
-  });
+  scale_shift_relu(t1.data<float>(), mid.rows, channels, row(kA1), row(kB1),
+                   bf16 ? nullptr : data_of(a1), bf16 ? bf16_data(a1) : nullptr);
 
-  auto t2 = empty_of(bg.mid_shape, h.bf16_outputs);
-  run_forward(bg.conv2, conv_input(bg.conv2.src, a1, bf16), w2, t2);
+  auto t2 = empty(bg.mid_shape);
+  run_forward(bg.conv2, conv_input(bg.conv2.src, a1, bf16), w2, data_of(t2));
   std::vector<float> a2(channels), b2(channels), a3(channels), b3(channels);
-  normalize_stats(rows_in(t2), mid, n2, h, row(kMean2), row(kInvStd2), a2.data(), b2.data(),
+  normalize_stats(t2.data<float>(), mid, n2, h, row(kMean2), row(kInvStd2), a2.data(), b2.data(),
                   partial.data());
 
   paddle::Tensor t3 = empty({1});
   if (projection != nullptr) {
-    t3 = empty_of(bg.mid_shape, h.bf16_outputs);
-    run_forward(bg.conv3, x_mem, projection->weight, t3);
-    normalize_stats(rows_in(t3), mid, projection->norm, h, row(kMean3), row(kInvStd3),
+    t3 = empty(bg.mid_shape);
+    run_forward(bg.conv3, x_mem, projection->weight, data_of(t3));
+    normalize_stats(t3.data<float>(), mid, projection->norm, h, row(kMean3), row(kInvStd3),
                     a3.data(), b3.data(), partial.data());
   }
   auto y = empty(bg.mid_shape);
-  const RowsIn t3_rows = projection ? rows_in(t3) : RowsIn{nullptr, nullptr};
-  with_rows(rows_in(t2), [&](const auto* p) {
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(p)>>;
-    block_tail(p, mid.rows, channels, a2.data(), b2.data(), x.data<float>(), bg.shortcut,
-               t3_rows.as<T>(), a3.data(), b3.data(), data_of(y));
-  });
+  block_tail(t2.data<float>(), mid.rows, channels, a2.data(), b2.data(), x.data<float>(),
+             bg.shortcut, projection ? t3.data<float>() : nullptr, a3.data(), b3.data(),
+             data_of(y));
   std::vector<paddle::Tensor> saved = {y, x_in, t1, a1, t2, stats};
   if (projection != nullptr) saved.push_back(t3);
   return saved;
@@ -508,7 +414,7 @@ std::vector<paddle::Tensor> forward_block(const paddle::Tensor& x, const paddle:
 //   grad_t = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)),  xhat = (t - mean) * inv_std
 // rewritten per channel as k * g + slope * t + offset. Also fills grad_gamma = sum(g * xhat)
 // and grad_beta = sum(g).
-void bn_backward(const float* g, const RowsIn& t, Rows shape, const float* gamma,
+void bn_backward(const float* g, const float* t, Rows shape, const float* gamma,
                  const float* mean, const float* inv_std, const double* sum_g,
                  const double* sum_gd, float* grad_gamma, float* grad_beta, float* out,
                  uint16_t* out_bf16) {
@@ -525,10 +431,8 @@ void bn_backward(const float* g, const RowsIn& t, Rows shape, const float* gamma
     grad_gamma[c] = static_cast<float>(sum_gd[c] * inv_std[c]);
     grad_beta[c] = static_cast<float>(sum_g[c]);
   }
-  with_rows(t, [&](const auto* p) {
-    bn_input_grad(g, p, shape.rows, channels, k.data(), slope.data(), offset.data(), out,
-                  out_bf16);
-  });
+  bn_input_grad(g, t, shape.rows, channels, k.data(), slope.data(), offset.data(), out,
+                out_bf16);
 }
 
 // A BN's backward through its mask: g_in masked into g; returns the BN input's gradient
@@ -537,17 +441,15 @@ struct NormGrads {
   paddle::Tensor input, gamma, beta;
 };
 
-NormGrads norm_backward(const float* g_in, float* g, const RowsIn& t, Mask mask,
+NormGrads norm_backward(const float* g_in, float* g, const float* t, Mask mask,
                         const float* output, const float* a, const float* b,
                         const float* gamma, const float* mean, const float* inv_std,
                         Rows shape, const std::vector<int64_t>& nhwc, bool bf16,
                         float* partial) {
   const int64_t channels = shape.channels;
   std::vector<double> sum_g(channels, 0.0), sum_gd(channels, 0.0);
-  with_rows(t, [&](const auto* p) {
-    masked_sums(g_in, g, p, mask, output, a, b, mean, shape.rows, channels, sum_g.data(),
-                sum_gd.data(), partial);
-  });
+  masked_sums(g_in, g, t, mask, output, a, b, mean, shape.rows, channels, sum_g.data(),
+              sum_gd.data(), partial);
   NormGrads grads{empty_of(nhwc, bf16), empty({channels}), empty({channels})};
   bn_backward(g, t, shape, gamma, mean, inv_std, sum_g.data(), sum_gd.data(),
               data_of(grads.gamma), data_of(grads.beta),
@@ -575,7 +477,7 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
                                            const paddle::Tensor& grad_y, const Hyper& h) {
   check_float(grad_y, "the output gradient");
   const BlockGeometry bg = block_geometry(x, w1, w2, w3, h.stride, h.shortcut, h.pad_before,
-                                          h.bf16, h.bf16_outputs);
+                                          h.bf16);
   const Rows mid = rows_of(bg.mid_shape);
   const int64_t channels = mid.channels;
   const bool bf16 = h.bf16;
@@ -586,7 +488,7 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
   // The tail: through the last ReLU (mask y > 0), then bn2.
   auto g2 = empty(bg.mid_shape);
   const NormGrads n2 =
-      norm_backward(grad_y.data<float>(), data_of(g2), rows_in(saved.t2), Mask::kOutput,
+      norm_backward(grad_y.data<float>(), data_of(g2), saved.t2.data<float>(), Mask::kOutput,
                     saved.y.data<float>(), nullptr, nullptr, gamma2.data<float>(), row(kMean2),
                     row(kInvStd2), mid, bg.mid_shape, bf16, partial.data());
 
@@ -600,7 +502,7 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
 
   // Through the first ReLU (its mask recomputed from t1) and bn1.
   const NormGrads n1 =
-      norm_backward(g1.data<float>(), data_of(g1), rows_in(saved.t1), Mask::kRecompute,
+      norm_backward(g1.data<float>(), data_of(g1), saved.t1.data<float>(), Mask::kRecompute,
                     nullptr, row(kA1), row(kB1), gamma1.data<float>(), row(kMean1),
                     row(kInvStd1), mid, bg.mid_shape, bf16, partial.data());
 
@@ -620,7 +522,7 @@ std::vector<paddle::Tensor> backward_block(const paddle::Tensor& x, const paddle
   // The projection: bn3 unmasked (g2 is masked already), then its 1x1 convolution, whose
   // input gradient adds to x's.
   const NormGrads n3 =
-      norm_backward(g2.data<float>(), data_of(g2), rows_in(*saved.t3), Mask::kNone,
+      norm_backward(g2.data<float>(), data_of(g2), saved.t3->data<float>(), Mask::kNone,
                     nullptr, nullptr, nullptr, gamma3->data<float>(), row(kMean3),
                     row(kInvStd3), mid, bg.mid_shape, bf16, partial.data());
   const memory grad_t3 = conv_input(bg.conv3.dst, n3.input, bf16);
@@ -643,10 +545,10 @@ std::vector<paddle::Tensor> BlockForward(
     const paddle::Tensor& running_var1, const paddle::Tensor& w2, const paddle::Tensor& gamma2,
     const paddle::Tensor& beta2, const paddle::Tensor& running_mean2,
     const paddle::Tensor& running_var2, int stride, int shortcut, int pad_before,
-    float epsilon, float momentum, bool bf16, bool bf16_outputs) {
+    float epsilon, float momentum, bool bf16) {
   return forward_block(x, w1, {gamma1, beta1, running_mean1, running_var1}, w2,
                        {gamma2, beta2, running_mean2, running_var2}, nullptr,
-                       {stride, shortcut, pad_before, epsilon, momentum, bf16, bf16_outputs});
+                       {stride, shortcut, pad_before, epsilon, momentum, bf16});
 }
 
 std::vector<paddle::Tensor> BlockBackward(
@@ -654,10 +556,10 @@ std::vector<paddle::Tensor> BlockBackward(
     const paddle::Tensor& w2, const paddle::Tensor& gamma2, const paddle::Tensor& x_in,
     const paddle::Tensor& t1, const paddle::Tensor& a1, const paddle::Tensor& t2,
     const paddle::Tensor& stats, const paddle::Tensor& y, const paddle::Tensor& grad_y,
-    int stride, int shortcut, int pad_before, bool bf16, bool bf16_outputs) {
+    int stride, int shortcut, int pad_before, bool bf16) {
   return backward_block(x, w1, gamma1, w2, gamma2, nullptr, nullptr,
                         {x_in, t1, a1, t2, nullptr, stats, y}, grad_y,
-                        {stride, shortcut, pad_before, 0.0f, 0.0f, bf16, bf16_outputs});
+                        {stride, shortcut, pad_before, 0.0f, 0.0f, bf16});
 }
 
 std::vector<paddle::Tensor> ProjectionBlockForward(
@@ -667,12 +569,11 @@ std::vector<paddle::Tensor> ProjectionBlockForward(
     const paddle::Tensor& beta2, const paddle::Tensor& running_mean2,
     const paddle::Tensor& running_var2, const paddle::Tensor& w3, const paddle::Tensor& gamma3,
     const paddle::Tensor& beta3, const paddle::Tensor& running_mean3,
-    const paddle::Tensor& running_var3, int stride, float epsilon, float momentum, bool bf16,
-    bool bf16_outputs) {
+    const paddle::Tensor& running_var3, int stride, float epsilon, float momentum, bool bf16) {
   const Projection projection{w3, {gamma3, beta3, running_mean3, running_var3}};
   return forward_block(x, w1, {gamma1, beta1, running_mean1, running_var1}, w2,
                        {gamma2, beta2, running_mean2, running_var2}, &projection,
-                       {stride, kNone, 0, epsilon, momentum, bf16, bf16_outputs});
+                       {stride, kNone, 0, epsilon, momentum, bf16});
 }
 
 std::vector<paddle::Tensor> ProjectionBlockBackward(
@@ -681,10 +582,10 @@ std::vector<paddle::Tensor> ProjectionBlockBackward(
     const paddle::Tensor& gamma3, const paddle::Tensor& x_in, const paddle::Tensor& t1,
     const paddle::Tensor& a1, const paddle::Tensor& t2, const paddle::Tensor& t3,
     const paddle::Tensor& stats, const paddle::Tensor& y, const paddle::Tensor& grad_y,
-    int stride, bool bf16, bool bf16_outputs) {
+    int stride, bool bf16) {
   return backward_block(x, w1, gamma1, w2, gamma2, &w3, &gamma3,
                         {x_in, t1, a1, t2, &t3, stats, y}, grad_y,
-                        {stride, kNone, 0, 0.0f, 0.0f, bf16, bf16_outputs});
+                        {stride, kNone, 0, 0.0f, 0.0f, bf16});
 }
 
 PD_BUILD_OP(fused_basic_block)
@@ -692,7 +593,7 @@ PD_BUILD_OP(fused_basic_block)
              "Beta2", "RunningMean2", "RunningVar2"})
     .Outputs({"Y", "XIn", "T1", "A1", "T2", "Stats"})
     .Attrs({"stride: int", "shortcut: int", "pad_before: int", "epsilon: float",
-            "momentum: float", "bf16: bool", "bf16_outputs: bool"})
+            "momentum: float", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(BlockForward));
 
 PD_BUILD_GRAD_OP(fused_basic_block)
@@ -701,7 +602,7 @@ PD_BUILD_GRAD_OP(fused_basic_block)
     .Outputs({paddle::Grad("X"), paddle::Grad("W1"), paddle::Grad("Gamma1"),
               paddle::Grad("Beta1"), paddle::Grad("W2"), paddle::Grad("Gamma2"),
               paddle::Grad("Beta2")})
-    .Attrs({"stride: int", "shortcut: int", "pad_before: int", "bf16: bool", "bf16_outputs: bool"})
+    .Attrs({"stride: int", "shortcut: int", "pad_before: int", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(BlockBackward));
 
 PD_BUILD_OP(fused_basic_block_projection)
@@ -709,7 +610,7 @@ PD_BUILD_OP(fused_basic_block_projection)
              "Beta2", "RunningMean2", "RunningVar2", "W3", "Gamma3", "Beta3", "RunningMean3",
              "RunningVar3"})
     .Outputs({"Y", "XIn", "T1", "A1", "T2", "Stats", "T3"})
-    .Attrs({"stride: int", "epsilon: float", "momentum: float", "bf16: bool", "bf16_outputs: bool"})
+    .Attrs({"stride: int", "epsilon: float", "momentum: float", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(ProjectionBlockForward));
 
 PD_BUILD_GRAD_OP(fused_basic_block_projection)
@@ -719,5 +620,5 @@ PD_BUILD_GRAD_OP(fused_basic_block_projection)
               paddle::Grad("Beta1"), paddle::Grad("W2"), paddle::Grad("Gamma2"),
               paddle::Grad("Beta2"), paddle::Grad("W3"), paddle::Grad("Gamma3"),
               paddle::Grad("Beta3")})
-    .Attrs({"stride: int", "bf16: bool", "bf16_outputs: bool"})
+    .Attrs({"stride: int", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(ProjectionBlockBackward));

@@ -7,8 +7,7 @@
 // picks (`format_tag::any`). A plain NCHW descriptor sends oneDNN to its slow GEMM path.
 //
 // bf16: the primitives read bfloat16 activations, output gradients and weights and write
-// float32 outputs and gradients, accumulating in float32; the fused block's forward may
-// also write its outputs in bf16 (`Geometry::bf16_output`), as PyTorch's autocast does. oneDNN's fpmath mode, which
+// float32 outputs and gradients, accumulating in float32. oneDNN's fpmath mode, which
 // would round inside f32 primitives, leaves these convolutions in f32 on CPUs without AMX,
 // so the rounding is done by the callers (ActivationIn, or the block's own kernels).
 //
@@ -43,7 +42,6 @@ constexpr auto kBF16 = memory::data_type::bf16;
 struct Geometry {
   Dims src, weights, dst, strides, pad_l, pad_r;
   bool bf16;
-  bool bf16_output = false;  // the forward writes dst in bf16 (only with bf16 inputs)
 
   std::string key(const char* kind) const {
     std::string k(kind);
@@ -51,7 +49,7 @@ struct Geometry {
       for (auto v : *d) k += "," + std::to_string(v);
       k += ";";
     }
-    return k + (bf16 ? "bf16" : "f32") + (bf16_output ? ",bf16_output" : "");
+    return k + (bf16 ? "bf16" : "f32");
   }
 };
 
@@ -81,9 +79,6 @@ inline Geometry geometry(const std::vector<int64_t>& x, const std::vector<int64_
 
 // The type the primitives read their inputs in (file comment).
 inline memory::data_type input_type(const Geometry& g) { return g.bf16 ? kBF16 : kF32; }
-inline memory::data_type output_type(const Geometry& g) {
-  return g.bf16 && g.bf16_output ? kBF16 : kF32;
-}
 
 inline memory::desc activation(const Dims& dims, memory::data_type type = kF32) {
   return memory::desc(dims, type, Tag::nhwc);
@@ -146,7 +141,7 @@ inline dnnl::convolution_forward::primitive_desc forward_desc(const Geometry& g)
   return dnnl::convolution_forward::primitive_desc(
       cpu_engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
       activation(g.src, input_type(g)), any_weights(g.weights, input_type(g)),
-      activation(g.dst, output_type(g)), g.strides, g.pad_l, g.pad_r, user_scratchpad());
+      activation(g.dst), g.strides, g.pad_l, g.pad_r, user_scratchpad());
 }
 
 // A float32 NHWC activation (or its gradient) as a primitive reads it: Paddle's memory
@@ -226,19 +221,18 @@ struct WeightsOut {
 
 // Each primitive with what it reads and writes through; `execute` runs it to completion
 // on inputs already in the type it reads (bound by the caller: `src`/`diff_dst` here, or
-// the fused block's own bf16 memory) with OIHW float32 weights, into NHWC memory: float32,
-// or for the forward the type `output_type` says.
+// the fused block's own bf16 memory) with OIHW float32 weights, into float32 NHWC memory.
 struct Forward {
   dnnl::convolution_forward primitive;
   memory::desc scratchpad;
   WeightsIn weights;
   ActivationIn src;
 
-  void execute(const Geometry& g, const memory& input, const float* weight, void* dst) {
+  void execute(const Geometry& g, const memory& input, const float* weight, float* dst) {
     run(primitive, scratchpad,
         {{DNNL_ARG_SRC, input},
          {DNNL_ARG_WEIGHTS, weights.bind(g.weights, weight)},
-         {DNNL_ARG_DST, bind_activation(g.dst, output_type(g), dst)}});
+         {DNNL_ARG_DST, bind_activation(g.dst, kF32, dst)}});
   }
 };
 
@@ -306,23 +300,14 @@ inline Forward& forward(const Geometry& g) {
   return cached(&cache, g.key("fwd"), make_forward, g);
 }
 
-// The backward primitives read and write the same types whatever the forward writes, so
-// both forwards share them (made with the float32-output forward as their hint).
-inline Geometry backward_geometry(Geometry g) {
-  g.bf16_output = false;
-  return g;
-}
-
 inline BackwardData& backward_data(const Geometry& g) {
   static std::unordered_map<std::string, std::unique_ptr<BackwardData>> cache;
-  const Geometry b = backward_geometry(g);
-  return cached(&cache, b.key("bwd_data"), make_backward_data, b);
+  return cached(&cache, g.key("bwd_data"), make_backward_data, g);
 }
 
 inline BackwardWeights& backward_weights(const Geometry& g) {
   static std::unordered_map<std::string, std::unique_ptr<BackwardWeights>> cache;
-  const Geometry b = backward_geometry(g);
-  return cached(&cache, b.key("bwd_weights"), make_backward_weights, b);
+  return cached(&cache, g.key("bwd_weights"), make_backward_weights, g);
 }
 
 }  // namespace conv
