@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 
+from torch_python import require_torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 # Taken before anything imports paddle: paddle/base/__init__.py writes OMP_NUM_THREADS=1
@@ -99,9 +101,8 @@ def main():
                    help="the Python that has PyTorch, e.g. a venv of its own (default: this one)")
     p.add_argument("--json", default="benchmarks/results/fidelity.json")
     args = p.parse_args()
-    if "torch" in args.sides and not os.access(args.torch_python, os.X_OK):
-        p.error(f"--torch-python {args.torch_python} is not an executable Python; pass the "
-                "one that has PyTorch, e.g. ~/venv-torch/bin/python")
+    if "torch" in args.sides:
+        require_torch(p, args.torch_python)
     from paddle_resnet.config import load_config
     cfg = load_config(args.config, [])
     if args.twin_bn_split < 1 or cfg["train.batch_size"] % args.twin_bn_split:

@@ -31,6 +31,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from torch_python import require_torch  # noqa: E402
+
 WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 
 DEFAULT = "paddle, 1 process per core (the default)"
@@ -200,15 +202,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    # `torch` is always run: a Python without PyTorch stops here, not after the first probe.
-    try:
-        has_torch = not subprocess.run([args.torch_python, "-c", "import torch"],
-                                       capture_output=True).returncode
-    except OSError:  # not there, or not a program
-        has_torch = False
-    if not has_torch:
-        parser.error(f"--torch-python {args.torch_python} cannot import torch; give a Python "
-                     "that has it (e.g. ~/venv-torch/bin/python)")
+    require_torch(parser, args.torch_python)  # `torch` is always run
     rows = []
     for mode in args.modes:
         variants = TRAIN if mode == "train" else EVAL

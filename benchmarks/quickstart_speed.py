@@ -40,6 +40,8 @@ import sys
 import tempfile
 import time
 
+from torch_python import require_torch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet fused_block",
             "paddle_resnet per_layer",
@@ -127,6 +129,8 @@ def main():
                 "(the rate is that of the difference)")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats} must be at least 1")
+    if any(variant.startswith("torch") for variant in args.variants):
+        require_torch(p, args.torch_python)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, exit_on_signal)
     rates = {v: [] for v in args.variants}
