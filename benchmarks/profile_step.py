@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)
 import paddle  # noqa: E402
 import paddle.profiler as profiler  # noqa: E402
 
+from onednn_verbose import STEPS, TIMED, WARMUP, primitive_times  # noqa: E402
 from paddle_resnet.runtime import prepare_process  # noqa: E402
 from steady_memory import keep_freed_memory  # noqa: E402
 
@@ -31,25 +32,6 @@ from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402
 from paddle_resnet.models.layers import batch_shape  # noqa: E402
 from paddle_resnet.speed import plan_speed  # noqa: E402
-
-WARMUP, STEPS = 2, 3
-TIMED = "--- timed steps ---"  # what the primitives' worker prints after its warm-up
-
-
-def primitive_times(lines):
-    """ms per step of each oneDNN primitive (kind, direction, shape) in ONEDNN_VERBOSE's
-    `exec` lines after the TIMED marker."""
-    per_primitive, timed = defaultdict(float), False
-    for line in lines:
-        if line == TIMED:
-            timed = True
-        fields = line.split(",")
-        if not timed or fields[:4] != ["onednn_verbose", "v1", "primitive", "exec"]:
-            continue
-        kind, direction, shape = fields[5], fields[7], fields[-2]
-        name = f"{kind} {direction}" if direction != "undef" else kind
-        per_primitive[(name, shape if kind == "convolution" else "")] += float(fields[-1])
-    return {key: ms / STEPS for key, ms in per_primitive.items()}
 
 
 def operator_times(trace_file: str):

@@ -1,6 +1,7 @@
 """The Python that runs a benchmark's PyTorch side (`--torch-python`, often a venv of its
 own): checked once, before anything is measured, so a Python without PyTorch stops the
-benchmark with one line instead of a traceback after the Paddle side has run."""
+benchmark with one line instead of a traceback after the Paddle side has run
+(frameworks.py, quickstart_speed.py, fidelity.py, onednn_kernels.py)."""
 import subprocess
 
 

@@ -14,13 +14,14 @@ NO_TORCH = "/nonexistent/python"
 
 @pytest.mark.parametrize("script, args", [
     ("frameworks.py", []),
+    ("onednn_kernels.py", []),
     ("quickstart_speed.py", ["--variants", "paddle_resnet (default)", "torch"]),
     ("fidelity.py", ["--sides", "torch"]),
 ])
 def test_a_python_without_torch_stops_before_measuring(tmp_path, script, args):
     data_file = tmp_path / "cifar-10-python.tar.gz"
     data_file.write_bytes(b"")  # never read: the check comes first
-    if script != "frameworks.py":
+    if script not in ("frameworks.py", "onednn_kernels.py"):
         args = ["--data-file", str(data_file)] + args
     done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args,
                            "--torch-python", NO_TORCH, "--json", str(tmp_path / "out.json")],
