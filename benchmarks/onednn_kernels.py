@@ -22,6 +22,8 @@ from torch_python import require_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The models torch_twin.build has (it imports torch, which this Python may not have).
+TWINNED = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet18")
 
 
 def torch_worker(model_name: str, batch: int) -> None:
@@ -67,7 +69,7 @@ def per_call(entry) -> str:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="resnet20")
+    p.add_argument("--model", default="resnet20", choices=TWINNED)
     p.add_argument("--batch", type=int, default=64,
                    help="one process's batch (the quickstart's 128 over 2 processes)")
     p.add_argument("--torch-python", default=sys.executable,
