@@ -59,11 +59,12 @@ def torch_model(name: str):
     return torch_twin.build(name)
 
 
-def run_torch(mode, name, batch, steps, threads, fast=False):
+def torch_setup(name, batch, threads, fast=False):
+    """The twin, a random batch and the autocast context of a PyTorch variant (`fast`:
+    channels_last + bf16 autocast, PyTorch's fastest CPU setting)."""
     import contextlib
 
     import torch
-    import torch.nn.functional as F
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = torch_model(name)
@@ -73,10 +74,14 @@ def run_torch(mode, name, batch, steps, threads, fast=False):
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
         autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-    if mode == "eval":
-        model.eval()
-        with torch.no_grad():
-            return timed(lambda: model(images).argmax(1), batch, steps)
+    return model, images, labels, autocast
+
+
+def torch_train_step(name, batch, threads, fast=False):
+    """One PyTorch training step of the twin (SGD with momentum), as a callable."""
+    import torch
+    import torch.nn.functional as F
+    model, images, labels, autocast = torch_setup(name, batch, threads, fast)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def step():
@@ -86,7 +91,17 @@ def run_torch(mode, name, batch, steps, threads, fast=False):
         loss.backward()
         optimizer.step()
         return loss.item()
-    return timed(step, batch, steps)
+    return step
+
+
+def run_torch(mode, name, batch, steps, threads, fast=False):
+    if mode == "train":
+        return timed(torch_train_step(name, batch, threads, fast), batch, steps)
+    import torch
+    model, images, _, _ = torch_setup(name, batch, threads, fast)
+    model.eval()
+    with torch.no_grad():
+        return timed(lambda: model(images).argmax(1), batch, steps)
 
 
 def run_paddle(variant, mode, name, batch, steps):

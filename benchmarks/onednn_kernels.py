@@ -27,28 +27,14 @@ TWINNED = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1
 
 
 def torch_worker(model_name: str, batch: int) -> None:
-    """PyTorch's step as frameworks.py's `torch channels_last bf16`, one thread, printing
-    TIMED after the warm-up."""
-    import torch
-    import torch.nn.functional as F
-
-    sys.path.insert(0, HERE)
-    import torch_twin
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = torch_twin.build(model_name).to(memory_format=torch.channels_last)
-    images = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (batch,))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    """frameworks.py's `torch channels_last bf16` step on one thread, printing TIMED after
+    the warm-up."""
+    from frameworks import torch_train_step
+    step = torch_train_step(model_name, batch, threads=1, fast=True)
     for index in range(WARMUP + STEPS):
         if index == WARMUP:
             print(TIMED, flush=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(images), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        float(loss)
+        step()
 
 
 def primitives_of(command) -> dict:
