@@ -29,6 +29,13 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
 - `torch channels_last`: the same in `torch.channels_last`;
 - `torch channels_last bf16`: that, with forward and loss under
   `torch.autocast("cpu", torch.bfloat16)`: PyTorch's fastest CPU training setting.
+
+`--as-avx2-host` runs every variant as on a CPU whose widest vector extension is AVX2
+(the project's Zen 3 host): oneDNN's kernels, in Paddle and in PyTorch, are limited to
+AVX2 through their documented `ONEDNN_MAX_CPU_ISA`, PyTorch's own ones through
+`ATEN_CPU_CAPABILITY`, and the package convolves in float32 (`speed.conv_bf16=false`,
+the plan its default makes where the CPU has no bf16 kernels). Wider cores running AVX2
+code are not a Zen 3, so this gives the ratio, not an AVX2 host's images/s.
 """
 import argparse
 import json
@@ -49,21 +56,27 @@ VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet
             "paddle_resnet --nproc 1",
             "paddle_resnet before", "torch", "torch channels_last", "torch channels_last bf16"]
 SINGLE_PROCESS = ("paddle_resnet --nproc 1", "paddle_resnet before")
+BF16_VARIANTS = ("paddle_resnet conv_bf16", "torch channels_last bf16")
+# The kernels of a CPU without AVX-512: oneDNN's dispatch limit (Paddle's and PyTorch's
+# builds read it when their first primitive is made) and PyTorch's ATen dispatch.
+AVX2_HOST_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def command(variant: str, data_file: str, images: int, test_images: int, out: str,
-            torch_python: str = sys.executable):
+            torch_python: str = sys.executable, as_avx2_host: bool = False):
+    env = dict(AVX2_HOST_ENV) if as_avx2_host else {}
     if variant.startswith("torch"):
         layout = (["--channels-last"] if variant.startswith("torch channels_last") else []) + (
             ["--bf16-autocast"] if variant.endswith("bf16") else [])
         return [torch_python, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
                 "--data-file", data_file, "--epochs", "1", "--train-samples", str(images),
-                "--test-samples", str(test_images), *layout], {}
+                "--test-samples", str(test_images), *layout], env
     args = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
             "configs/quickstart.yaml", "-o", f"data.data_file={data_file}",
             "-o", f"data.train_samples={images}", "-o", f"data.test_samples={test_images}",
             "-o", "train.epochs=1", "-o", f"output_dir={out}"]
-    env = {}
+    if as_avx2_host:
+        args += ["-o", "speed.conv_bf16=false"]
     if variant in ("paddle_resnet conv=paddle", "paddle_resnet before"):
         args += ["-o", "speed.conv=paddle"]
     if variant == "paddle_resnet conv_bf16":
@@ -79,10 +92,11 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
     return args, env
 
 
-def wall_time(variant, data_file, images, test_images, torch_python) -> float:
+def wall_time(variant, data_file, images, test_images, torch_python,
+              as_avx2_host: bool = False) -> float:
     with tempfile.TemporaryDirectory() as work:
         args, env = command(variant, data_file, images, test_images, os.path.join(work, "run"),
-                            torch_python)
+                            torch_python, as_avx2_host)
         environ = {k: v for k, v in os.environ.items()
                    if k != "MKL_DEBUG_CPU_TYPE" and not k.startswith("MALLOC_")}
         environ.update(env)
@@ -120,6 +134,8 @@ def main():
                    help="the Python that has PyTorch (e.g. a venv's), for the torch variants")
     p.add_argument("--baseline", default="torch", choices=VARIANTS,
                    help="the variant every ratio is against")
+    p.add_argument("--as-avx2-host", action="store_true",
+                   help="every variant on AVX2 kernels, the package in float32 (see above)")
     p.add_argument("--json", default="benchmarks/results/quickstart_speed.json")
     args = p.parse_args()
     if not os.path.isfile(args.data_file):
@@ -129,6 +145,9 @@ def main():
                 "(the rate is that of the difference)")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats} must be at least 1")
+    bf16_asked = [v for v in args.variants if v in BF16_VARIANTS]
+    if args.as_avx2_host and bf16_asked:
+        p.error(f"--as-avx2-host has no bf16 kernels; leave out {', '.join(bf16_asked)}")
     if any(variant.startswith("torch") for variant in args.variants):
         require_torch(p, args.torch_python)
     for signum in (signal.SIGTERM, signal.SIGHUP):
@@ -136,16 +155,16 @@ def main():
     rates = {v: [] for v in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
-            small = wall_time(variant, args.data_file, args.small, args.test_images,
-                              args.torch_python)
-            large = wall_time(variant, args.data_file, args.large, args.test_images,
-                              args.torch_python)
+            small, large = (wall_time(variant, args.data_file, images, args.test_images,
+                                      args.torch_python, args.as_avx2_host)
+                            for images in (args.small, args.large))
             rates[variant].append((args.large - args.small) / (large - small))
             print(f"repeat {repeat + 1}: {variant}: {small:.1f} s / {large:.1f} s -> "
                   f"{rates[variant][-1]:.1f} img/s", file=sys.stderr, flush=True)
     base = args.baseline
     base_rate = statistics.median(rates[base]) if base in rates else None
-    print(f"\n| ResNet-20 quickstart training, {args.large - args.small} images timed "
+    host = " as on an AVX2 host" if args.as_avx2_host else ""
+    print(f"\n| ResNet-20 quickstart training{host}, {args.large - args.small} images timed "
           f"from outside, x {args.repeats} | images/s (median) | runs | vs {base} "
           f"| vs {base}, per repeat (median) |")
     print("|---|---:|---|---:|---:|")
@@ -164,7 +183,9 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"cpu_count": os.cpu_count(), "small": args.small, "large": args.large,
-                   "repeats": args.repeats, "rows": rows}, f, indent=1)
+                   "repeats": args.repeats, "as_avx2_host": args.as_avx2_host,
+                   "environment": AVX2_HOST_ENV if args.as_avx2_host else {},
+                   "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -31,3 +31,31 @@ def test_a_python_without_torch_stops_before_measuring(tmp_path, script, args):
         f"{script}: error: --torch-python {NO_TORCH} cannot import torch; give a Python that "
         "has it (e.g. ~/venv-torch/bin/python)")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_as_an_avx2_host_refuses_bf16_variants(tmp_path):
+    data_file = tmp_path / "cifar-10-python.tar.gz"
+    data_file.write_bytes(b"")
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "quickstart_speed.py"),
+                           "--data-file", str(data_file), "--as-avx2-host", "--variants",
+                           "torch channels_last", "torch channels_last bf16",
+                           "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "quickstart_speed.py: error: --as-avx2-host has no bf16 kernels; leave out "
+        "torch channels_last bf16")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_as_an_avx2_host_limits_both_frameworks_and_convolves_in_float32(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import quickstart_speed
+    for variant in ("paddle_resnet (default)", "torch channels_last"):
+        args, env = quickstart_speed.command(variant, "data.tar.gz", 1280, 100, "out",
+                                             as_avx2_host=True)
+        assert env == {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+        assert ("speed.conv_bf16=false" in args) == variant.startswith("paddle_resnet")
+        plain_args, plain_env = quickstart_speed.command(variant, "data.tar.gz", 1280, 100,
+                                                         "out")
+        assert "ONEDNN_MAX_CPU_ISA" not in plain_env and "speed.conv_bf16=false" not in plain_args
