@@ -77,9 +77,12 @@ PERF_SOURCES = {
         "frameworks_resnet18_keep_memory.json",
         lambda d: _vs(d, "paddle, 1 process per core (the default)",
                       "torch channels_last bf16")),
-    "the same, float32 on both sides (no bf16 kernels)": (
+    "quickstart training vs PyTorch 2.13 default, both float32 (no bf16 kernels)": (
         "quickstart_speed_avx2.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_torch"]),
+    "quickstart training vs PyTorch 2.13 channels_last, both float32 on AVX2 kernels": (
+        "quickstart_speed_as_avx2_long.json",
+        lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "evaluation (Paddle Inference + oneDNN) vs dygraph, ResNet-20": (
         "frameworks.json", lambda d: _row(d["rows"], mode="eval", model="resnet20",
                                           variant="paddle inference")["vs_dygraph"]),
