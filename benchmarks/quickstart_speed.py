@@ -35,7 +35,9 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
 AVX2 through their documented `ONEDNN_MAX_CPU_ISA`, PyTorch's own ones through
 `ATEN_CPU_CAPABILITY`, and the package convolves in float32 (`speed.conv_bf16=false`,
 the plan its default makes where the CPU has no bf16 kernels). Wider cores running AVX2
-code are not a Zen 3, so this gives the ratio, not an AVX2 host's images/s.
+code are not a Zen 3, so this gives the ratio, not an AVX2 host's images/s. MKL is left
+as it is: the package's fast path already points it at its AVX2 kernels on AMD CPUs
+(`paddle_resnet/speed/mkl.py`), and PyTorch's ResNet-20 step barely calls it.
 """
 import argparse
 import json
