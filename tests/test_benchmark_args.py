@@ -12,6 +12,22 @@ from conftest import ROOT
 NO_TORCH = "/nonexistent/python"
 
 
+def argument_error(tmp_path, script, args, data_file=True) -> str:
+    """The last stderr line of `script` with `args`, asserting argparse's exit 2 and that
+    no JSON was written; `data_file`: pass an empty archive, never read as the check
+    comes first."""
+    if data_file:
+        archive = tmp_path / "cifar-10-python.tar.gz"
+        archive.write_bytes(b"")
+        args = ["--data-file", str(archive)] + args
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args,
+                           "--json", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2
+    assert not (tmp_path / "out.json").exists()
+    return done.stderr.strip().splitlines()[-1]
+
+
 @pytest.mark.parametrize("script, args", [
     ("frameworks.py", []),
     ("onednn_kernels.py", []),
@@ -19,33 +35,18 @@ NO_TORCH = "/nonexistent/python"
     ("fidelity.py", ["--sides", "torch"]),
 ])
 def test_a_python_without_torch_stops_before_measuring(tmp_path, script, args):
-    data_file = tmp_path / "cifar-10-python.tar.gz"
-    data_file.write_bytes(b"")  # never read: the check comes first
-    if script not in ("frameworks.py", "onednn_kernels.py"):
-        args = ["--data-file", str(data_file)] + args
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args,
-                           "--torch-python", NO_TORCH, "--json", str(tmp_path / "out.json")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    takes_data = script not in ("frameworks.py", "onednn_kernels.py")
+    assert argument_error(tmp_path, script, args + ["--torch-python", NO_TORCH],
+                          takes_data) == (
         f"{script}: error: --torch-python {NO_TORCH} cannot import torch; give a Python that "
         "has it (e.g. ~/venv-torch/bin/python)")
-    assert not (tmp_path / "out.json").exists()
 
 
 def test_as_an_avx2_host_refuses_bf16_variants(tmp_path):
-    data_file = tmp_path / "cifar-10-python.tar.gz"
-    data_file.write_bytes(b"")
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "quickstart_speed.py"),
-                           "--data-file", str(data_file), "--as-avx2-host", "--variants",
-                           "torch channels_last", "torch channels_last bf16",
-                           "--json", str(tmp_path / "out.json")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert argument_error(tmp_path, "quickstart_speed.py", [
+        "--as-avx2-host", "--variants", "torch channels_last", "torch channels_last bf16"]) == (
         "quickstart_speed.py: error: --as-avx2-host has no bf16 kernels; leave out "
         "torch channels_last bf16")
-    assert not (tmp_path / "out.json").exists()
 
 
 def test_as_an_avx2_host_limits_both_frameworks_and_convolves_in_float32(monkeypatch):
