@@ -94,6 +94,10 @@ def test_which_blocks_it_takes_and_the_checkpoint_keys(library, name, fused_bloc
     assert found == fused_blocks
     assert list(model.state_dict()) == list(build_model(name).state_dict())
     assert ("basic blocks: one operator each" in plan.describe()) is True
+    # the run header describes the plan as applied: a model without basic blocks says none
+    assert model.speed_paths["fused_block"] == fused_blocks
+    assert (("basic blocks: one operator each" in plan.as_applied(model.speed_paths).describe())
+            is (fused_blocks > 0))
 
 
 def test_resnet20_trains_the_same_steps_as_the_per_layer_path(library):

@@ -64,6 +64,7 @@ def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) ->
     eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std,
                               layout="NCHW" if eval_inference else layout, **shard)
     model = training_model(cfg["model.name"], speed, layout, **cfg.model_kwargs())
+    speed = speed.as_applied(model.speed_paths)
     if cfg["speed.to_static"]:
         model = paddle.jit.to_static(model)
     model = convert_sync_bn(model, procs, cfg["dist.sync_bn"], place)

@@ -31,12 +31,13 @@ def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Ten
 
 def training_model(name: str, plan, input_format: Optional[str] = None, **model_kwargs):
     """Model `name` as training builds it for a speed plan (speed.plan_speed): in the
-    plan's layout, fed batches in `input_format` (default: the same), speed paths applied."""
+    plan's layout, fed batches in `input_format` (default: the same), speed paths applied;
+    `model.speed_paths` counts the layers each path took (speed.apply_speed)."""
     from ..models import build_model
     from ..speed import apply_speed
     model = build_model(name, **dict(model_kwargs, data_format=plan.data_format))
     model.input_format = input_format or plan.data_format
-    apply_speed(model, plan)
+    model.speed_paths = apply_speed(model, plan)
     return model
 
 

@@ -21,7 +21,7 @@ The contract every path keeps:
 - where a path cannot run, the run takes the next one and says why in one line
   (`SpeedPlan.note`); `speed.conv=onednn` asks for oneDNN and fails instead.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Optional
 
 from ..cpu import BF16_EXTENSIONS, usable_cores, vector_extension
@@ -40,6 +40,12 @@ class SpeedPlan:
     fused_block: bool = False  # residual basic blocks as one operator each (fused_block.py)
     library: Optional[str] = None  # the built oneDNN operator
     note: str = ""  # why a path asked for is not taken
+
+    def as_applied(self, switched: Mapping[str, int]) -> "SpeedPlan":
+        """The plan as `apply_speed` carried it out on one model (`switched`, its counts): a
+        model without basic blocks (DenseNet, bottleneck ResNets) runs no fused block, and
+        its run header should not say it does."""
+        return replace(self, fused_block=self.fused_block and switched.get("fused_block", 0) > 0)
 
     def describe(self) -> str:
         """The run header's line on speed paths."""
