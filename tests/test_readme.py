@@ -113,12 +113,34 @@ FIG6_ROW = re.compile(r"^\| (?P<run>(?:plain|ResNet)-\d+) \|[^|]+\|[^|]+\| "
                       re.MULTILINE)
 
 
-def test_the_fig6_table_is_the_runs_comparison():
-    section = read("docs/results.md").split("### He et al. Fig. 6 on the official images")[1]
-    shown = {m["run"].lower().replace("-", ""): (m["top1"], m["train_error"])
-             for m in FIG6_ROW.finditer(section.split("\n### ")[0])}
+def results_section(title):
+    return read("docs/results.md").split(f"### {title}\n")[1].split("\n### ")[0]
+
+
+def final_top1_and_train_error(comparison):
+    """run -> (final top-1, final train error), from a comparison.md compare.py wrote."""
     measured = {}
-    for line in read("docs/results/fig6_lossless/comparison.md").splitlines()[2:]:
+    for line in read(comparison).splitlines()[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        measured[cells[0]] = (cells[6], cells[7])  # final top-1, final train error
-    assert shown == measured
+        measured[cells[0]] = (cells[6], cells[7])
+    return measured
+
+
+def test_the_fig6_table_is_the_runs_comparison():
+    section = results_section("He et al. Fig. 6 on the official images")
+    shown = {m["run"].lower().replace("-", ""): (m["top1"], m["train_error"])
+             for m in FIG6_ROW.finditer(section)}
+    assert shown == final_top1_and_train_error("docs/results/fig6_lossless/comparison.md")
+
+
+# docs/results.md's ResNet-110 against DenseNet-40 table, one row per run and seed.
+DENSENET_ROW = re.compile(r"^\| (?P<run>\w+_seed\d) \| \d \| (?P<train_error>[\d.]+%) \| "
+                          r"[^|]*\*\*(?P<top1>[\d.]+%)\*\* \|", re.MULTILINE)
+
+
+def test_the_resnet_against_densenet_table_is_the_runs_comparison():
+    section = results_section("ResNet-110 against DenseNet-40 on the official images")
+    shown = {m["run"]: (m["top1"], m["train_error"]) for m in DENSENET_ROW.finditer(section)}
+    assert len(shown) == 4
+    assert shown == final_top1_and_train_error(
+        "docs/results/resnet_vs_densenet_lossless/comparison.md")
