@@ -7,12 +7,13 @@ import pytest
 
 from conftest import run_tool
 from paddle_resnet.config import load_config
-from paddle_resnet.engine.eval_engine import eval_forward, resolve_engine
-from paddle_resnet.engine.step import train_step
+from paddle_resnet.engine.eval_engine import eval_forward, nchw_twin, resolve_engine
+from paddle_resnet.engine.step import speed_options, train_step, training_model
 from paddle_resnet.inference import cpu_threads
 from paddle_resnet.engine.trainer import Trainer
 from paddle_resnet.errors import ConfigError
 from paddle_resnet.models import build_model
+from paddle_resnet.speed import plan_speed
 
 
 def trained_a_little(name):
@@ -46,6 +47,29 @@ def test_inference_engine_gives_dygraph_predictions(name):
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4)
     assert (got.argmax(1) == expected.argmax(1)).all()
     np.testing.assert_allclose(again, expected[:5], rtol=1e-3, atol=1e-4)
+
+
+def test_evaluation_exports_a_plain_copy_and_the_model_trains_on():
+    """Each evaluation exports a new NCHW model with the training model's weights and
+    statistics, never the training model itself: Paddle 3.0's jit.save left a model it
+    traced with a speed path's PyLayer unable to take its next training step."""
+    cfg = load_config(None, ["model.name=resnet20"])
+    model = training_model("resnet20", plan_speed(speed_options(["conv=paddle"]), "cpu", 2))
+    optimizer = paddle.optimizer.Momentum(0.05, parameters=model.parameters())
+    images, labels = paddle.randn([8, 3, 32, 32]), paddle.randint(0, 10, [8])
+    train_step(model, images, labels, optimizer)
+    twin = nchw_twin(model, cfg)
+    assert twin is not model and twin.data_format == "NCHW"
+    assert ([type(layer) for layer in twin.sublayers()]
+            == [type(layer) for layer in build_model("resnet20").sublayers()])
+    for (name, value), twin_value in zip(model.state_dict().items(), twin.state_dict().values()):
+        np.testing.assert_array_equal(twin_value.numpy(), value.numpy(), err_msg=name)
+    exported = []
+    with eval_forward(model, "inference", "cpu", nchw_twin=lambda: exported.append(
+            nchw_twin(model, cfg)) or exported[-1]) as forward:
+        forward(images)
+    assert len(exported) == 1 and exported[0] is not model
+    assert np.isfinite(float(train_step(model, images, labels, optimizer)[0]))
 
 
 def test_engine_choice():

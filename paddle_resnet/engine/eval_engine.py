@@ -26,11 +26,12 @@ def resolve_engine(engine: str, place: str, precision: str = "float32") -> str:
     return engine
 
 
-def nchw_twin(model: paddle.nn.Layer, cfg, data_format: str) -> paddle.nn.Layer:
-    """`model` (of `cfg`, computing in `data_format`) in NCHW with the same weights: what
-    Paddle Inference runs best."""
-    if data_format == "NCHW":
-        return model
+def nchw_twin(model: paddle.nn.Layer, cfg) -> paddle.nn.Layer:
+    """A new plain model of `cfg` in NCHW with `model`'s weights and statistics: what
+    Paddle Inference runs best, and what `paddle.jit.save` may trace in place of the
+    training model. Paddle 3.0's jit.save leaves the layers it traced converted, so a
+    training model saved itself, with a speed path's PyLayer inside, failed on its next
+    training step ("please use PyLayer instead of static_pylayer in dygraph mode")."""
     from ..models import build_model
     twin = build_model(cfg["model.name"], **dict(cfg.model_kwargs(), data_format="NCHW"))
     twin.set_state_dict(model.state_dict())
@@ -63,7 +64,7 @@ def evaluate_epoch(parts, cfg, procs, reduce, progress=None) -> dict:
     name, start = parts.eval_name, time.perf_counter()
     with eval_forward(parts.model, cfg["eval.engine"], parts.place,
                       cpu_threads(cfg["eval.threads"], procs.world), cfg["eval.precision"],
-                      lambda: nchw_twin(parts.model, cfg, parts.speed.data_format)) as forward, \
+                      lambda: nchw_twin(parts.model, cfg)) as forward, \
             parts.amp.autocast():
         result = evaluate(parts.model, parts.eval_loader, cfg["model.num_classes"],
                           reduce=reduce, forward=forward, progress=progress)
