@@ -30,6 +30,10 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
 - `torch channels_last bf16`: that, with forward and loss under
   `torch.autocast("cpu", torch.bfloat16)`: PyTorch's fastest CPU training setting.
 
+`--checkout DIR` adds the default of another checkout of this repository (another commit,
+e.g. `git worktree add /tmp/before HEAD~1`) as the variant `paddle_resnet (default) at
+DIR`, so that a change is timed against what it changes in the same run.
+
 `--as-avx2-host` runs every variant as on a CPU whose widest vector extension is AVX2
 (the project's Zen 3 host): oneDNN's kernels, in Paddle and in PyTorch, are limited to
 AVX2 through their documented `ONEDNN_MAX_CPU_ISA`, PyTorch's own ones through
@@ -64,16 +68,24 @@ BF16_VARIANTS = ("paddle_resnet conv_bf16", "torch channels_last bf16")
 AVX2_HOST_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
+def checkout_variant(directory: str) -> str:
+    return f"paddle_resnet (default) at {directory}"
+
+
 def command(variant: str, data_file: str, images: int, test_images: int, out: str,
-            torch_python: str = sys.executable, as_avx2_host: bool = False):
+            torch_python: str = sys.executable, as_avx2_host: bool = False, root: str = ROOT):
+    """The variant's command line and its environment (on top of this one's); `root` is
+    the checkout whose tools/train.py runs, and whose package its processes import."""
     env = dict(AVX2_HOST_ENV) if as_avx2_host else {}
+    if root != ROOT:
+        env["PYTHONPATH"] = root  # ahead of this checkout's editable install
     if variant.startswith("torch"):
         layout = (["--channels-last"] if variant.startswith("torch channels_last") else []) + (
             ["--bf16-autocast"] if variant.endswith("bf16") else [])
         return [torch_python, os.path.join(ROOT, "benchmarks", "torch_twin.py"),
                 "--data-file", data_file, "--epochs", "1", "--train-samples", str(images),
                 "--test-samples", str(test_images), *layout], env
-    args = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
+    args = [sys.executable, os.path.join(root, "tools", "train.py"), "-c",
             "configs/quickstart.yaml", "-o", f"data.data_file={data_file}",
             "-o", f"data.train_samples={images}", "-o", f"data.test_samples={test_images}",
             "-o", "train.epochs=1", "-o", f"output_dir={out}"]
@@ -95,17 +107,17 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
 
 
 def wall_time(variant, data_file, images, test_images, torch_python,
-              as_avx2_host: bool = False) -> float:
+              as_avx2_host: bool = False, root: str = ROOT) -> float:
     with tempfile.TemporaryDirectory() as work:
         args, env = command(variant, data_file, images, test_images, os.path.join(work, "run"),
-                            torch_python, as_avx2_host)
+                            torch_python, as_avx2_host, root)
         environ = {k: v for k, v in os.environ.items()
                    if k != "MKL_DEBUG_CPU_TYPE" and not k.startswith("MALLOC_")}
         environ.update(env)
         start = time.perf_counter()
         # A session of its own, killed whole on the way out: a benchmark stopped halfway
         # must not leave training processes running under the next measurement.
-        process = subprocess.Popen(args, cwd=ROOT, env=environ, stdout=subprocess.PIPE,
+        process = subprocess.Popen(args, cwd=root, env=environ, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             _, err = process.communicate()
@@ -134,7 +146,10 @@ def main():
     p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
     p.add_argument("--torch-python", default=sys.executable,
                    help="the Python that has PyTorch (e.g. a venv's), for the torch variants")
-    p.add_argument("--baseline", default="torch", choices=VARIANTS,
+    p.add_argument("--checkout", action="append", default=[], metavar="DIR",
+                   help="also time the default of this other checkout of the repository "
+                        "(repeatable), as the variant 'paddle_resnet (default) at DIR'")
+    p.add_argument("--baseline", default="torch",
                    help="the variant every ratio is against")
     p.add_argument("--as-avx2-host", action="store_true",
                    help="every variant on AVX2 kernels, the package in float32 (see above)")
@@ -147,6 +162,16 @@ def main():
                 "(the rate is that of the difference)")
     if args.repeats < 1:
         p.error(f"--repeats {args.repeats} must be at least 1")
+    roots = dict.fromkeys(args.variants, ROOT)
+    for directory in args.checkout:
+        if not os.path.isfile(os.path.join(directory, "tools", "train.py")):
+            p.error(f"--checkout {directory} is not a checkout of this repository (no "
+                    "tools/train.py)")
+        roots[checkout_variant(directory)] = os.path.abspath(directory)
+    if args.baseline not in VARIANTS and args.baseline not in roots:
+        p.error(f"--baseline {args.baseline!r} is not a variant; choose from "
+                f"{', '.join(VARIANTS + [v for v in roots if v not in VARIANTS])}")
+    args.variants = list(roots)
     bf16_asked = [v for v in args.variants if v in BF16_VARIANTS]
     if args.as_avx2_host and bf16_asked:
         p.error(f"--as-avx2-host has no bf16 kernels; leave out {', '.join(bf16_asked)}")
@@ -158,7 +183,7 @@ def main():
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
             small, large = (wall_time(variant, args.data_file, images, args.test_images,
-                                      args.torch_python, args.as_avx2_host)
+                                      args.torch_python, args.as_avx2_host, roots[variant])
                             for images in (args.small, args.large))
             rates[variant].append((args.large - args.small) / (large - small))
             print(f"repeat {repeat + 1}: {variant}: {small:.1f} s / {large:.1f} s -> "

@@ -60,3 +60,27 @@ def test_as_an_avx2_host_limits_both_frameworks_and_convolves_in_float32(monkeyp
         plain_args, plain_env = quickstart_speed.command(variant, "data.tar.gz", 1280, 100,
                                                          "out")
         assert "ONEDNN_MAX_CPU_ISA" not in plain_env and "speed.conv_bf16=false" not in plain_args
+
+
+def test_another_checkout_runs_its_own_train_py_and_package(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import quickstart_speed
+    variant = quickstart_speed.checkout_variant(str(tmp_path))
+    args, env = quickstart_speed.command(variant, "data.tar.gz", 1280, 100, "out",
+                                         root=str(tmp_path))
+    assert args[1] == os.path.join(str(tmp_path), "tools", "train.py")
+    assert env == {"PYTHONPATH": str(tmp_path)}  # its workers import it, not this checkout
+    args, env = quickstart_speed.command("paddle_resnet (default)", "data.tar.gz", 1280, 100,
+                                         "out")
+    assert args[1] == os.path.join(ROOT, "tools", "train.py") and env == {}
+
+
+def test_a_checkout_without_the_training_tool_is_refused(tmp_path):
+    assert argument_error(tmp_path, "quickstart_speed.py", [
+        "--variants", "paddle_resnet (default)", "--checkout", str(tmp_path)]) == (
+        f"quickstart_speed.py: error: --checkout {tmp_path} is not a checkout of this "
+        "repository (no tools/train.py)")
+    assert argument_error(tmp_path, "quickstart_speed.py", [
+        "--variants", "paddle_resnet (default)", "--baseline", "tensorflow"]).startswith(
+        "quickstart_speed.py: error: --baseline 'tensorflow' is not a variant; choose from "
+        "paddle_resnet (default), ")
