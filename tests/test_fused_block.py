@@ -11,8 +11,9 @@ from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import BasicBlock, make_shortcut
 from paddle_resnet.speed import native_bf16, plan_speed
-from paddle_resnet.speed.fused_block import FusedBasicBlock, use_fused_blocks
-from paddle_resnet.speed.onednn_conv import use_onednn_conv
+from paddle_resnet.speed.fused_block import (IDENTITY, OP, FusedBasicBlock, _norm_inputs,
+                                             use_fused_blocks)
+from paddle_resnet.speed.onednn_conv import run_all, use_onednn_conv
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +42,12 @@ def block_pair(library, in_channels, channels, stride, option, bf16):
     return reference, fused
 
 
+# 16 and 32 channels take the operator's passes over whole vectors, 24 its loops over any
+# channel count (basic_block.cc).
 SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
           "plain (no shortcut)": (16, 16, 1, None), "plain, stride 2": (16, 32, 2, None),
-          "option B, stride 2": (16, 32, 2, "B"), "option C": (16, 16, 1, "C")}
+          "option B, stride 2": (16, 32, 2, "B"), "option C": (16, 16, 1, "C"),
+          "identity, 24 channels": (24, 24, 1, "A"), "option B, 24 channels": (16, 24, 2, "B")}
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
@@ -75,6 +79,31 @@ def test_values_gradients_and_running_statistics_equal_the_per_layer_path(librar
                                        atol=tolerance * scale, err_msg=f"step {step} {name}")
     for (name, a), b in zip(reference.state_dict().items(), fused.state_dict().values()):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("channels", [16, 64, 24])
+def test_the_forward_passes_round_each_operation_as_written(library, channels):
+    """BN's scale and shift, the residual add and the ReLUs as NumPy's float32 computes
+    them, bit for bit: each product and sum rounded on its own (no fused multiply-add), in
+    the passes over whole vectors (16, 64 channels) and over any count (24) alike."""
+    _, block = block_pair(library, channels, channels, 1, "A", bf16=False)
+    x = paddle.to_tensor(np.random.default_rng(1).standard_normal([4, 8, 8, channels]),
+                         "float32")
+    y, _, t1, a1, t2, stats = run_all(
+        OP, x, block.conv1.weight, *_norm_inputs(block.bn1), block.conv2.weight,
+        *_norm_inputs(block.bn2), 1, IDENTITY, 0, float(block.bn1._epsilon),
+        float(block.bn1._momentum), False)
+    mean1, inv_std1, scale1, shift1, mean2, inv_std2 = stats.numpy()[:6]
+    np.testing.assert_array_equal(scale1, block.bn1.weight.numpy() * inv_std1)
+    np.testing.assert_array_equal(shift1, block.bn1.bias.numpy() - mean1 * scale1)
+
+    def relu(v):  # std::max(v, 0.0f)
+        return np.where(v < 0, np.float32(0), v)
+
+    np.testing.assert_array_equal(a1.numpy(), relu(t1.numpy() * scale1 + shift1))
+    scale2 = block.bn2.weight.numpy() * inv_std2
+    shift2 = block.bn2.bias.numpy() - mean2 * scale2
+    np.testing.assert_array_equal(y.numpy(), relu(t2.numpy() * scale2 + shift2 + x.numpy()))
 
 
 def test_evaluation_takes_the_per_layer_path(library):

@@ -41,6 +41,21 @@ using namespace paddle_resnet::conv;  // NOLINT: the primitives of conv_primitiv
 #define VECTOR_CLONES
 #endif
 
+// The BN passes below have two bodies: a loop over any channel count, and one over 16, 32
+// or 64 channels (ResNet-20's stages) as 1, 2 or 4 vectors of 16 floats whose per-channel
+// sums stay in registers. With the count known only at run time GCC keeps those sums in
+// memory and stores them every row, and the row loop waits on that (docs/performance.md).
+// The two compute the same operations in the same order, so their results are equal bit
+// for bit (with -ffp-contract=off, onednn_build.py).
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define BY_CHANNELS(channels, call)                           \
+  switch (channels) {                                         \
+    case 16: { constexpr int kVectors = 1; call; break; }     \
+    case 32: { constexpr int kVectors = 2; call; break; }     \
+    case 64: { constexpr int kVectors = 4; call; break; }     \
+    default: { constexpr int kVectors = 0; call; break; }     \
+  }
+
 namespace {
 
 enum Shortcut { kNone = 0, kIdentity = 1, kOptionA = 2, kProjection = 3 };
@@ -58,14 +73,94 @@ inline uint16_t to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// 16 floats as one value (GCC's vector extension): one AVX-512 register, two AVX2 or four
+// SSE ones, as each clone compiles it.
+typedef float Floats __attribute__((vector_size(64)));
+typedef uint32_t Words __attribute__((vector_size(64)));
+typedef uint16_t Halves __attribute__((vector_size(32)));
+constexpr int64_t kLanes = 16;
+
+ALWAYS_INLINE Floats load(const float* p) {
+  Floats v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+ALWAYS_INLINE void store(float* p, Floats v) { std::memcpy(p, &v, sizeof(v)); }
+
+// to_bf16 of each lane.
+ALWAYS_INLINE void store_bf16(uint16_t* p, Floats v) {
+  Words u;
+  std::memcpy(&u, &v, sizeof(u));
+  const Words rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const Words quiet_nan = (u >> 16) | 0x40u;
+  const Halves h = __builtin_convertvector((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded,
+                                           Halves);
+  std::memcpy(p, &h, sizeof(h));
+}
+
+// std::max(v, 0.0f) of each lane, -0.0 and NaN included.
+ALWAYS_INLINE Floats relu(Floats v) {
+  const Floats zero = {};
+  return v < zero ? zero : v;
+}
+
 VECTOR_CLONES void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = to_bf16(x[i]);
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store_bf16(y + i, load(x + i));
+  for (; i < n; ++i) y[i] = to_bf16(x[i]);
+}
+
+// One row of kVectors vectors: its channels' values as registers.
+template <int kVectors>
+struct Row {
+  Floats v[kVectors];
+
+  static ALWAYS_INLINE Row of(const float* p) {
+    Row row;
+    for (int i = 0; i < kVectors; ++i) row.v[i] = load(p + i * kLanes);
+    return row;
+  }
+  ALWAYS_INLINE void store_to(float* p) const {
+    for (int i = 0; i < kVectors; ++i) store(p + i * kLanes, v[i]);
+  }
+};
+
+// A row block's float sums s and q added into the double totals, through `partial`.
+template <int kVectors>
+ALWAYS_INLINE void add_block_sums(const Row<kVectors>& s, const Row<kVectors>& q,
+                                  int64_t channels, float* partial, double* total_s,
+                                  double* total_q) {
+  s.store_to(partial);
+  q.store_to(partial + channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    total_s[c] += partial[c];
+    total_q[c] += partial[channels + c];
+  }
 }
 
 // Per channel of `rows` x `channels`: sum of (t - pivot) and of its square, pivot the
 // first row (shifting keeps E[d^2] - E[d]^2 from cancelling where |mean| >> std).
-VECTOR_CLONES void moments(const float* t, int64_t rows, int64_t channels, double* sum,
-                           double* square, float* partial) {
+template <int kVectors>
+ALWAYS_INLINE void moments_of(const float* t, int64_t rows, int64_t channels, double* sum,
+                              double* square, float* partial) {
+  if constexpr (kVectors > 0) {
+    const Row<kVectors> pivot = Row<kVectors>::of(t);
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+      const int64_t r1 = std::min(rows, r0 + kRowBlock);
+      Row<kVectors> s{}, q{};
+      for (int64_t r = r0; r < r1; ++r) {
+        const Row<kVectors> row = Row<kVectors>::of(t + r * channels);
+        for (int i = 0; i < kVectors; ++i) {
+          const Floats d = row.v[i] - pivot.v[i];
+          s.v[i] += d;
+          q.v[i] += d * d;
+        }
+      }
+      add_block_sums(s, q, channels, partial, sum, square);
+    }
+    return;
+  }
   const float* pivot = t;
   float* s = partial;
   float* q = partial + channels;
@@ -87,10 +182,31 @@ VECTOR_CLONES void moments(const float* t, int64_t rows, int64_t channels, doubl
   }
 }
 
+VECTOR_CLONES void moments(const float* t, int64_t rows, int64_t channels, double* sum,
+                           double* square, float* partial) {
+  BY_CHANNELS(channels, moments_of<kVectors>(t, rows, channels, sum, square, partial))
+}
+
 // y = max(0, t * a + b) per channel, into float32 or (bf16 set) bfloat16.
-VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channels,
-                                    const float* a, const float* b, float* y,
-                                    uint16_t* y_bf16) {
+template <int kVectors>
+ALWAYS_INLINE void scale_shift_relu_of(const float* t, int64_t rows, int64_t channels,
+                                       const float* a, const float* b, float* y,
+                                       uint16_t* y_bf16) {
+  if constexpr (kVectors > 0) {
+    const Row<kVectors> va = Row<kVectors>::of(a), vb = Row<kVectors>::of(b);
+    for (int64_t r = 0; r < rows; ++r) {
+      const Row<kVectors> in = Row<kVectors>::of(t + r * channels);
+      for (int i = 0; i < kVectors; ++i) {
+        const Floats out = relu(in.v[i] * va.v[i] + vb.v[i]);
+        if (y_bf16 != nullptr) {
+          store_bf16(y_bf16 + r * channels + i * kLanes, out);
+        } else {
+          store(y + r * channels + i * kLanes, out);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = t + r * channels;
     if (y_bf16 != nullptr) {
@@ -101,6 +217,12 @@ VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channe
       for (int64_t c = 0; c < channels; ++c) out[c] = std::max(in[c] * a[c] + b[c], 0.0f);
     }
   }
+}
+
+VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channels,
+                                    const float* a, const float* b, float* y,
+                                    uint16_t* y_bf16) {
+  BY_CHANNELS(channels, scale_shift_relu_of<kVectors>(t, rows, channels, a, b, y, y_bf16))
 }
 
 // The block's shortcut: for output row r (n, h, w), the input row it reads, or -1.
@@ -117,10 +239,37 @@ struct ShortcutMap {
 };
 
 // y = max(0, t * a + b + shortcut(x)) per channel: bn2, the residual add and the ReLU;
-// a projection shortcut is bn3's t3 * a3 + b3 (t3 null otherwise).
-VECTOR_CLONES void block_tail(const float* t, int64_t rows, int64_t channels, const float* a,
-                              const float* b, const float* x, const ShortcutMap& map,
-                              const float* t3, const float* a3, const float* b3, float* y) {
+// a projection shortcut is bn3's t3 * a3 + b3 (t3 null otherwise). Option A's shortcut
+// adds to channels that need not start on a vector, so it takes the loop over any count.
+template <int kVectors>
+ALWAYS_INLINE void block_tail_of(const float* t, int64_t rows, int64_t channels,
+                                 const float* a, const float* b, const float* x,
+                                 const ShortcutMap& map, const float* t3, const float* a3,
+                                 const float* b3, float* y) {
+  if constexpr (kVectors > 0) {
+    if (map.kind != kOptionA) {
+      using R = Row<kVectors>;
+      const R va = R::of(a), vb = R::of(b);
+      R va3{}, vb3{};
+      if (t3 != nullptr) va3 = R::of(a3), vb3 = R::of(b3);
+      for (int64_t r = 0; r < rows; ++r) {
+        const R in = R::of(t + r * channels);
+        R out;
+        for (int i = 0; i < kVectors; ++i) out.v[i] = in.v[i] * va.v[i] + vb.v[i];
+        if (t3 != nullptr) {
+          const R p = R::of(t3 + r * channels);
+          for (int i = 0; i < kVectors; ++i) out.v[i] += p.v[i] * va3.v[i] + vb3.v[i];
+        }
+        if (map.kind == kIdentity) {
+          const R shortcut = R::of(x + r * channels);
+          for (int i = 0; i < kVectors; ++i) out.v[i] += shortcut.v[i];
+        }
+        for (int i = 0; i < kVectors; ++i) out.v[i] = relu(out.v[i]);
+        out.store_to(y + r * channels);
+      }
+      return;
+    }
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = t + r * channels;
     float* out = y + r * channels;
@@ -139,6 +288,12 @@ VECTOR_CLONES void block_tail(const float* t, int64_t rows, int64_t channels, co
   }
 }
 
+VECTOR_CLONES void block_tail(const float* t, int64_t rows, int64_t channels, const float* a,
+                              const float* b, const float* x, const ShortcutMap& map,
+                              const float* t3, const float* a3, const float* b3, float* y) {
+  BY_CHANNELS(channels, block_tail_of<kVectors>(t, rows, channels, a, b, x, map, t3, a3, b3, y))
+}
+
 // How a BN's output gradient reaches it: through a ReLU whose output is kept (the block's
 // output y, mask y > 0), through a ReLU whose input is recomputed (t * a + b > 0, exactly
 // as the forward pass computed it), or unmasked (a projection shortcut's BN, whose output
@@ -147,10 +302,41 @@ enum class Mask { kOutput, kRecompute, kNone };
 
 // A BN's backward, first pass: g_in through the mask into g (the same memory, or not),
 // and per channel the sums of g and of g * (t - mean).
-VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask kind,
-                               const float* output, const float* a, const float* b,
-                               const float* mean, int64_t rows, int64_t channels,
-                               double* sum_g, double* sum_gd, float* partial) {
+template <int kVectors>
+ALWAYS_INLINE void masked_sums_of(const float* g_in, float* g, const float* t, Mask kind,
+                                  const float* output, const float* a, const float* b,
+                                  const float* mean, int64_t rows, int64_t channels,
+                                  double* sum_g, double* sum_gd, float* partial) {
+  if constexpr (kVectors > 0) {
+    using R = Row<kVectors>;
+    const Floats zero = {};
+    const R vm = R::of(mean);
+    R va{}, vb{};
+    if (kind == Mask::kRecompute) va = R::of(a), vb = R::of(b);
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+      const int64_t r1 = std::min(rows, r0 + kRowBlock);
+      R s{}, q{};
+      for (int64_t r = r0; r < r1; ++r) {
+        R gr = R::of(g_in + r * channels);  // all loaded before g's row is written
+        const R tr = R::of(t + r * channels);
+        if (kind == Mask::kOutput) {
+          const R mr = R::of(output + r * channels);
+          for (int i = 0; i < kVectors; ++i) gr.v[i] = mr.v[i] > zero ? gr.v[i] : zero;
+        } else if (kind == Mask::kRecompute) {
+          for (int i = 0; i < kVectors; ++i) {
+            gr.v[i] = tr.v[i] * va.v[i] + vb.v[i] > zero ? gr.v[i] : zero;
+          }
+        }
+        if (kind != Mask::kNone || g != g_in) gr.store_to(g + r * channels);
+        for (int i = 0; i < kVectors; ++i) {
+          s.v[i] += gr.v[i];
+          q.v[i] += gr.v[i] * (tr.v[i] - vm.v[i]);
+        }
+      }
+      add_block_sums(s, q, channels, partial, sum_g, sum_gd);
+    }
+    return;
+  }
   float* s = partial;
   float* q = partial + channels;
   for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
@@ -180,11 +366,36 @@ VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask
   }
 }
 
+VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask kind,
+                               const float* output, const float* a, const float* b,
+                               const float* mean, int64_t rows, int64_t channels,
+                               double* sum_g, double* sum_gd, float* partial) {
+  BY_CHANNELS(channels, masked_sums_of<kVectors>(g_in, g, t, kind, output, a, b, mean, rows,
+                                                 channels, sum_g, sum_gd, partial))
+}
+
 // Second pass: grad_t = k * g + slope * t + offset per channel (the BN input gradient,
 // file comment of BlockBackward), into float32 or bfloat16.
-VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
-                                 int64_t channels, const float* k, const float* slope,
-                                 const float* offset, float* out, uint16_t* out_bf16) {
+template <int kVectors>
+ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows,
+                                    int64_t channels, const float* k, const float* slope,
+                                    const float* offset, float* out, uint16_t* out_bf16) {
+  if constexpr (kVectors > 0) {
+    using R = Row<kVectors>;
+    const R vk = R::of(k), vs = R::of(slope), vo = R::of(offset);
+    for (int64_t r = 0; r < rows; ++r) {
+      const R gr = R::of(g + r * channels), tr = R::of(t + r * channels);
+      for (int i = 0; i < kVectors; ++i) {
+        const Floats o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
+        if (out_bf16 != nullptr) {
+          store_bf16(out_bf16 + r * channels + i * kLanes, o);
+        } else {
+          store(out + r * channels + i * kLanes, o);
+        }
+      }
+    }
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const float* gr = g + r * channels;
     const float* tr = t + r * channels;
@@ -196,6 +407,13 @@ VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
       for (int64_t c = 0; c < channels; ++c) o[c] = k[c] * gr[c] + slope[c] * tr[c] + offset[c];
     }
   }
+}
+
+VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
+                                 int64_t channels, const float* k, const float* slope,
+                                 const float* offset, float* out, uint16_t* out_bf16) {
+  BY_CHANNELS(channels, bn_input_grad_of<kVectors>(g, t, rows, channels, k, slope, offset,
+                                                   out, out_bf16))
 }
 
 // grad_x += shortcut's backward of g (the masked gradient of the block's output).
