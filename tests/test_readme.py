@@ -68,7 +68,7 @@ def _vs(d, variant, against):
 # the ratio it reads there.
 PERF_SOURCES = {
     "quickstart training vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "quickstart_speed_vector_passes.json",
+        "quickstart_speed_vector_passes_again.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "the same vs PyTorch 2.13 default (float32)": (
         "quickstart_speed_vector_passes.json",
