@@ -88,15 +88,18 @@ def train(config: Union[Config, str], overrides: Sequence[str] = (),
 
 
 def evaluate(model, data_file: Optional[str] = None, dataset: str = "cifar10",
-             split: str = "test", batch_size: int = 256) -> Dict[str, float]:
-    """Loss, top-1 and top-5 (percent) of `model` on a whole split of the dataset."""
+             split: str = "test", batch_size: int = 256, tta: str = "none") -> Dict[str, float]:
+    """Loss, top-1 and top-5 (percent) of `model` on a whole split of the dataset;
+    `tta="flip"` averages each image's logits with its mirror's (config key eval.tta)."""
     prepare_process()
+    from .engine.eval_engine import with_views
     from .engine.evaluator import evaluate as _evaluate
     from .data.cifar import resolve_archive
+    forward = with_views(model, tta, "NCHW")  # BatchLoader's layout
     archive, _ = resolve_archive(dataset, data_file)
     data = load_split(dataset, split, archive)
     loader = BatchLoader(data, batch_size, *MEAN_STD[dataset])
-    result = _evaluate(model, loader, NUM_CLASSES[dataset])
+    result = _evaluate(model, loader, NUM_CLASSES[dataset], forward=forward)
     return {key: result[key] for key in ("loss", "top1", "top5", "samples")}
 
 

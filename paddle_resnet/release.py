@@ -134,7 +134,8 @@ def model_card(run_dir: str, out: str, which: str, cfg, state: Dict, records: Li
     rows = [
         (f"test top-1 / top-5 / loss, {report['samples']:,} test images",
          f"**{report['top1']:.2f}%** / {report['top5']:.2f}% / {report['loss']:.4f} "
-         f"(this command, `eval.engine={cfg['eval.engine']}`, {cfg['eval.precision']})"),
+         f"(this command, `eval.engine={cfg['eval.engine']}`, {cfg['eval.precision']}, "
+         f"`eval.tta={cfg['eval.tta']}`)"),
         ("the same epoch, as the run measured it",
          f"{shipped[f'{split}_top1']:.2f}% on {run.get('eval_images', '?'):,} {split} images"
          if f"{split}_top1" in shipped else "not evaluated in the run"),

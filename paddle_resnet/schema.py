@@ -113,6 +113,11 @@ SCHEMA: Dict[str, Option] = {
     "eval.precision": Option("float32", str, "precision of eval.engine=inference: `bfloat16` "
                              "runs oneDNN's bf16 kernels (CPUs with AVX-512; faster, top-1 "
                              "measured in docs/performance.md)", choices=("float32", "bfloat16")),
+    "eval.tta": Option("none", str, "test-time augmentation: `flip` = each test image and its "
+                       "horizontal mirror, their logits averaged (twice the evaluation's work; "
+                       "+0.66 and +1.28 points on the shipped ResNet-20s, docs/results.md); "
+                       "`none` = the image alone, as He et al. evaluate",
+                       choices=("none", "flip")),
     "eval.threads": Option(0, int, "CPU threads for eval.engine=inference (0 = the cores "
                            "shared among the processes)", low=0),
     # --- speed switches (each off where it did not help on this project's CPU) ---------

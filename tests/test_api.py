@@ -85,6 +85,10 @@ def test_train_then_evaluate_from_python(tiny_cifar10, tmp_path):
     metrics = pr.evaluate(model, data_file=tiny_cifar10)
     assert metrics["samples"] == 100
     assert metrics["top1"] == pytest.approx(summary["best_top1"])
+    flipped = pr.evaluate(model, data_file=tiny_cifar10, tta="flip")
+    assert flipped["samples"] == 100 and flipped["loss"] != pytest.approx(metrics["loss"])
+    with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip"):
+        pr.evaluate(model, data_file=tiny_cifar10, tta="mirror")
 
 
 def test_the_readmes_python_example_runs(tiny_cifar10):

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import run_tool
 from paddle_resnet.config import load_config
-from paddle_resnet.engine.eval_engine import eval_forward, nchw_twin, resolve_engine
+from paddle_resnet.engine.eval_engine import eval_forward, nchw_twin, resolve_engine, with_mirror
 from paddle_resnet.engine.step import speed_options, train_step, training_model
 from paddle_resnet.inference import cpu_threads
 from paddle_resnet.engine.trainer import Trainer
@@ -72,6 +72,41 @@ def test_evaluation_exports_a_plain_copy_and_the_model_trains_on():
     assert np.isfinite(float(train_step(model, images, labels, optimizer)[0]))
 
 
+@pytest.mark.parametrize("layout, width", [("NCHW", 3), ("NHWC", 2)])
+def test_flip_averages_each_image_with_its_mirror_along_the_width(layout, width):
+    images = paddle.arange(2 * 3 * 4 * 5, dtype="float32").reshape([2, 3, 4, 5])
+    if layout == "NHWC":
+        images = images.transpose([0, 2, 3, 1])
+    left = [slice(None)] * 4
+    left[width] = 0
+    right = list(left)
+    right[width] = -1
+    both = with_mirror(lambda x: x[tuple(left)], layout)(images)
+    np.testing.assert_array_equal(
+        both.numpy(), (images[tuple(left)].numpy() + images[tuple(right)].numpy()) / 2)
+
+
+def test_flip_evaluation_is_the_same_with_either_engine():
+    model = trained_a_little("resnet20")
+    images = paddle.randn([16, 3, 32, 32])
+    model.eval()
+    with paddle.no_grad():
+        expected = ((model(images) + model(paddle.flip(images, axis=[3]))) / 2).numpy()
+        single = model(images).numpy()
+    model.train()
+    for engine in ("dygraph", "inference"):
+        with eval_forward(model, engine, "cpu", threads=1, tta="flip") as forward:
+            with paddle.no_grad():
+                model.eval()
+                got = forward(images).numpy()
+                model.train()
+        np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4, err_msg=engine)
+    assert not np.allclose(single, expected, rtol=1e-3, atol=1e-4)
+    with pytest.raises(ConfigError, match="eval.tta = 'mirror'; expected one of none, flip"):
+        with eval_forward(model, "dygraph", "cpu", tta="mirror"):
+            pass
+
+
 def test_engine_choice():
     assert resolve_engine("auto", "cpu") == "inference"
     assert resolve_engine("auto", "gpu:0") == "dygraph"
@@ -109,6 +144,13 @@ def test_eval_tool_names_its_engine(tiny_cifar10, tmp_path):
         assert f"eval.engine={engine}" in result.stdout
         reports[engine] = json.loads((tmp_path / engine / "eval_latest_test.json").read_text())
     assert reports["dygraph"]["confusion"] == reports["inference"]["confusion"]
+    result = run_tool("eval", "-w", str(tmp_path / "run" / "latest.pdckpt"),
+                      "-o", "eval.tta=flip", "--out", str(tmp_path / "flip"))
+    assert result.returncode == 0, result.stderr
+    assert "eval.engine=auto, float32, eval.tta=flip)" in result.stdout
+    flipped = json.loads((tmp_path / "flip" / "eval_latest_test.json").read_text())
+    assert flipped["samples"] == reports["inference"]["samples"]
+    assert flipped["loss"] != pytest.approx(reports["inference"]["loss"], rel=1e-6)
 
 
 @pytest.mark.skipif(not paddle.base.core.supports_bfloat16(), reason="needs AVX-512")

@@ -4,12 +4,16 @@ several times as fast with the same predictions (docs/performance.md)."""
 import contextlib
 import tempfile
 import time
+from typing import Callable
 
 import paddle
 
 from ..errors import ConfigError
 from ..inference import Predictor, cpu_threads, save_program
+from ..schema import SCHEMA
 from .evaluator import evaluate
+
+TTA = SCHEMA["eval.tta"].choices
 
 
 def resolve_engine(engine: str, place: str, precision: str = "float32") -> str:
@@ -38,14 +42,39 @@ def nchw_twin(model: paddle.nn.Layer, cfg) -> paddle.nn.Layer:
     return twin
 
 
+def with_mirror(forward: Callable, layout: str) -> Callable:
+    """Flip test-time augmentation: the mean of the logits of each image and of its
+    horizontal mirror, the one view training's `standard` augmentation also shows. Logits
+    rather than probabilities: on the shipped ResNet-20s they are as good or better
+    (92.35% against 92.31%, 93.05% against 92.96%), and the loss stays a cross-entropy."""
+    width = layout.index("W")
+
+    def forward_both(images):
+        return (forward(images) + forward(paddle.flip(images, axis=[width]))) / 2
+    return forward_both
+
+
+def check_tta(tta: str) -> None:
+    if tta not in TTA:
+        raise ConfigError(f"eval.tta = {tta!r}; expected one of {', '.join(TTA)}")
+
+
+def with_views(forward: Callable, tta: str, layout: str) -> Callable:
+    """`forward` (batches in `layout` to logits) evaluating the views eval.tta names."""
+    check_tta(tta)
+    return with_mirror(forward, layout) if tta == "flip" else forward
+
+
 @contextlib.contextmanager
 def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int = 1,
-                 precision: str = "float32", nchw_twin=None):
+                 precision: str = "float32", nchw_twin=None, tta: str = "none"):
     """A callable from an image batch to logits that evaluates `model` as it is now.
     Under Paddle Inference the batches are NCHW, and `nchw_twin()` (if given) returns an
-    NCHW model with `model`'s weights, which is the one exported."""
+    NCHW model with `model`'s weights, which is the one exported; in dygraph they are in
+    the model's own layout. `tta` is eval.tta."""
+    check_tta(tta)
     if resolve_engine(engine, place, precision) == "dygraph":
-        yield model
+        yield with_views(model, tta, getattr(model, "data_format", "NCHW"))
         return
     if nchw_twin is not None:
         model = nchw_twin()
@@ -55,7 +84,8 @@ def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int =
         # error, Paddle 3.3.1); a channels-last model runs on the plain CPU kernels.
         onednn = getattr(model, "data_format", "NCHW") == "NCHW"
         predictor = Predictor(work, threads=threads, onednn=onednn, precision=precision)
-        yield lambda images: paddle.to_tensor(predictor(images.numpy()))
+        yield with_views(lambda images: paddle.to_tensor(predictor(images.numpy())), tta,
+                         "NCHW")
 
 
 def evaluate_epoch(parts, cfg, procs, reduce, progress=None) -> dict:
@@ -64,7 +94,7 @@ def evaluate_epoch(parts, cfg, procs, reduce, progress=None) -> dict:
     name, start = parts.eval_name, time.perf_counter()
     with eval_forward(parts.model, cfg["eval.engine"], parts.place,
                       cpu_threads(cfg["eval.threads"], procs.world), cfg["eval.precision"],
-                      lambda: nchw_twin(parts.model, cfg)) as forward, \
+                      lambda: nchw_twin(parts.model, cfg), cfg["eval.tta"]) as forward, \
             parts.amp.autocast():
         result = evaluate(parts.model, parts.eval_loader, cfg["model.num_classes"],
                           reduce=reduce, forward=forward, progress=progress)

@@ -61,7 +61,7 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
     num_classes = cfg["model.num_classes"]
     engine = cfg["eval.engine"]
     with eval_forward(model, engine, place, cpu_threads(cfg["eval.threads"]),
-                      cfg["eval.precision"]) as forward:
+                      cfg["eval.precision"], tta=cfg["eval.tta"]) as forward:
         result = evaluate(model, loader, num_classes, with_confusion=True, forward=forward)
     names = class_names(cfg["data.dataset"], num_classes)
     best = progress.get("best_top1")
@@ -71,7 +71,8 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
               + (f", best top-1 {best:.2f}% at epoch {progress.get('best_epoch')}"
                  if best is not None else "")
               + f"; evaluated on {split} ({place}, eval.engine={engine}, "
-                 f"{cfg['eval.precision']})")
+                 f"{cfg['eval.precision']}"
+              + (f", eval.tta={cfg['eval.tta']}" if cfg["eval.tta"] != "none" else "") + ")")
     print(format_report(result, names, header))
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(weights))[0]
