@@ -66,6 +66,8 @@ def summarize_run(path: str, records: Optional[List[Dict]] = None) -> Dict:
         "model": run.get("model") or config.get("model", {}).get("name", "?"),
         "family": run.get("family"),
         "params": run.get("params"), "flops": run.get("flops"), "split": split,
+        # Two views score higher than one: a table must not set them side by side unmarked.
+        "tta": config.get("eval", {}).get("tta", "none"),
         "epochs_done": len(epochs),
         "epochs_planned": config.get("train", {}).get("epochs", run.get("epochs")),
         "best_top1": max((r[f"{split}_top1"] for r in evaluated), default=None),
@@ -111,7 +113,9 @@ def markdown_table(runs: List[Dict]) -> str:
              "final train error | wall time | images/s |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in runs:
-        split = "" if r["split"] == "test" else f" ({r['split']})"
+        marks = ([] if r["split"] == "test" else [r["split"]]) + (
+            [] if r.get("tta", "none") == "none" else [f"eval.tta={r['tta']}"])
+        split = f" ({', '.join(marks)})" if marks else ""
         lines.append(
             f"| {r['run']} | {r['model']} | {_fmt(r['params'], '{:,}')} | "
             f"{_fmt(r['flops'] and r['flops'] / 1e6, '{:.1f}M')} | "

@@ -117,14 +117,17 @@ def test_engine_choice():
     assert cpu_threads(0, 1) >= 1
 
 
+# Under dygraph the training model evaluates in its own layout (NHWC on the oneDNN path),
+# under Paddle Inference an NCHW copy: the mirror must flip the width in both.
 @pytest.mark.slow
-def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_path):
+@pytest.mark.parametrize("tta", ["none", "flip"])
+def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_path, tta):
     summaries = {}
     for engine in ("dygraph", "inference"):
         cfg = load_config(None, [f"data.data_file={tiny_cifar10}",
                                  f"output_dir={tmp_path / engine}", "train.epochs=1",
                                  "train.batch_size=50", "log.visualdl=false",
-                                 f"eval.engine={engine}"])
+                                 f"eval.engine={engine}", f"eval.tta={tta}"])
         summaries[engine] = Trainer(cfg, stream=open("/dev/null", "w")).fit()
     assert summaries["dygraph"]["test_top1"] == summaries["inference"]["test_top1"]
     assert summaries["dygraph"]["test_loss"] == pytest.approx(summaries["inference"]["test_loss"],

@@ -74,7 +74,7 @@ PERF_SOURCES = {
         "quickstart_speed_vector_passes.json",
         lambda d: _vs(d, "paddle_resnet (default)", "torch")),
     "ResNet-18 training (batch 150) vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "frameworks_resnet18_keep_memory.json",
+        "frameworks_resnet18_vector_passes.json",
         lambda d: _vs(d, "paddle, 1 process per core (the default)",
                       "torch channels_last bf16")),
     "quickstart training vs PyTorch 2.13 default, both float32 (no bf16 kernels)": (

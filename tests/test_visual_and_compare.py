@@ -160,6 +160,17 @@ def test_compare_reads_short_and_unfinished_runs(tmp_path):
     assert "not in the plots: cut_early" in result.stdout
 
 
+def test_a_run_evaluated_on_two_views_is_marked_in_the_table(tmp_path):
+    from paddle_resnet import compare
+    write_run(tmp_path / "one_view", 3, 30)
+    write_run(tmp_path / "two_views", 3, 30)
+    (tmp_path / "two_views" / "config.yaml").write_text("train:\n  epochs: 3\neval:\n  tta: flip\n")
+    table = compare.markdown_table([compare.summarize_run(str(tmp_path / name))
+                                    for name in ("one_view", "two_views")])
+    assert "| one_view | resnet20 | 1 | 0.0M | 3/3 | 25.00% | 25.00% |" in table
+    assert "| two_views | resnet20 | 1 | 0.0M | 3/3 | 25.00% (eval.tta=flip) | 25.00% |" in table
+
+
 def test_the_error_figure_has_a_panel_per_family_as_he_et_al_fig_6(tmp_path):
     from paddle_resnet import compare
     names = {"plain20": "plain", "plain56": "plain", "resnet20": "resnet", "resnet56": "resnet"}
