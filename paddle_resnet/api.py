@@ -92,10 +92,10 @@ def evaluate(model, data_file: Optional[str] = None, dataset: str = "cifar10",
     """Loss, top-1 and top-5 (percent) of `model` on a whole split of the dataset;
     `tta="flip"` averages each image's logits with its mirror's (config key eval.tta)."""
     prepare_process()
-    from .engine.eval_engine import with_views
+    from .engine.eval_engine import views_of
     from .engine.evaluator import evaluate as _evaluate
     from .data.cifar import resolve_archive
-    forward = with_views(model, tta, "NCHW")  # BatchLoader's layout
+    forward = views_of(tta)(model, "NCHW")  # BatchLoader's layout
     archive, _ = resolve_archive(dataset, data_file)
     data = load_split(dataset, split, archive)
     loader = BatchLoader(data, batch_size, *MEAN_STD[dataset])

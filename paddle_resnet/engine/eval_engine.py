@@ -54,15 +54,12 @@ def with_mirror(forward: Callable, layout: str) -> Callable:
     return forward_both
 
 
-def check_tta(tta: str) -> None:
+def views_of(tta: str) -> Callable[[Callable, str], Callable]:
+    """What eval.tta `tta` makes of a forward (batches in a layout to logits), checked
+    once, before any work."""
     if tta not in TTA:
         raise ConfigError(f"eval.tta = {tta!r}; expected one of {', '.join(TTA)}")
-
-
-def with_views(forward: Callable, tta: str, layout: str) -> Callable:
-    """`forward` (batches in `layout` to logits) evaluating the views eval.tta names."""
-    check_tta(tta)
-    return with_mirror(forward, layout) if tta == "flip" else forward
+    return with_mirror if tta == "flip" else (lambda forward, layout: forward)
 
 
 @contextlib.contextmanager
@@ -72,9 +69,9 @@ def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int =
     Under Paddle Inference the batches are NCHW, and `nchw_twin()` (if given) returns an
     NCHW model with `model`'s weights, which is the one exported; in dygraph they are in
     the model's own layout. `tta` is eval.tta."""
-    check_tta(tta)
+    views = views_of(tta)
     if resolve_engine(engine, place, precision) == "dygraph":
-        yield with_views(model, tta, getattr(model, "data_format", "NCHW"))
+        yield views(model, getattr(model, "data_format", "NCHW"))
         return
     if nchw_twin is not None:
         model = nchw_twin()
@@ -84,8 +81,7 @@ def eval_forward(model: paddle.nn.Layer, engine: str, place: str, threads: int =
         # error, Paddle 3.3.1); a channels-last model runs on the plain CPU kernels.
         onednn = getattr(model, "data_format", "NCHW") == "NCHW"
         predictor = Predictor(work, threads=threads, onednn=onednn, precision=precision)
-        yield with_views(lambda images: paddle.to_tensor(predictor(images.numpy())), tta,
-                         "NCHW")
+        yield views(lambda images: paddle.to_tensor(predictor(images.numpy())), "NCHW")
 
 
 def evaluate_epoch(parts, cfg, procs, reduce, progress=None) -> dict:
