@@ -154,3 +154,27 @@ def test_the_compare_walkthrough_table_is_its_comparison():
     table = read("docs/results/resnet_vs_densenet_subset/comparison.md").strip()
     assert "results/resnet_vs_densenet_subset/" in page
     assert table in page
+
+
+# docs/results.md's two-view seed table is the record of configs/resnet20_onecycle30_flip.yaml;
+# the README's config row and the config's own comment quote its means, and the runs'
+# comparison.md (written by compare.py from their metrics) holds the in-run numbers.
+TWO_VIEW_ROW = re.compile(r"^  \| (?P<seed>\d) \| \*\*(?P<two>[\d.]+)%\*\* \| (?P<one>[\d.]+)% \|",
+                          re.MULTILINE)
+
+
+def test_the_two_view_results_are_the_runs_and_the_readme_quotes_them():
+    import statistics
+    rows = {int(m["seed"]): m for m in TWO_VIEW_ROW.finditer(read("docs/results.md"))}
+    assert sorted(rows) == [0, 1, 2]
+    two = [float(rows[s]["two"]) for s in range(3)]
+    one = [float(rows[s]["one"]) for s in range(3)]
+    quoted = f"{statistics.mean(two):.2f}% ± {statistics.stdev(two):.2f}"
+    assert quoted in read("README.md") and quoted in read("docs/results.md")
+    assert f"one view {statistics.mean(one):.2f}% ± {statistics.stdev(one):.2f}" in read(
+        "docs/results.md")
+    assert quoted.replace("±", "+-") in read("configs/resnet20_onecycle30_flip.yaml")
+    in_run = final_top1_and_train_error("docs/results/onecycle30_flip/comparison.md")
+    # seed 0 ran on one view (the 40-epoch config with overrides), seeds 1-2 on two
+    assert in_run["r30s0"][0] == f"{one[0]:.2f}%"
+    assert [in_run[f"flip_s{s}"][0] for s in (1, 2)] == [f"{two[s]:.2f}%" for s in (1, 2)]
