@@ -42,12 +42,14 @@ def block_pair(library, in_channels, channels, stride, option, bf16):
     return reference, fused
 
 
-# 16 and 32 channels take the operator's passes over whole vectors, 24 its loops over any
-# channel count (basic_block.cc).
+# 16 and 32 channels take the operator's passes over whole vectors, 24 and 128 (ResNet-18's
+# wider stages) its loops over any channel count (basic_block.cc).
 SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
           "plain (no shortcut)": (16, 16, 1, None), "plain, stride 2": (16, 32, 2, None),
           "option B, stride 2": (16, 32, 2, "B"), "option C": (16, 16, 1, "C"),
-          "identity, 24 channels": (24, 24, 1, "A"), "option B, 24 channels": (16, 24, 2, "B")}
+          "identity, 24 channels": (24, 24, 1, "A"), "option B, 24 channels": (16, 24, 2, "B"),
+          "identity, 128 channels": (128, 128, 1, "A"),
+          "option B, 128 channels": (64, 128, 2, "B")}
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
@@ -81,11 +83,11 @@ def test_values_gradients_and_running_statistics_equal_the_per_layer_path(librar
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-@pytest.mark.parametrize("channels", [16, 64, 24])
+@pytest.mark.parametrize("channels", [16, 64, 128, 24])
 def test_the_forward_passes_round_each_operation_as_written(library, channels):
     """BN's scale and shift, the residual add and the ReLUs as NumPy's float32 computes
     them, bit for bit: each product and sum rounded on its own (no fused multiply-add), in
-    the passes over whole vectors (16, 64 channels) and over any count (24) alike."""
+    the passes over whole vectors (16, 64 channels) and over any count (24, 128) alike."""
     _, block = block_pair(library, channels, channels, 1, "A", bf16=False)
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal([4, 8, 8, channels]),
                          "float32")

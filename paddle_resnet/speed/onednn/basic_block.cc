@@ -46,7 +46,10 @@ using namespace paddle_resnet::conv;  // NOLINT: the primitives of conv_primitiv
 // sums stay in registers. With the count known only at run time GCC keeps those sums in
 // memory and stores them every row, and the row loop waits on that (docs/performance.md).
 // The two compute the same operations in the same order, so their results are equal bit
-// for bit (with -ffp-contract=off, onednn_build.py).
+// for bit (with -ffp-contract=off, onednn_build.py). Wider rows (ResNet-18's 128-512
+// channels) keep the loop: there a row is long enough that the sums' stores do not stall it,
+// and the vector body in runs of 64 channels, tried, made ResNet-18's passes slower (5.5% ->
+// 7.1% of the step's samples, docs/performance.md).
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 #define BY_CHANNELS(channels, call)                           \
   switch (channels) {                                         \
