@@ -121,17 +121,20 @@ def _as_batch(images: Images) -> np.ndarray:
     return np.stack(batch)
 
 
-def predict(model, images: Images, dataset: str = "cifar10") -> Prediction:
+def predict(model, images: Images, dataset: str = "cifar10", tta: str = "none") -> Prediction:
     """Classes and probabilities of `images`: image files (any size, resized to 32x32) or
-    uint8 RGB arrays, normalised as the model was trained on `dataset`."""
+    uint8 RGB arrays, normalised as the model was trained on `dataset`; `tta="flip"`
+    averages each image's logits with its mirror's (config key eval.tta)."""
     prepare_process()
     import paddle
+    from .engine.eval_engine import views_of
+    forward = views_of(tta)(model, "NCHW")  # normalize()'s layout
     batch = normalize(_as_batch(images), *MEAN_STD[dataset])
     was_training = model.training
     model.eval()
     try:
         with paddle.no_grad():
-            logits = np.concatenate([model(paddle.to_tensor(batch[i:i + 256])).numpy()
+            logits = np.concatenate([forward(paddle.to_tensor(batch[i:i + 256])).numpy()
                                      for i in range(0, len(batch), 256)])
     finally:
         model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode

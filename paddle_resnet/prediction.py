@@ -9,7 +9,7 @@ import numpy as np
 from .checkpoint import load_trained_model
 from .data import MEAN_STD, class_names
 from .data.augment import normalize
-from .errors import UserError
+from .errors import ConfigError, UserError
 from .inference import InferenceModel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -47,13 +47,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def checkpoint_classifier(weights: str, overrides: Sequence[str]):
-    """(probabilities of a normalised batch, class names, mean, std) from a checkpoint."""
+    """(probabilities of a normalised batch, class names, mean, std) from a checkpoint, on
+    the views its config's eval.tta names (`-o eval.tta=flip`), as tools/eval.py."""
     import paddle
+    from .engine.eval_engine import views_of
     model, cfg, _, _ = load_trained_model(weights, None, overrides)
+    forward = views_of(cfg["eval.tta"])(model, "NCHW")  # normalize()'s layout
 
     def classify(batch: np.ndarray) -> np.ndarray:
         with paddle.no_grad():
-            return softmax(model(paddle.to_tensor(batch)).numpy())
+            return softmax(forward(paddle.to_tensor(batch)).numpy())
 
     return (classify, class_names(cfg["data.dataset"], cfg["model.num_classes"]),
             *MEAN_STD[cfg["data.dataset"]])
@@ -74,6 +77,9 @@ def predict(paths: Sequence[str], weights: Optional[str] = None,
             model_dir: Optional[str] = None, topk: int = 3, as_json: bool = False,
             overrides: Sequence[str] = ()) -> int:
     if model_dir is not None:
+        if overrides:
+            raise ConfigError(f"-o {overrides[0]}: -o overrides a checkpoint's config (-w); "
+                              "an exported model (-m) has none")
         classify, names, mean, std = exported_classifier(model_dir)
     else:
         classify, names, mean, std = checkpoint_classifier(weights, overrides)

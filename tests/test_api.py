@@ -67,6 +67,33 @@ def test_pretrained_asks_are_checked(tmp_path):
     assert "resnet20" in pr.list_models() and pr.list_pretrained() == ["resnet20"]
 
 
+def test_predict_on_two_views_averages_each_images_logits_with_its_mirrors():
+    import paddle
+    from paddle_resnet.data import MEAN_STD
+    from paddle_resnet.data.augment import normalize
+    from paddle_resnet.prediction import read_image
+    model = pr.create_model("resnet20", pretrained=True)
+    images = np.stack([read_image(f) for f in sample_files()])
+    batch = normalize(images, *MEAN_STD["cifar10"])  # NCHW: the width is the last axis
+    with paddle.no_grad():
+        logits = [model(paddle.to_tensor(np.ascontiguousarray(b))).numpy()
+                  for b in (batch, batch[..., ::-1])]
+    expected = softmax_of((logits[0] + logits[1]) / 2)
+    result = pr.predict(model, images, tta="flip")
+    np.testing.assert_allclose(result.probabilities, expected, rtol=1e-5, atol=1e-7)
+    # a mirrored image has the same two views
+    assert pr.predict(model, images[:, :, ::-1], tta="flip").classes == result.classes
+    assert not np.allclose(result.probabilities, pr.predict(model, images).probabilities)
+    # checked before any image is read
+    with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip"):
+        pr.predict(model, ["no/such/file.png"], tta="mirror")
+
+
+def softmax_of(logits):
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
 def test_paddle_hub_loads_the_zoo_from_a_local_clone():
     import paddle
     assert "resnet56" in paddle.hub.list(ROOT, source="local")

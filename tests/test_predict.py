@@ -43,3 +43,35 @@ def test_predict_folder_with_a_bad_file(trained, tmp_path):
 def test_predict_with_no_images(trained, tmp_path):
     result = run_tool("predict", "-w", str(trained), str(tmp_path))
     assert result.returncode == 1 and "no image files found" in result.stderr
+
+
+def test_predict_takes_the_checkpoints_views_and_an_override(trained, tmp_path):
+    """`-o eval.tta=flip` predicts on each image and its mirror, as tools/eval.py
+    evaluates; the probabilities are the library's on the same checkpoint."""
+    import paddle_resnet as pr
+    from paddle_resnet.checkpoint import load_trained_model
+    image = tmp_path / "a.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
+    found = {}
+    for tta in ("none", "flip"):
+        result = run_tool("predict", "-w", str(trained), str(image), "--json", "-k", "10",
+                          "-o", f"eval.tta={tta}")
+        assert result.returncode == 0, result.stderr
+        top = json.loads(result.stdout)[0]["top"]
+        found[tta] = np.array([t["probability"] for t in sorted(top, key=lambda t: t["index"])])
+    model = load_trained_model(str(trained), None, ())[0]
+    for tta, probabilities in found.items():
+        expected = pr.predict(model, [str(image)], tta=tta).probabilities[0]
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(found["none"], found["flip"])
+    bad = run_tool("predict", "-w", str(trained), str(image), "-o", "eval.tta=mirror")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: eval.tta = 'mirror' is not allowed; expected one of none, flip")
+
+
+def test_an_exported_model_takes_no_override(tmp_path):
+    result = run_tool("predict", "-m", str(tmp_path), str(tmp_path), "-o", "eval.tta=flip")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        "error: -o eval.tta=flip: -o overrides a checkpoint's config (-w); an exported model "
+        "(-m) has none")
