@@ -178,3 +178,25 @@ def test_the_two_view_results_are_the_runs_and_the_readme_quotes_them():
     # seed 0 ran on one view (the 40-epoch config with overrides), seeds 1-2 on two
     assert in_run["r30s0"][0] == f"{one[0]:.2f}%"
     assert [in_run[f"flip_s{s}"][0] for s in (1, 2)] == [f"{two[s]:.2f}%" for s in (1, 2)]
+
+
+ONE_VIEW_40_ROW = re.compile(
+    r"^\| ResNet-20 \| 91\.25% \| \*\*(?P<s0>[\d.]+)%\*\*, \*\*(?P<s1>[\d.]+)%\*\* and "
+    r"\*\*(?P<s2>[\d.]+)%\*\* \(seeds 0, 1, 2; (?P<quoted>[^)]+)\) \| the same cut to 40 epochs",
+    re.M)
+
+
+def test_the_40_epoch_results_are_the_runs_and_the_readme_quotes_them():
+    """results.md's table row of the 40-epoch seeds is the record: its mean and spread, and
+    the seeds as the config lists them, are what README, results.md and the config say."""
+    import statistics
+    row = ONE_VIEW_40_ROW.search(read("docs/results.md"))
+    assert row is not None
+    seeds = [float(row[f"s{s}"]) for s in range(3)]
+    quoted = f"{statistics.mean(seeds):.2f}% ± {statistics.stdev(seeds):.2f}"
+    assert row["quoted"] == quoted
+    assert quoted in read("README.md")
+    assert f"**{quoted}**" in read("docs/results.md")  # the section below the table
+    config = " ".join(read("configs/resnet20_onecycle40.yaml").replace("#", " ").split())
+    listed = ", ".join(f"{s:.2f}%" for s in seeds[:2]) + f" and {seeds[2]:.2f}%"
+    assert f"ended at {listed} ({quoted.replace('±', '+-')})" in config
