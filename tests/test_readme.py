@@ -68,10 +68,10 @@ def _vs(d, variant, against):
 # the ratio it reads there.
 PERF_SOURCES = {
     "quickstart training vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "quickstart_speed_vector_passes_again.json",
+        "quickstart_speed_afternoon.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "the same vs PyTorch 2.13 default (float32)": (
-        "quickstart_speed_vector_passes.json",
+        "quickstart_speed_afternoon.json",
         lambda d: _vs(d, "paddle_resnet (default)", "torch")),
     "ResNet-18 training (batch 150) vs PyTorch 2.13 channels_last + bf16 autocast": (
         "frameworks_resnet18_vector_passes.json",
