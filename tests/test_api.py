@@ -71,14 +71,14 @@ def test_predict_on_two_views_averages_each_images_logits_with_its_mirrors():
     import paddle
     from paddle_resnet.data import MEAN_STD
     from paddle_resnet.data.augment import normalize
-    from paddle_resnet.prediction import read_image
+    from paddle_resnet.prediction import read_image, softmax
     model = pr.create_model("resnet20", pretrained=True)
     images = np.stack([read_image(f) for f in sample_files()])
     batch = normalize(images, *MEAN_STD["cifar10"])  # NCHW: the width is the last axis
     with paddle.no_grad():
         logits = [model(paddle.to_tensor(np.ascontiguousarray(b))).numpy()
                   for b in (batch, batch[..., ::-1])]
-    expected = softmax_of((logits[0] + logits[1]) / 2)
+    expected = softmax((logits[0] + logits[1]) / 2)
     result = pr.predict(model, images, tta="flip")
     np.testing.assert_allclose(result.probabilities, expected, rtol=1e-5, atol=1e-7)
     # a mirrored image has the same two views
@@ -87,11 +87,6 @@ def test_predict_on_two_views_averages_each_images_logits_with_its_mirrors():
     # checked before any image is read
     with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip"):
         pr.predict(model, ["no/such/file.png"], tta="mirror")
-
-
-def softmax_of(logits):
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def test_paddle_hub_loads_the_zoo_from_a_local_clone():
