@@ -19,7 +19,7 @@ from .data.augment import normalize
 from .errors import CheckpointError, UserError
 from .models import build_model
 from .models import list_models as _registered_models
-from .prediction import read_image, softmax
+from .prediction import in_batches, model_classifier, read_image
 from .paths import PRETRAINED_DIR
 from .runtime import prepare_process
 
@@ -126,19 +126,14 @@ def predict(model, images: Images, dataset: str = "cifar10", tta: str = "none") 
     uint8 RGB arrays, normalised as the model was trained on `dataset`; `tta="flip"`
     averages each image's logits with its mirror's (config key eval.tta)."""
     prepare_process()
-    import paddle
-    from .engine.eval_engine import views_of
-    forward = views_of(tta)(model, "NCHW")  # normalize()'s layout
+    classify = model_classifier(model, tta)
     batch = normalize(_as_batch(images), *MEAN_STD[dataset])
     was_training = model.training
     model.eval()
     try:
-        with paddle.no_grad():
-            logits = np.concatenate([forward(paddle.to_tensor(batch[i:i + 256])).numpy()
-                                     for i in range(0, len(batch), 256)])
+        probabilities = in_batches(classify, batch).astype(np.float32)
     finally:
         model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode
-    probabilities = softmax(logits).astype(np.float32)
     indices = probabilities.argmax(axis=1)
     names = class_names(dataset, probabilities.shape[1])
     return Prediction([names[i] for i in indices], indices.astype(np.int64), probabilities)

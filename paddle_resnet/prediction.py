@@ -2,7 +2,7 @@
 import json
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -41,24 +41,43 @@ def read_image(path: str) -> np.ndarray:
         raise UserError(f"not a readable image ({type(e).__name__})") from None
 
 
+# Images per forward: a folder of any size classifies in bounded memory.
+PREDICT_BATCH = 256
+
+VIEWS = {"none": "one view per image", "flip": "each image and its mirror, logits averaged"}
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def checkpoint_classifier(weights: str, overrides: Sequence[str]):
-    """(probabilities of a normalised batch, class names, mean, std) from a checkpoint, on
-    the views its config's eval.tta names (`-o eval.tta=flip`), as tools/eval.py."""
+def in_batches(classify: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    return np.concatenate([classify(batch[start:start + PREDICT_BATCH])
+                           for start in range(0, len(batch), PREDICT_BATCH)])
+
+
+def model_classifier(model, tta: str) -> Callable[[np.ndarray], np.ndarray]:
+    """Probabilities of a normalised NCHW float32 batch from a dygraph `model` in eval
+    mode, on the views eval.tta `tta` names (checked here, before any image is read)."""
     import paddle
     from .engine.eval_engine import views_of
-    model, cfg, _, _ = load_trained_model(weights, None, overrides)
-    forward = views_of(cfg["eval.tta"])(model, "NCHW")  # normalize()'s layout
+    forward = views_of(tta)(model, "NCHW")  # normalize()'s layout
 
     def classify(batch: np.ndarray) -> np.ndarray:
         with paddle.no_grad():
             return softmax(forward(paddle.to_tensor(batch)).numpy())
 
-    return (classify, class_names(cfg["data.dataset"], cfg["model.num_classes"]),
+    return classify
+
+
+def checkpoint_classifier(weights: str, overrides: Sequence[str]):
+    """(probabilities of a normalised batch, class names, mean, std) from a checkpoint, on
+    the views its config's eval.tta names (`-o eval.tta=flip`), as tools/eval.py."""
+    model, cfg, _, _ = load_trained_model(weights, None, overrides)
+    print(f"eval.tta={cfg['eval.tta']}: {VIEWS[cfg['eval.tta']]}", file=sys.stderr)
+    return (model_classifier(model, cfg["eval.tta"]),
+            class_names(cfg["data.dataset"], cfg["model.num_classes"]),
             *MEAN_STD[cfg["data.dataset"]])
 
 
@@ -99,8 +118,7 @@ def predict(paths: Sequence[str], weights: Optional[str] = None,
             results.append({"file": path, "error": str(e)})
     if images:
         batch = normalize(np.stack(images), mean, std)
-        probabilities = np.concatenate([classify(batch[start:start + 256])
-                                        for start in range(0, len(batch), 256)])
+        probabilities = in_batches(classify, batch)
         k = min(topk, len(names))
         for path, p in zip(good, probabilities):
             best = np.argsort(-p)[:k]

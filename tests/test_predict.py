@@ -47,7 +47,8 @@ def test_predict_with_no_images(trained, tmp_path):
 
 def test_predict_takes_the_checkpoints_views_and_an_override(trained, tmp_path):
     """`-o eval.tta=flip` predicts on each image and its mirror, as tools/eval.py
-    evaluates; the probabilities are the library's on the same checkpoint."""
+    evaluates, and says so on stderr; the probabilities are the library's on the same
+    checkpoint."""
     import paddle_resnet as pr
     from paddle_resnet.checkpoint import load_trained_model
     image = tmp_path / "a.png"
@@ -58,6 +59,9 @@ def test_predict_takes_the_checkpoints_views_and_an_override(trained, tmp_path):
         result = run_tool("predict", "-w", str(trained), str(image), "--json", "-k", "10",
                           "-o", f"eval.tta={tta}")
         assert result.returncode == 0, result.stderr
+        assert f"eval.tta={tta}: " + {
+            "none": "one view per image",
+            "flip": "each image and its mirror, logits averaged"}[tta] in result.stderr.splitlines()
         top = json.loads(result.stdout)[0]["top"]
         found[tta] = np.array([t["probability"] for t in sorted(top, key=lambda t: t["index"])])
     model = load_trained_model(str(trained), None, ())[0]
