@@ -200,3 +200,69 @@ def test_the_40_epoch_results_are_the_runs_and_the_readme_quotes_them():
     config = " ".join(read("configs/resnet20_onecycle40.yaml").replace("#", " ").split())
     listed = ", ".join(f"{s:.2f}%" for s in seeds[:2]) + f" and {seeds[2]:.2f}%"
     assert f"ended at {listed} ({quoted.replace('±', '+-')})" in config
+
+
+# docs/performance.md's two kernel tables -> the onednn_kernels.py files they were read from
+# The ResNet-18 table sums the file's rows by group; a sum by hand once read 14.2 for 14.1.
+def performance_table(header):
+    """label -> numeric cells of the table whose header row starts with `header`."""
+    table = read("docs/performance.md").split(f"| {header}")[1].split("\n\n")[0]
+    return {cells[0].strip("*"): [float(c.strip("*").replace(",", "")) for c in cells[1:]]
+            for cells in ([c.strip() for c in line.strip("|").split("|")]
+                          for line in table.splitlines()[2:])}
+
+
+def kernel_rows(file):
+    import json
+    measured = json.loads(read(f"benchmarks/results/{file}"))
+    for row in measured["rows"]:
+        shape = dict(re.findall(r"([a-z]+)(\d+)", row["shape"]))
+        yield row["primitive"], shape, row["package"], row["torch"]
+    yield "total", {}, {"ms_per_step": measured["total_ms_per_step"]["package"]}, \
+        {"ms_per_step": measured["total_ms_per_step"]["torch"]}
+
+
+def test_the_resnet20_kernel_table_is_its_benchmark_file():
+    shown = performance_table("convolution, batch 64, one thread")
+    kinds = {"forward_training": "forward", "backward_data": "input gradient",
+             "backward_weights": "weight gradient"}
+    measured = {}
+    for primitive, shape, package, torch in kernel_rows("onednn_kernels.json"):
+        kind = kinds.get(primitive.split()[-1])
+        if primitive == "total":
+            measured["all oneDNN primitives, ms per step"] = (
+                package["ms_per_step"], torch["ms_per_step"], 1)
+            continue
+        if shape.get("ic") == shape.get("oc") and shape.get("sh") == "1":
+            size = f", {shape['ih']}x{shape['iw']}" if kind == "forward" else ""
+            label = f"{shape['ic']} channels{size}: {kind}"
+        elif shape.get("ic") == "3" and kind == "forward":
+            label = f"the stem (3 to {shape['oc']} channels): forward"
+        else:
+            continue
+        measured[label] = (package["ms_per_step"] / package["calls_per_step"],
+                           torch["ms_per_step"] / torch["calls_per_step"], 2)
+    assert shown.keys() == measured.keys()
+    for label, (package, torch, decimals) in measured.items():
+        assert shown[label] == [round(package, decimals), round(torch, decimals),
+                                round(package / torch, 2)], label
+
+
+def test_the_resnet18_kernel_table_sums_its_benchmark_file():
+    shown = performance_table("ResNet-18, batch 75, one thread, ms per step")
+    groups = {"the 3x3 convolutions of the four stages (forward, input and weight gradients)":
+              lambda primitive, s: s.get("kh") == "3" and s.get("ic") != "3",
+              "the three projections' 1x1 convolutions": lambda primitive, s: s.get("kh") == "1",
+              "the stem's convolution": lambda primitive, s: s.get("ic") == "3",
+              "reorders (and PyTorch's one matmul, 0.1 ms)":
+              lambda primitive, s: primitive in ("reorder", "matmul"),
+              "all oneDNN primitives": lambda primitive, s: primitive == "total"}
+    assert shown.keys() == groups.keys()
+    rows = list(kernel_rows("onednn_kernels_resnet18.json"))
+    for label, member in groups.items():
+        package = sum(p["ms_per_step"] for primitive, s, p, _ in rows
+                      if p and member(primitive, s))
+        torch = sum(t["ms_per_step"] for primitive, s, _, t in rows
+                    if t and member(primitive, s))
+        assert shown[label] == [round(package, 1), round(torch, 1),
+                                round(package / torch, 2)], label
