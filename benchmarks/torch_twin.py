@@ -21,7 +21,8 @@ normalised in N equal parts, as N data-parallel processes without SyncBN normali
 (DDP's default, and the package's one process per core); the parts' running statistics
 go through the one set of BN buffers in turn, where DDP keeps one set per process. It
 reads the same archive (`paddle.vision.datasets.Cifar10`'s layout) and shares no code
-with the package.
+with the package. `build()` also makes the twins of ResNet-18 and DenseNet-40 (k = 12),
+which `frameworks.py` times.
 
 Prints one JSON line per epoch (train loss/top-1, test loss/top-1, seconds) and, with
 `--json`, writes them to a file; `--save` keeps the trained weights.
@@ -45,10 +46,13 @@ STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
 
-def build(name: str) -> "CifarResNet":
-    """The twin of a package model by name: the paper's CIFAR ResNets and ResNet-18."""
+def build(name: str) -> "nn.Module":
+    """The twin of a package model by name: the paper's CIFAR ResNets, ResNet-18 and
+    DenseNet-40 (k = 12)."""
     if name == "resnet18":
         return CifarResNet([2, 2, 2, 2], widths=(64, 128, 256, 512), shortcut="B")
+    if name == "densenet40_k12":
+        return DenseNet40()
     return CifarResNet(DEPTHS[name])
 
 
@@ -127,6 +131,45 @@ class CifarResNet(nn.Module):
 
     def forward(self, x):
         x = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class DenseLayer(nn.Module):
+    def __init__(self, cin, growth):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(cin)
+        self.conv = nn.Conv2d(cin, growth, 3, 1, 1, bias=False)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv(F.relu(self.bn(x)))], 1)
+
+
+class DenseNet40(nn.Module):
+    """Huang et al. 2017's DenseNet (L = 40, k = 12) for CIFAR, as torchvision writes a
+    dense layer: 3x3 stem of 16, three blocks of 12 BN-ReLU-conv layers, each
+    concatenating its 12 new maps to its input; between blocks BN-ReLU-1x1 conv (no
+    compression) and 2x2 average pooling."""
+
+    def __init__(self, num_classes=10, growth=12, layers_per_block=12):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        stages, channels = [], 16
+        for block in range(3):
+            for _ in range(layers_per_block):
+                stages.append(DenseLayer(channels, growth))
+                channels += growth
+            if block < 2:
+                stages += [nn.BatchNorm2d(channels), nn.ReLU(),
+                           nn.Conv2d(channels, channels, 1, bias=False), nn.AvgPool2d(2)]
+        self.features = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(channels)
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.features(self.conv1(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
