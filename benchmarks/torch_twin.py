@@ -77,6 +77,13 @@ def load_cifar10(path):
             np.concatenate([y for _, _, y in train_batches]), *test)
 
 
+def he_init(model):
+    """He (Kaiming) normal over fan-in for every convolution, in module order."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+
+
 class ShortcutA(nn.Module):
     def __init__(self, extra):
         super().__init__()
@@ -125,9 +132,7 @@ class CifarResNet(nn.Module):
                 cin = width
         self.layers = nn.Sequential(*layers)
         self.fc = nn.Linear(cin, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        he_init(self)
 
     def forward(self, x):
         x = self.layers(F.relu(self.bn1(self.conv1(x))))
@@ -164,9 +169,7 @@ class DenseNet40(nn.Module):
         self.features = nn.Sequential(*stages)
         self.bn = nn.BatchNorm2d(channels)
         self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+        he_init(self)
 
     def forward(self, x):
         x = F.relu(self.bn(self.features(self.conv1(x))))
