@@ -44,8 +44,6 @@ def read_image(path: str) -> np.ndarray:
 # Images per forward: a folder of any size classifies in bounded memory.
 PREDICT_BATCH = 256
 
-VIEWS = {"none": "one view per image", "flip": "each image and its mirror, logits averaged"}
-
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -74,8 +72,9 @@ def model_classifier(model, tta: str) -> Callable[[np.ndarray], np.ndarray]:
 def checkpoint_classifier(weights: str, overrides: Sequence[str]):
     """(probabilities of a normalised batch, class names, mean, std) from a checkpoint, on
     the views its config's eval.tta names (`-o eval.tta=flip`), as tools/eval.py."""
+    from .engine.eval_engine import VIEWS
     model, cfg, _, _ = load_trained_model(weights, None, overrides)
-    print(f"eval.tta={cfg['eval.tta']}: {VIEWS[cfg['eval.tta']]}", file=sys.stderr)
+    print(f"eval.tta={cfg['eval.tta']}: {VIEWS[cfg['eval.tta']][1]}", file=sys.stderr)
     return (model_classifier(model, cfg["eval.tta"]),
             class_names(cfg["data.dataset"], cfg["model.num_classes"]),
             *MEAN_STD[cfg["data.dataset"]])

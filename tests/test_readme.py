@@ -203,7 +203,7 @@ def test_the_40_epoch_results_are_the_runs_and_the_readme_quotes_them():
 
 
 # docs/performance.md's two kernel tables -> the onednn_kernels.py files they were read from
-# The ResNet-18 table sums the file's rows by group; a sum by hand once read 14.2 for 14.1.
+# (ResNet-20's per call, ResNet-18's summed by group).
 def performance_table(header):
     """label -> numeric cells of the table whose header row starts with `header`."""
     table = read("docs/performance.md").split(f"| {header}")[1].split("\n\n")[0]

@@ -54,12 +54,17 @@ def with_mirror(forward: Callable, layout: str) -> Callable:
     return forward_both
 
 
+# eval.tta -> (what it makes of a forward, its views in words for a tool's output).
+VIEWS = {"none": (lambda forward, layout: forward, "one view per image"),
+         "flip": (with_mirror, "each image and its mirror, logits averaged")}
+
+
 def views_of(tta: str) -> Callable[[Callable, str], Callable]:
     """What eval.tta `tta` makes of a forward (batches in a layout to logits), checked
     once, before any work."""
     if tta not in TTA:
         raise ConfigError(f"eval.tta = {tta!r}; expected one of {', '.join(TTA)}")
-    return with_mirror if tta == "flip" else (lambda forward, layout: forward)
+    return VIEWS[tta][0]
 
 
 @contextlib.contextmanager
