@@ -266,3 +266,20 @@ def test_the_resnet18_kernel_table_sums_its_benchmark_file():
                     if t and member(primitive, s))
         assert shown[label] == [round(package, 1), round(torch, 1),
                                 round(package / torch, 2)], label
+
+
+def test_the_notebooks_resnet18_seeds_are_their_runs_comparisons():
+    """results.md's two ResNet-18 seeds, their mean and the results-table row are the
+    final top-1 that compare.py wrote from each run."""
+    seed0, seed1 = (float(top1.rstrip("%"))
+                    for folder in ("resnet18_notebook", "resnet18_notebook_seed1")
+                    for top1, _ in final_top1_and_train_error(
+                        f"docs/results/{folder}/comparison.md").values())
+    mean = f"{(seed0 + seed1) / 2:.2f}%"
+    seed0, seed1 = f"{seed0:.2f}%", f"{seed1:.2f}%"
+    section = results_section("The notebook's ResNet-18 to epoch 20")
+    assert f"| **{seed0}** | 84.15% |" in section and f"| **{seed1}** | 84.15% |" in section
+    assert f"ended at **{seed1}**" in section
+    assert f"averages **{mean}** ({seed0} and {seed1})" in section
+    assert f"| 84.15% | {seed0} and **{seed1}** (seeds 0, 1; {mean} on average;" in read(
+        "docs/results.md")
