@@ -109,10 +109,7 @@ def run_paddle(variant, mode, name, batch, steps):
 
     from paddle_resnet.runtime import prepare_process
 
-    prepare_process()  # MKL's fast path on AMD, as every run of the package
-    if mode == "train":
-        from steady_memory import keep_freed_memory
-        keep_freed_memory()  # time what a run's loop computes (steady_memory.py)
+    prepare_process()  # MKL's fast path on AMD and freed memory kept, as every run
     from paddle_resnet.device import init_processes
     from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model

@@ -1,18 +1,21 @@
-"""Page faults and kernel time per training step: in the bare step the other benchmarks
-time (speed_paths.py, profile_step.py, frameworks.py), with glibc's defaults and with
-freed memory kept (steady_memory.py, what those benchmarks now do), and in the README's
-quickstart training run, as a user runs it, from outside.
+"""Page faults and kernel time per training step, with glibc's defaults
+(`PADDLE_RESNET_KEEP_MEMORY=0`) and with freed memory kept (the default,
+paddle_resnet/speed/malloc.py): in the bare step the other benchmarks time (speed_paths.py,
+profile_step.py, frameworks.py), and in a full-data training run as a user runs it, from
+outside.
 
     python benchmarks/page_faults.py --data-file ../shared/data/cifar10-lossless.tar.xz
 
 Bare step: one process, the default speed plan for one of `--processes` processes,
-`--steps` steps after two warm-up steps, counted with getrusage. Quickstart: the whole
-`tools/train.py -c configs/quickstart.yaml` process tree, run with `--small` and with
-`--large` training images; the difference of the two runs' counts (every process of the
-tree, read from /proc) divided by the difference of their iterations is the cost of one more
-iteration of the run (all its processes), start-up and evaluation cancelled out. Counts are
-deterministic enough to read from one run; the times beside them are not (the machine is
-shared).
+`--steps` steps after two warm-up steps, counted with getrusage. Run: the whole
+`tools/train.py -c --config` process tree on all of the training and test images (a
+`data.*_samples` cut frees the full array it was cut from, which moves glibc's thresholds
+up and hides the faults), for one epoch and for two, evaluated only after the last; the
+difference of the two runs' counts (every process of the tree, read from /proc) divided by
+one epoch's iterations is the cost of one more iteration before the first evaluation (all
+its processes), start-up and evaluation cancelled out. Counts are deterministic enough to
+read from one run; the times beside them are not (the machine is shared), so the runs of
+the two settings alternate over `--repeats`.
 """
 import argparse
 import json
@@ -26,15 +29,12 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def bare_step(steps: int, processes: int, batch: int, keep: bool):
+def bare_step(steps: int, processes: int, batch: int):
     """Runs in a worker process: the counts of `steps` default training steps."""
     sys.path.insert(0, ROOT)
     from paddle_resnet.runtime import prepare_process
-    from steady_memory import keep_freed_memory
 
-    prepare_process()
-    if keep:
-        keep_freed_memory()
+    prepare_process()  # freed memory kept unless PADDLE_RESNET_KEEP_MEMORY=0
     import paddle
 
     from paddle_resnet.engine.step import speed_options, train_step, training_model
@@ -98,63 +98,76 @@ def counted(command, env, every: float = 0.1):
     return (sum(f for f, _ in last.values()), sum(k for _, k in last.values()), wall, out)
 
 
-def quickstart_batch() -> int:
+MEMORY = {"glibc's defaults": "0", "kept (the default)": "1"}  # PADDLE_RESNET_KEEP_MEMORY
+
+
+def iterations_per_epoch(config: str) -> int:
     import yaml
-    with open(os.path.join(ROOT, "configs", "quickstart.yaml"), encoding="utf-8") as f:
-        return int(yaml.safe_load(f)["train"]["batch_size"])
+    with open(os.path.join(ROOT, config), encoding="utf-8") as f:
+        batch = int(yaml.safe_load(f)["train"]["batch_size"])
+    return 50000 // batch  # CIFAR-10's training set; the ragged last batch is dropped
 
 
-def quickstart(data_file: str, images: int, env, work: str):
-    command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
-               "configs/quickstart.yaml", "-o", f"data.data_file={data_file}",
-               "-o", f"data.train_samples={images}", "-o", "data.test_samples=2000",
-               "-o", "train.epochs=1", "-o", f"output_dir={os.path.join(work, str(images))}"]
+def full_run(config: str, data_file: str, epochs: int, env, out: str):
+    command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", config,
+               "-o", f"data.data_file={data_file}", "-o", f"train.epochs={epochs}",
+               "-o", f"train.eval_every={epochs}",
+               "-o", f"output_dir={out}"]
     return counted(command, env)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-file", help="CIFAR-10 archive for the quickstart rows (omit: "
-                                       "bare step only)")
+    p.add_argument("--data-file", help="CIFAR-10 archive for the run rows (omit: bare step "
+                                       "only)")
+    p.add_argument("--config", default="configs/resnet20_onecycle30_flip.yaml",
+                   help="the run's config, on all of CIFAR-10")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--batch", type=int, default=64, help="the bare step's batch")
-    p.add_argument("--small", type=int, default=2560)
-    p.add_argument("--large", type=int, default=10240)
+    p.add_argument("--repeats", type=int, default=1, help="run pairs per setting")
     p.add_argument("--json", default="benchmarks/results/page_faults.json")
-    p.add_argument("--worker", choices=["glibc", "kept"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(json.dumps(bare_step(args.steps, args.processes, args.batch,
-                                   args.worker == "kept")))
+        print(json.dumps(bare_step(args.steps, args.processes, args.batch)))
         return
     if args.data_file and not os.path.isfile(args.data_file):
         p.error(f"--data-file {args.data_file} does not exist")
-    if not 0 < args.small < args.large:
-        p.error(f"--small {args.small} and --large {args.large}: need 0 < small < large")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
     rows = []
-    for memory in ("glibc", "kept"):
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", memory,
+    for memory, switch in MEMORY.items():
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker",
                                "--steps", str(args.steps), "--processes", str(args.processes),
-                               "--batch", str(args.batch)],
-                              cwd=ROOT, env=env, capture_output=True, text=True)
+                               "--batch", str(args.batch)], cwd=ROOT,
+                              env=dict(base, PADDLE_RESNET_KEEP_MEMORY=switch),
+                              capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"bare step ({memory}) failed:\n{done.stderr[-2000:]}")
         rows.append({"where": f"bare step, batch {args.batch}, 1 of {args.processes} "
-                              "processes",
-                     "memory": "glibc's defaults" if memory == "glibc" else "kept",
+                              "processes", "memory": memory,
                      **json.loads(done.stdout.strip().splitlines()[-1])})
     if args.data_file:
+        iterations = iterations_per_epoch(args.config)
+        per_iteration = {memory: [] for memory in MEMORY}
         with tempfile.TemporaryDirectory() as work:
-            small = quickstart(args.data_file, args.small, env, work)
-            large = quickstart(args.data_file, args.large, env, work)
-        # One iteration of the run: every process's share of one global batch.
-        iterations = (args.large - args.small) / quickstart_batch()
-        rows.append({"where": "quickstart run, per iteration (all its processes)",
-                     "memory": "glibc's defaults", "faults": (large[0] - small[0]) / iterations,
-                     "kernel_ms": (large[1] - small[1]) * 1000 / iterations,
-                     "wall_ms": (large[2] - small[2]) * 1000 / iterations})
+            for repeat in range(args.repeats):
+                for memory, switch in MEMORY.items():
+                    env = dict(base, PADDLE_RESNET_KEEP_MEMORY=switch)
+                    one, two = (full_run(args.config, args.data_file, epochs, env,
+                                         os.path.join(work, f"{switch}-{repeat}-{epochs}"))
+                                for epochs in (1, 2))
+                    per_iteration[memory].append([(b - a) / iterations
+                                                  for a, b in zip(one[:3], two[:3])])
+        for memory, repeats in per_iteration.items():
+            rows.append({"where": f"`{args.config}` on all of CIFAR-10, per iteration "
+                                  "before the first evaluation (all its processes)",
+                         "memory": memory,
+                         "faults": sum(r[0] for r in repeats) / len(repeats),
+                         "kernel_ms": sum(r[1] for r in repeats) * 1000 / len(repeats),
+                         "wall_ms": sum(r[2] for r in repeats) * 1000 / len(repeats),
+                         "wall_ms_each": [r[2] * 1000 for r in repeats]})
     print("| where | freed memory | minor page faults per step | kernel ms per step "
           "| wall ms per step |")
     print("|---|---|---:|---:|---:|")
@@ -163,7 +176,8 @@ def main():
               f"{row['kernel_ms']:.1f} | {row['wall_ms']:.1f} |")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), "rows": rows}, f, indent=1)
+        json.dump({"cpu_count": os.cpu_count(), "command": " ".join(sys.argv),
+                   "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,8 @@ import paddle.profiler as profiler  # noqa: E402
 
 from onednn_verbose import STEPS, TIMED, WARMUP, primitive_times  # noqa: E402
 from paddle_resnet.runtime import prepare_process  # noqa: E402
-from steady_memory import keep_freed_memory  # noqa: E402
 
-prepare_process()  # MKL's fast path on AMD, before Paddle computes
-keep_freed_memory()  # time what a run's loop computes (steady_memory.py)
+prepare_process()  # MKL's fast path on AMD and freed memory kept, as in a run
 from paddle_resnet.engine.step import speed_options, train_step, training_model  # noqa: E402
 from paddle_resnet.errors import ConfigError  # noqa: E402
 from paddle_resnet.models.registry import UnknownModelError, get_builder  # noqa: E402

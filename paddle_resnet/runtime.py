@@ -7,12 +7,15 @@ importing a library must not change the process that imports it.
   still show. glog reads it when Paddle loads, so it takes effect only where this runs
   before `import paddle` (the tools do).
 - MKL's fast kernels on AMD CPUs (`speed/mkl.py`): before Paddle's first computation.
+- glibc's allocator keeps freed memory (`speed/malloc.py`), so a step does not fault its
+  activations in anew until something large happens to be freed.
 - Three warning filters for notices Paddle repeats on every run about behaviour the
   recipes expect.
 """
 import os
 import warnings
 
+from .speed.malloc import ensure_freed_memory_kept
 from .speed.mkl import ensure_mkl_fast_path
 
 QUIET_WARNINGS = (
@@ -31,3 +34,4 @@ def prepare_process() -> None:
     for message in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
     ensure_mkl_fast_path()
+    ensure_freed_memory_kept()

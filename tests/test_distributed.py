@@ -110,6 +110,8 @@ def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker
              if (native_bf16() and not speed) or speed == ("speed.fused_block=true",) else "")
     assert lines[first + 1].startswith(f"convolution: oneDNN{precision}{fused}; layout NHWC; "
                                        "1 thread per process; MKL fast path ")
+    # every training process keeps its freed memory (speed/malloc.py), and says so
+    assert lines[first + 1].endswith("; glibc memory reuse on")
     assert whole.stderr == ""  # neither the launcher's nor Paddle's notices reach the user
 
     args = quickstart_args(tiny_cifar10, tmp_path / "cut", *run)

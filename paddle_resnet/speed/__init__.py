@@ -6,7 +6,8 @@ elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, 
 fast kernels want; NCHW otherwise), residual basic blocks as one operator each where
 oneDNN convolves with bf16 inputs in one thread per process (`fused_block.py`), the
 faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
-threads, and MKL's fast path on AMD CPUs (`mkl.py`, set where a run starts).
+threads, MKL's fast path on AMD CPUs (`mkl.py`) and glibc's allocator keeping freed memory
+(`malloc.py`), both set where a run starts.
 `apply_speed(model, plan)` then applies it to a model built in `plan.data_format`.
 
 The contract every path keeps:
@@ -26,6 +27,7 @@ from typing import Callable, Mapping, Optional
 
 from ..cpu import BF16_EXTENSIONS, usable_cores, vector_extension
 from ..errors import ConfigError
+from .malloc import ensure_freed_memory_kept
 from .mkl import ensure_mkl_fast_path
 
 
@@ -61,7 +63,8 @@ class SpeedPlan:
         line = f"convolution: {conv}; layout {self.data_format}"
         if self.threads:
             line += (f"; {self.threads} thread{'s' if self.threads > 1 else ''} per process;"
-                     f" MKL fast path {ensure_mkl_fast_path()}")
+                     f" MKL fast path {ensure_mkl_fast_path()};"
+                     f" glibc memory reuse {ensure_freed_memory_kept()}")
         return line
 
 
