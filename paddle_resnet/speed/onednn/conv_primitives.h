@@ -14,9 +14,10 @@
 // Scratchpad: every primitive is made with a user-mode scratchpad and runs on one buffer
 // the library keeps (`Scratchpad`), as PyTorch runs its own. In oneDNN's default library
 // mode, a build with concurrent execution (Paddle's) allocates each execution's
-// scratchpad afresh. Where glibc hands freed memory back to the kernel every step (the
-// bare step of benchmarks/page_faults.py) that allocation faults: ResNet-20's 16-channel
-// input gradient went from 2.97 to 2.19 ms in one ONEDNN_VERBOSE profile, 2026-12-03.
+// scratchpad afresh. Where glibc hands freed memory back to the kernel every step (its
+// defaults, PADDLE_RESNET_KEEP_MEMORY=0, speed/malloc.py) that allocation faults:
+// ResNet-20's 16-channel input gradient went from 2.97 to 2.19 ms in one ONEDNN_VERBOSE
+// profile, 2026-12-03.
 #ifndef PADDLE_RESNET_ONEDNN_CONV_PRIMITIVES_H
 #define PADDLE_RESNET_ONEDNN_CONV_PRIMITIVES_H
 
