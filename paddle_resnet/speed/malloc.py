@@ -4,17 +4,16 @@ Paddle's CPU tensors come from glibc's `malloc`. glibc serves blocks above its m
 threshold with fresh `mmap`s and hands the heap's free top back to the kernel past its trim
 threshold, and it moves both thresholds up only when a large mmapped block is freed
 (mallopt(3), "dynamic mmap threshold"). Until that happens, every training step faults its
-activations in again, page by page. A run on the full data meets exactly that: nothing
-large is freed before its first evaluation, so its first epochs fault ~80,000 pages a
-second per process (9.7 million in ResNet-20's first epoch, 27 s of kernel time; the run
-after an evaluation, or on a `data.test_samples` subset whose cut frees the full test
-array, does not). Measured on 2026-12-04 (AMD EPYC, 2 processes,
-`configs/resnet20_onecycle30_flip.yaml`): its 30-epoch runs went at ~700 images/s until
-the evaluation after epoch 10 and at ~950 after it. With the mmap threshold at glibc's
-largest and trimming off from the start, the first epoch faults as few pages as the later
-ones (benchmarks/page_faults.py). Where memory comes from never changes arithmetic, so
-results are bit for bit those of glibc's defaults (tests/test_cpu.py); each process keeps
-the high-water mark of its step resident (~30 MB more for ResNet-20).
+activations in again, page by page. A run on all of CIFAR-10 meets exactly that: nothing
+that large is freed before its first evaluation (a `data.test_samples` cut frees the full
+test array, which is why subsets never showed it). Measured on 2026-12-04 (AMD EPYC, 2
+processes, docs/performance.md): ~18,000 page faults and 58 ms of kernel time per
+iteration until then, 1.16x the iteration's wall time; `configs/resnet20_onecycle30_flip.yaml`,
+evaluated first after epoch 10, took 30 min 32 s with glibc's defaults and 26 min 36 s
+with the thresholds below set from the start (glibc's largest mmap threshold, no trimming).
+Where memory comes from never changes arithmetic: both runs ended on the same numbers, and
+tests/test_cpu.py checks a step's results bit for bit. Each process keeps its high-water
+mark resident (that run: a peak of 911 MiB per process against 838 MiB).
 
 `mallopt` acts on the calling process from then on, so `runtime.prepare_process` calls
 it where a run starts (each training process does); importing the package changes
@@ -38,10 +37,10 @@ USER_VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TO
 
 def _glibc() -> Optional[ctypes.CDLL]:
     try:
-        libc = ctypes.CDLL(None)
+        libc = ctypes.CDLL(None)  # the process's own symbols; Windows has no such handle
         libc.gnu_get_libc_version  # noqa: B018 -- only glibc has it
         libc.mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return None
     return libc
 
