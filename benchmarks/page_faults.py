@@ -8,7 +8,7 @@ outside.
 
 Bare step: one process, the default speed plan for one of `--processes` processes,
 `--steps` steps after two warm-up steps, counted with getrusage. Run: the whole
-`tools/train.py -c --config` process tree on all of the training and test images (a
+`tools/train.py -c CONFIG` process tree (`--config`) on all of the training and test images (a
 `data.*_samples` cut frees the full array it was cut from, which moves glibc's thresholds
 up and hides the faults), for one epoch and for two, evaluated only after the last; the
 difference of the two runs' counts (every process of the tree, read from /proc) divided by
@@ -102,9 +102,9 @@ MEMORY = {"glibc's defaults": "0", "kept (the default)": "1"}  # PADDLE_RESNET_K
 
 
 def iterations_per_epoch(config: str) -> int:
-    import yaml
-    with open(os.path.join(ROOT, config), encoding="utf-8") as f:
-        batch = int(yaml.safe_load(f)["train"]["batch_size"])
+    sys.path.insert(0, ROOT)
+    from paddle_resnet.config import load_config
+    batch = load_config(os.path.join(ROOT, config), [])["train.batch_size"]
     return 50000 // batch  # CIFAR-10's training set; the ragged last batch is dropped
 
 

@@ -7,8 +7,8 @@ importing a library must not change the process that imports it.
   still show. glog reads it when Paddle loads, so it takes effect only where this runs
   before `import paddle` (the tools do).
 - MKL's fast kernels on AMD CPUs (`speed/mkl.py`): before Paddle's first computation.
-- glibc's allocator keeps freed memory (`speed/malloc.py`), so a step does not fault its
-  activations in anew until something large happens to be freed.
+- glibc's allocator keeps freed memory (`speed/malloc.py`), so that steps reuse it instead
+  of faulting their activations in anew.
 - Three warning filters for notices Paddle repeats on every run about behaviour the
   recipes expect.
 """
