@@ -23,6 +23,7 @@ nothing. `PADDLE_RESNET_KEEP_MEMORY=0` turns it off; glibc's own tunables
 import ctypes
 import os
 from typing import Mapping, Optional
+from .switches import switched_off
 
 SWITCH = "PADDLE_RESNET_KEEP_MEMORY"
 # mallopt's parameters (glibc's malloc.h).
@@ -49,8 +50,9 @@ def keep_freed_memory(environ: Mapping[str, str] = os.environ, libc="glibc") -> 
     """Set glibc's thresholds unless the user decided otherwise; returns the state for the
     run's first line: `on`, `off (...)`, `as set by the user (...)` or `not available
     (...)`. `libc` is for tests: a stand-in with `mallopt`, or None for no glibc."""
-    if environ.get(SWITCH, "1").strip().lower() in ("0", "false", "off", "no"):
-        return f"off ({SWITCH}={environ[SWITCH]})"
+    off = switched_off(environ, SWITCH)
+    if off:
+        return off
     user = [v for v in USER_VARIABLES if v in environ]
     if "glibc.malloc." in environ.get("GLIBC_TUNABLES", ""):
         user.append("GLIBC_TUNABLES")

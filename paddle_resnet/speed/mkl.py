@@ -19,6 +19,7 @@ import os
 from typing import Optional
 
 from ..cpu import AMD_VENDOR, cpu_vendor
+from .switches import switched_off
 
 MKL_VARIABLE = "MKL_DEBUG_CPU_TYPE"
 MKL_AVX2 = "5"  # MKL's code for its AVX2 dispatch (4 = AVX, 5 = AVX2)
@@ -28,8 +29,9 @@ SWITCH = "PADDLE_RESNET_MKL_FAST_PATH"
 def enable_mkl_fast_path(environ=os.environ, vendor: Optional[str] = None) -> str:
     """Set MKL's AVX2 dispatch on an AMD CPU unless the user decided otherwise; returns
     the state for the run's first line: `on`, `off (...)`, or `not needed (...)`."""
-    if environ.get(SWITCH, "1").strip().lower() in ("0", "false", "off", "no"):
-        return f"off ({SWITCH}={environ[SWITCH]})"
+    off = switched_off(environ, SWITCH)
+    if off:
+        return off
     if MKL_VARIABLE in environ:
         value = environ[MKL_VARIABLE]
         return "on" if value == MKL_AVX2 else f"as set by the user ({MKL_VARIABLE}={value})"
