@@ -3,8 +3,9 @@
 `plan_speed(options, place, processes)` decides, once per process and before any model
 exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; Paddle's
 elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
-fast kernels want; NCHW otherwise), residual basic blocks as one operator each where
-oneDNN convolves with bf16 inputs in one thread per process (`fused_block.py`), the
+fast kernels want; NCHW otherwise), residual basic blocks and DenseNet's
+BN-ReLU-convolutions as one operator each where oneDNN convolves with bf16 inputs in one
+thread per process (`fused_block.py`, `fused_norm_conv.py`), the
 faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
 threads, MKL's fast path on AMD CPUs (`mkl.py`) and glibc's allocator keeping freed memory
 (`malloc.py`), both set where a run starts.
@@ -23,12 +24,16 @@ The contract every path keeps:
   (`SpeedPlan.note`); `speed.conv=onednn` asks for oneDNN and fails instead.
 """
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Tuple
 
 from ..cpu import BF16_EXTENSIONS, usable_cores, vector_extension
 from ..errors import ConfigError
 from .malloc import ensure_freed_memory_kept
 from .mkl import ensure_mkl_fast_path
+
+
+# apply_speed's count of each fused operator -> what the run header calls its layers
+FUSED_PATHS = {"fused_block": "basic blocks", "fused_norm_conv": "BN-ReLU-convolutions"}
 
 
 @dataclass(frozen=True)
@@ -39,22 +44,28 @@ class SpeedPlan:
     threads: int  # CPU threads per process (0: the device is a GPU)
     bf16: bool = False
     onednn_norm: bool = False  # batch normalization (+ ReLU, + residual add) on oneDNN
-    fused_block: bool = False  # residual basic blocks as one operator each (fused_block.py)
+    # the fused operators (speed.fused_block): residual basic blocks (fused_block.py) and
+    # DenseNet's BN-ReLU-convolutions (fused_norm_conv.py), one operator each
+    fused_block: bool = False
+    fused_paths: Tuple[str, ...] = tuple(FUSED_PATHS)  # those a model took (as_applied)
     library: Optional[str] = None  # the built oneDNN operator
     note: str = ""  # why a path asked for is not taken
 
     def as_applied(self, switched: Mapping[str, int]) -> "SpeedPlan":
         """The plan as `apply_speed` carried it out on one model (`switched`, its counts): a
-        model without basic blocks (DenseNet, bottleneck ResNets) runs no fused block, and
-        its run header should not say it does."""
-        return replace(self, fused_block=self.fused_block and switched.get("fused_block", 0) > 0)
+        model takes only the fused operators that fit its layers (a bottleneck ResNet none),
+        and its run header should say which."""
+        taken = tuple(path for path in self.fused_paths
+                      if self.fused_block and switched.get(path, 0) > 0)
+        return replace(self, fused_block=bool(taken), fused_paths=taken)
 
     def describe(self) -> str:
         """The run header's line on speed paths."""
         if self.conv == "onednn":
             conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
             if self.fused_block:
-                conv += "; basic blocks: one operator each"
+                conv += "".join(f"; {FUSED_PATHS[path]}: one operator each"
+                                for path in self.fused_paths)
             if self.onednn_norm:
                 conv += "; batch norm (+ ReLU, + residual add): oneDNN"
         else:
@@ -190,9 +201,11 @@ def apply_speed(model, plan: SpeedPlan) -> dict:
     if plan.conv == "onednn":
         from .onednn_conv import use_onednn_conv
         switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
-        if plan.fused_block:  # before onednn_norm, which leaves fused blocks alone
+        if plan.fused_block:  # before onednn_norm, which leaves fused layers alone
             from .fused_block import use_fused_blocks
+            from .fused_norm_conv import use_fused_norm_conv
             switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
+            switched["fused_norm_conv"] = use_fused_norm_conv(model, plan.library, plan.bf16)
         if plan.onednn_norm:
             from .onednn_norm import use_onednn_norm
             switched["onednn_norm"] = use_onednn_norm(model)

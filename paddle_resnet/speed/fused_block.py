@@ -28,7 +28,7 @@ OP, PROJECTION_OP = "fused_basic_block", "fused_basic_block_projection"
 NO_SHORTCUT, IDENTITY, OPTION_A, PROJECTION = 0, 1, 2, 3
 
 
-def _plain_conv(conv: nn.Layer, kernel: int, stride: int) -> bool:
+def plain_conv(conv: nn.Layer, kernel: int, stride: int) -> bool:
     """A convolution the per-layer oneDNN path takes, with the block's geometry: a square
     kernel padded to keep the size, one stride, no bias."""
     return (onednn_conv_eligible(conv) and conv.bias is None
@@ -57,10 +57,10 @@ def eligible(block: nn.Layer) -> bool:
     stride = block.conv1._stride[0] if isinstance(block.conv1, nn.Conv2D) else None
     norms = [block.bn1, block.bn2]
     if type(block.shortcut) is ProjectionShortcut:
-        if not _plain_conv(block.shortcut.conv, 1, stride):
+        if not plain_conv(block.shortcut.conv, 1, stride):
             return False
         norms.append(block.shortcut.bn)
-    return (_plain_conv(block.conv1, 3, stride) and _plain_conv(block.conv2, 3, 1)
+    return (plain_conv(block.conv1, 3, stride) and plain_conv(block.conv2, 3, 1)
             and all(training_bn(bn) for bn in norms)
             and len({(bn._epsilon, bn._momentum) for bn in norms}) == 1)
 

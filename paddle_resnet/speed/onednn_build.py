@@ -28,8 +28,9 @@ from typing import Callable, Optional, Tuple
 from ..user_cache import user_cache
 
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn")
-SOURCES = ("conv.cc", "batch_norm.cc", "basic_block.cc", "common.h", "conv_primitives.h",
-           "dnnl_cpu_config.h")
+SOURCES = ("conv.cc", "batch_norm.cc", "norm_passes.cc", "basic_block.cc", "norm_conv.cc",
+           "common.h", "conv_primitives.h", "dnnl_cpu_config.h", "norm_passes.h",
+           "vector_rows.h")
 NAME = "paddle_resnet_onednn"
 INCLUDE_VARIABLE = "PADDLE_RESNET_ONEDNN_INCLUDE"  # a folder holding oneapi/dnnl/dnnl.hpp
 DNNL_RUNTIME_OMP = 2  # oneDNN's code for the OpenMP CPU runtime (dnnl_config.h)

@@ -311,6 +311,27 @@ inline BackwardWeights& backward_weights(const Geometry& g) {
   return cached(&cache, g.key("bwd_weights"), make_backward_weights, g);
 }
 
+// The same, for the fused operators: inputs as Paddle tensors or bound memory.
+// A convolution input as a primitive reads it: the bf16 tensor, or the float32 one.
+inline memory conv_input(const Dims& dims, const paddle::Tensor& t, bool bf16) {
+  return bind_activation(dims, bf16 ? kBF16 : kF32, t.data());
+}
+
+inline void run_forward(const Geometry& g, const memory& src, const paddle::Tensor& weight,
+                 float* dst) {
+  forward(g).execute(g, src, weight.data<float>(), dst);
+}
+
+inline void run_backward_data(const Geometry& g, const memory& diff_dst, const paddle::Tensor& weight,
+                       float* diff_src) {
+  backward_data(g).execute(g, diff_dst, weight.data<float>(), diff_src);
+}
+
+inline void run_backward_weights(const Geometry& g, const memory& src, const memory& diff_dst,
+                          float* diff_weights) {
+  backward_weights(g).execute(g, src, diff_dst, diff_weights);
+}
+
 }  // namespace conv
 }  // namespace paddle_resnet
 

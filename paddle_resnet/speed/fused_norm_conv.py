@@ -1,0 +1,82 @@
+"""DenseNet's BN-ReLU-convolutions as one custom operator each (onednn/norm_conv.cc):
+batch normalization with the batch's statistics, the ReLU and the convolution forward in
+one dispatch, their backward in another, instead of Paddle's BN and ReLU kernels (and
+their gradients) in float32 around a oneDNN convolution that rounds its input to bf16
+again.
+
+A dense layer is BN-ReLU-conv3x3 (DenseNet-40), with a BN-ReLU-conv1x1 bottleneck before
+it (DenseNet-BC); a transition is BN-ReLU-conv1x1 and then average pooling. Each of those
+BN-ReLU-convolutions becomes one operator; the concatenation, the pooling and the
+network's last BN stay Paddle's. Parameters, buffers and checkpoints are the plain
+layers'; evaluation, a static graph, a GPU and other dtypes take the per-layer path.
+The results are the per-layer path's to float32 rounding (tests/test_fused_norm_conv.py).
+"""
+import paddle
+import paddle.nn as nn
+
+from ..models.densenet import DenseLayer, Transition
+from .fused_block import plain_conv
+from .onednn_conv import on_fast_path, register, run_all
+from .onednn_norm import eligible as training_bn
+
+OP = "fused_bn_relu_conv"
+
+
+def fusable(bn: nn.Layer, conv: nn.Layer) -> bool:
+    """A training BN followed (through a ReLU) by a 1x1 or 3x3 convolution the operator
+    takes: NHWC, stride 1, the size kept, no bias."""
+    return (isinstance(conv, nn.Conv2D) and training_bn(bn)
+            and any(plain_conv(conv, kernel, 1) for kernel in (1, 3)))
+
+
+def bn_relu_conv(bn: nn.BatchNorm2D, conv: nn.Conv2D, x: paddle.Tensor, bf16: bool
+                 ) -> paddle.Tensor:
+    """conv(relu(bn(x))) in training, as one operator (x NHWC, float32, on the CPU)."""
+    return run_all(OP, x.contiguous(), bn.weight, bn.bias, bn._mean, bn._variance, conv.weight,
+                   float(bn._epsilon), float(bn._momentum), bf16)[0]
+
+
+class FusedDenseLayer(DenseLayer):
+    """`DenseLayer` whose dygraph CPU training pass runs its BN-ReLU-convolutions as one
+    operator each (module docstring)."""
+
+    def forward(self, x):
+        if not (self.training and on_fast_path(x)):
+            return super().forward(x)
+        out = x
+        if self.bottleneck:
+            out = bn_relu_conv(self.bn1, self.conv1, out, self._fused_bf16)
+        out = bn_relu_conv(self.bn2, self.conv2, out, self._fused_bf16)
+        return paddle.concat([x, out], axis=self.axis)
+
+
+class FusedTransition(Transition):
+    """`Transition` whose BN-ReLU-convolution is one operator in training."""
+
+    def forward(self, x):
+        if not (self.training and on_fast_path(x)):
+            return super().forward(x)
+        return self.pool(bn_relu_conv(self.bn, self.conv, x, self._fused_bf16))
+
+
+def eligible(layer: nn.Layer) -> bool:
+    if type(layer) is DenseLayer:
+        return (layer.axis == 3 and fusable(layer.bn2, layer.conv2)
+                and (not layer.bottleneck or fusable(layer.bn1, layer.conv1)))
+    return type(layer) is Transition and fusable(layer.bn, layer.conv)
+
+
+FUSED = {DenseLayer: FusedDenseLayer, Transition: FusedTransition}
+
+
+def use_fused_norm_conv(model: nn.Layer, library: str, bf16: bool) -> int:
+    """Switch every eligible dense layer and transition of `model` in place; returns how
+    many."""
+    register(library)
+    switched = 0
+    for layer in model.sublayers(include_self=True):
+        if eligible(layer):
+            layer.__class__ = FUSED[type(layer)]
+            layer._fused_bf16 = bool(bf16)
+            switched += 1
+    return switched

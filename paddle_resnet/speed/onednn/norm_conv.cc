@@ -1,0 +1,123 @@
+// Pre-activation BN-ReLU-convolution as one custom operator, forward and backward:
+//     y = conv(relu(bn(x)))
+// with batch statistics (training mode), a 1x1 or 3x3 convolution, stride 1, padding that
+// keeps the size, no bias: every convolution of a DenseNet (its dense layers, their
+// bottlenecks and its transitions). paddle_resnet/speed/fused_norm_conv.py calls it.
+//
+// Why: DenseNet's layers have no residual add, so the fused basic block does not apply,
+// and in the per-layer path a layer's BN, ReLU and their gradients were ~a quarter of
+// DenseNet-40's step, in float32, plus a rounding pass for the convolution's bf16 input
+// (docs/performance.md). Here BN and ReLU are norm_passes.cc's passes: a statistics pass
+// and one normalize+ReLU pass forward that writes the convolution's input (bf16 where the
+// plan convolves in bf16, kept for the weight gradient), and a reduction pass and one
+// gradient pass backward, the ReLU's mask recomputed from x. The results are the per-layer
+// path's (Paddle's BN and ReLU, then the convolution on its input rounded to bf16) to
+// float32 rounding: the same values meet the same oneDNN primitives (conv_primitives.h).
+//
+// The concatenation stays Paddle's: x's gradient is float32, for the concatenation's
+// backward to add into.
+#include <cstdint>
+#include <vector>
+
+#include "conv_primitives.h"
+#include "norm_passes.h"
+
+using namespace paddle_resnet;        // NOLINT: the shared helpers of common.h
+using namespace paddle_resnet::conv;  // NOLINT: the primitives of conv_primitives.h
+using namespace paddle_resnet::norm;  // NOLINT: the BN passes of norm_passes.h
+
+namespace {
+
+constexpr const char* kOp = "fused_bn_relu_conv";
+
+// Rows of the saved statistics tensor (kStats x channels of x).
+enum StatRow { kMean, kInvStd, kScale, kShift, kStats };
+
+// The convolution of x (NHWC) by w (OIHW): stride 1, the size kept.
+Geometry conv_geometry(const paddle::Tensor& x, const paddle::Tensor& w, bool bf16) {
+  const auto& xs = x.shape();
+  const auto& ws = w.shape();
+  PD_CHECK(xs.size() == 4, kOp, ": a 4-D NHWC input expected");
+  PD_CHECK(ws.size() == 4 && ws[2] == ws[3] && ws[2] % 2 == 1, kOp,
+           ": a square kernel of odd size expected");
+  const int pad = static_cast<int>(ws[2] / 2);
+  return geometry(xs, ws, {1, 1}, {pad, pad, pad, pad}, bf16);
+}
+
+std::vector<int64_t> output_shape(const Geometry& g) {
+  return {g.dst[0], g.dst[2], g.dst[3], g.dst[1]};
+}
+
+}  // namespace
+
+std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddle::Tensor& gamma,
+                                            const paddle::Tensor& beta,
+                                            const paddle::Tensor& running_mean,
+                                            const paddle::Tensor& running_var,
+                                            const paddle::Tensor& w, float epsilon,
+                                            float momentum, bool bf16) {
+  check_input(x, kOp, "the input");
+  check_input(w, kOp, "the convolution's weight");
+  const Norm n{gamma, beta, running_mean, running_var};
+  check_norm(n, kOp);
+  const Geometry g = conv_geometry(x, w, bf16);
+  const Rows shape = rows_of(x.shape());
+  const int64_t channels = shape.channels;
+  std::vector<float> partial(2 * channels);
+
+  auto stats = empty({kStats, channels});
+  float* st = data_of(stats);
+  auto row = [&](StatRow r) { return st + r * channels; };
+  normalize_stats(x.data<float>(), shape, n, epsilon, momentum, row(kMean), row(kInvStd),
+                  row(kScale), row(kShift), partial.data());
+  auto a = empty_of(x.shape(), bf16);
+  scale_shift_relu(x.data<float>(), shape.rows, channels, row(kScale), row(kShift),
+                   bf16 ? nullptr : data_of(a), bf16 ? bf16_data(a) : nullptr);
+  auto y = empty(output_shape(g));
+  run_forward(g, conv_input(g.src, a, bf16), w, data_of(y));
+  return {y, a, stats};
+}
+
+std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const paddle::Tensor& gamma,
+                                             const paddle::Tensor& w, const paddle::Tensor& a,
+                                             const paddle::Tensor& stats,
+                                             const paddle::Tensor& grad_y, bool bf16) {
+  check_input(grad_y, kOp, "the output gradient");
+  const Geometry g = conv_geometry(x, w, bf16);
+  const Rows shape = rows_of(x.shape());
+  const int64_t channels = shape.channels;
+  const float* st = stats.data<float>();
+  auto row = [&](StatRow r) { return st + r * channels; };
+  std::vector<float> partial(2 * channels);
+
+  // The convolution reads its output gradient as it read its input: rounded to bf16 once,
+  // for both of its gradients.
+  paddle::Tensor grad_y_in = bf16 ? empty_of(grad_y.shape(), true) : grad_y;
+  if (bf16) round_to_bf16(grad_y.data<float>(), bf16_data(grad_y_in), grad_y.numel());
+  const memory grad_y_mem = conv_input(g.dst, grad_y_in, bf16);
+
+  auto grad_a = empty(x.shape());
+  run_backward_data(g, grad_y_mem, w, data_of(grad_a));
+  auto grad_w = empty(w.shape());
+  run_backward_weights(g, conv_input(g.src, a, bf16), grad_y_mem, data_of(grad_w));
+
+  // Through the ReLU (its mask recomputed from x) and the BN, into float32.
+  const NormGrads grads =
+      norm_backward(grad_a.data<float>(), data_of(grad_a), x.data<float>(), Mask::kRecompute,
+                    nullptr, row(kScale), row(kShift), gamma.data<float>(), row(kMean),
+                    row(kInvStd), shape, x.shape(), false, partial.data());
+  return {grads.input, grads.gamma, grads.beta, grad_w};
+}
+
+PD_BUILD_OP(fused_bn_relu_conv)
+    .Inputs({"X", "Gamma", "Beta", "RunningMean", "RunningVar", "W"})
+    .Outputs({"Y", "A", "Stats"})
+    .Attrs({"epsilon: float", "momentum: float", "bf16: bool"})
+    .SetKernelFn(PD_KERNEL(NormConvForward));
+
+PD_BUILD_GRAD_OP(fused_bn_relu_conv)
+    .Inputs({"X", "Gamma", "W", "A", "Stats", paddle::Grad("Y")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Gamma"), paddle::Grad("Beta"),
+              paddle::Grad("W")})
+    .Attrs({"bf16: bool"})
+    .SetKernelFn(PD_KERNEL(NormConvBackward));

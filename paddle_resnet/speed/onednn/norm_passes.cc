@@ -1,0 +1,327 @@
+// Training-mode batch normalization as passes over NHWC float32 rows, for the fused
+// operators (basic_block.cc, norm_conv.cc): statistics, the normalize(+ReLU) pass that can
+// write the next convolution's bfloat16 input, and the backward's reduction and gradient
+// passes. Statistics as Paddle's BatchNorm: the batch mean and biased variance (divided by
+// N*H*W), running = momentum * running + (1 - momentum) * batch, updated in place.
+#include "norm_passes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "vector_rows.h"
+
+namespace paddle_resnet {
+namespace norm {
+namespace {
+
+// Float partial sums over this many rows, then added into doubles: float accumulation
+// alone loses digits over N*H*W = 65,536 rows (ResNet-20's first stage at batch 64).
+constexpr int64_t kRowBlock = 64;
+
+// A row block's float sums s and q added into the double totals, through `partial`.
+template <int kVectors>
+ALWAYS_INLINE void add_block_sums(const Row<kVectors>& s, const Row<kVectors>& q,
+                                  int64_t channels, float* partial, double* total_s,
+                                  double* total_q) {
+  s.store_to(partial);
+  q.store_to(partial + channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    total_s[c] += partial[c];
+    total_q[c] += partial[channels + c];
+  }
+}
+
+// Per channel of `rows` x `channels`: sum of (t - pivot) and of its square, pivot the
+// first row (shifting keeps E[d^2] - E[d]^2 from cancelling where |mean| >> std).
+template <int kVectors>
+ALWAYS_INLINE void moments_of(const float* t, int64_t rows, int64_t channels, double* sum,
+                              double* square, float* partial) {
+  if constexpr (kVectors > 0) {
+    const Row<kVectors> pivot = Row<kVectors>::of(t);
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+      const int64_t r1 = std::min(rows, r0 + kRowBlock);
+      Row<kVectors> s{}, q{};
+      for (int64_t r = r0; r < r1; ++r) {
+        const Row<kVectors> row = Row<kVectors>::of(t + r * channels);
+        for (int i = 0; i < kVectors; ++i) {
+          const Floats d = row.v[i] - pivot.v[i];
+          s.v[i] += d;
+          q.v[i] += d * d;
+        }
+      }
+      add_block_sums(s, q, channels, partial, sum, square);
+    }
+    return;
+  }
+  const float* pivot = t;
+  float* s = partial;
+  float* q = partial + channels;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t r1 = std::min(rows, r0 + kRowBlock);
+    for (int64_t c = 0; c < channels; ++c) s[c] = q[c] = 0.0f;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* row = t + r * channels;
+      for (int64_t c = 0; c < channels; ++c) {
+        const float d = row[c] - pivot[c];
+        s[c] += d;
+        q[c] += d * d;
+      }
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      sum[c] += s[c];
+      square[c] += q[c];
+    }
+  }
+}
+
+VECTOR_CLONES void moments(const float* t, int64_t rows, int64_t channels, double* sum,
+                           double* square, float* partial) {
+  BY_CHANNELS(channels, moments_of<kVectors>(t, rows, channels, sum, square, partial))
+}
+
+// A BN's backward, first pass: g_in through the mask into g (the same memory, or not),
+// and per channel the sums of g and of g * (t - mean).
+template <int kVectors>
+ALWAYS_INLINE void masked_sums_of(const float* g_in, float* g, const float* t, Mask kind,
+                                  const float* output, const float* a, const float* b,
+                                  const float* mean, int64_t rows, int64_t channels,
+                                  double* sum_g, double* sum_gd, float* partial) {
+  if constexpr (kVectors > 0) {
+    using R = Row<kVectors>;
+    const Floats zero = {};
+    const R vm = R::of(mean);
+    R va{}, vb{};
+    if (kind == Mask::kRecompute) va = R::of(a), vb = R::of(b);
+    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+      const int64_t r1 = std::min(rows, r0 + kRowBlock);
+      R s{}, q{};
+      for (int64_t r = r0; r < r1; ++r) {
+        R gr = R::of(g_in + r * channels);  // all loaded before g's row is written
+        const R tr = R::of(t + r * channels);
+        if (kind == Mask::kOutput) {
+          const R mr = R::of(output + r * channels);
+          for (int i = 0; i < kVectors; ++i) gr.v[i] = mr.v[i] > zero ? gr.v[i] : zero;
+        } else if (kind == Mask::kRecompute) {
+          for (int i = 0; i < kVectors; ++i) {
+            gr.v[i] = tr.v[i] * va.v[i] + vb.v[i] > zero ? gr.v[i] : zero;
+          }
+        }
+        if (kind != Mask::kNone || g != g_in) gr.store_to(g + r * channels);
+        for (int i = 0; i < kVectors; ++i) {
+          s.v[i] += gr.v[i];
+          q.v[i] += gr.v[i] * (tr.v[i] - vm.v[i]);
+        }
+      }
+      add_block_sums(s, q, channels, partial, sum_g, sum_gd);
+    }
+    return;
+  }
+  float* s = partial;
+  float* q = partial + channels;
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t r1 = std::min(rows, r0 + kRowBlock);
+    for (int64_t c = 0; c < channels; ++c) s[c] = q[c] = 0.0f;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* gi = g_in + r * channels;
+      float* gr = g + r * channels;
+      const float* tr = t + r * channels;
+      if (kind == Mask::kOutput) {
+        const float* mr = output + r * channels;
+        for (int64_t c = 0; c < channels; ++c) gr[c] = mr[c] > 0.0f ? gi[c] : 0.0f;
+      } else if (kind == Mask::kRecompute) {
+        for (int64_t c = 0; c < channels; ++c) gr[c] = tr[c] * a[c] + b[c] > 0.0f ? gi[c] : 0.0f;
+      } else if (gr != gi) {
+        for (int64_t c = 0; c < channels; ++c) gr[c] = gi[c];
+      }
+      for (int64_t c = 0; c < channels; ++c) {
+        s[c] += gr[c];
+        q[c] += gr[c] * (tr[c] - mean[c]);
+      }
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      sum_g[c] += s[c];
+      sum_gd[c] += q[c];
+    }
+  }
+}
+
+VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask kind,
+                               const float* output, const float* a, const float* b,
+                               const float* mean, int64_t rows, int64_t channels,
+                               double* sum_g, double* sum_gd, float* partial) {
+  BY_CHANNELS(channels, masked_sums_of<kVectors>(g_in, g, t, kind, output, a, b, mean, rows,
+                                                 channels, sum_g, sum_gd, partial))
+}
+
+// Second pass: grad_t = k * g + slope * t + offset per channel (the BN input gradient,
+// bn_backward's comment), into float32 or bfloat16.
+template <int kVectors>
+ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows,
+                                    int64_t channels, const float* k, const float* slope,
+                                    const float* offset, float* out, uint16_t* out_bf16) {
+  if constexpr (kVectors > 0) {
+    using R = Row<kVectors>;
+    const R vk = R::of(k), vs = R::of(slope), vo = R::of(offset);
+    for (int64_t r = 0; r < rows; ++r) {
+      const R gr = R::of(g + r * channels), tr = R::of(t + r * channels);
+      for (int i = 0; i < kVectors; ++i) {
+        const Floats o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
+        if (out_bf16 != nullptr) {
+          store_bf16(out_bf16 + r * channels + i * kLanes, o);
+        } else {
+          store(out + r * channels + i * kLanes, o);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* gr = g + r * channels;
+    const float* tr = t + r * channels;
+    if (out_bf16 != nullptr) {
+      uint16_t* o = out_bf16 + r * channels;
+      for (int64_t c = 0; c < channels; ++c) o[c] = to_bf16(k[c] * gr[c] + slope[c] * tr[c] + offset[c]);
+    } else {
+      float* o = out + r * channels;
+      for (int64_t c = 0; c < channels; ++c) o[c] = k[c] * gr[c] + slope[c] * tr[c] + offset[c];
+    }
+  }
+}
+
+VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
+                                 int64_t channels, const float* k, const float* slope,
+                                 const float* offset, float* out, uint16_t* out_bf16) {
+  BY_CHANNELS(channels, bn_input_grad_of<kVectors>(g, t, rows, channels, k, slope, offset,
+                                                   out, out_bf16))
+}
+
+// The batch statistics of t: fills mean and inverse standard deviation, updates the
+// running buffers, and returns nothing else; `partial` holds 2 x channels floats.
+void batch_statistics(const float* t, Rows shape, float epsilon, float momentum,
+                      float* mean, float* inv_std, float* running_mean, float* running_var,
+                      float* partial) {
+  std::vector<double> sum(shape.channels, 0.0), square(shape.channels, 0.0);
+  moments(t, shape.rows, shape.channels, sum.data(), square.data(), partial);
+  const double count = static_cast<double>(shape.rows);
+  for (int64_t c = 0; c < shape.channels; ++c) {
+    const double shifted_mean = sum[c] / count;
+    const double variance = std::max(square[c] / count - shifted_mean * shifted_mean, 0.0);
+    mean[c] = static_cast<float>(t[c] + shifted_mean);
+    inv_std[c] = static_cast<float>(1.0 / std::sqrt(variance + epsilon));
+    running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * mean[c];
+    running_var[c] = momentum * running_var[c] + (1.0f - momentum) * static_cast<float>(variance);
+  }
+}
+
+// Per channel a = gamma * inv_std, b = beta - mean * a: bn(t) = t * a + b.
+void scale_shift(const float* gamma, const float* beta, const float* mean,
+                 const float* inv_std, int64_t channels, float* a, float* b) {
+  for (int64_t c = 0; c < channels; ++c) {
+    a[c] = gamma[c] * inv_std[c];
+    b[c] = beta[c] - mean[c] * a[c];
+  }
+}
+
+// One BN's input gradient from the masked output gradient g (after masked_sums):
+//   grad_t = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat)),  xhat = (t - mean) * inv_std
+// rewritten per channel as k * g + slope * t + offset. Also fills grad_gamma = sum(g * xhat)
+// and grad_beta = sum(g).
+void bn_backward(const float* g, const float* t, Rows shape, const float* gamma,
+                 const float* mean, const float* inv_std, const double* sum_g,
+                 const double* sum_gd, float* grad_gamma, float* grad_beta, float* out,
+                 uint16_t* out_bf16) {
+  const int64_t channels = shape.channels;
+  const double count = static_cast<double>(shape.rows);
+  std::vector<float> k(channels), slope(channels), offset(channels);
+  for (int64_t c = 0; c < channels; ++c) {
+    const double mean_g = sum_g[c] / count;
+    const double mean_gx = sum_gd[c] * inv_std[c] / count;  // mean(g * xhat)
+    const double kc = static_cast<double>(gamma[c]) * inv_std[c];
+    k[c] = static_cast<float>(kc);
+    slope[c] = static_cast<float>(-kc * inv_std[c] * mean_gx);
+    offset[c] = static_cast<float>(-kc * mean_g + kc * inv_std[c] * mean_gx * mean[c]);
+    grad_gamma[c] = static_cast<float>(sum_gd[c] * inv_std[c]);
+    grad_beta[c] = static_cast<float>(sum_g[c]);
+  }
+  bn_input_grad(g, t, shape.rows, channels, k.data(), slope.data(), offset.data(), out,
+                out_bf16);
+}
+
+}  // namespace
+
+VECTOR_CLONES void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) store_bf16(y + i, load(x + i));
+  for (; i < n; ++i) y[i] = to_bf16(x[i]);
+}
+
+// y = max(0, t * a + b) per channel, into float32 or (bf16 set) bfloat16.
+template <int kVectors>
+ALWAYS_INLINE void scale_shift_relu_of(const float* t, int64_t rows, int64_t channels,
+                                       const float* a, const float* b, float* y,
+                                       uint16_t* y_bf16) {
+  if constexpr (kVectors > 0) {
+    const Row<kVectors> va = Row<kVectors>::of(a), vb = Row<kVectors>::of(b);
+    for (int64_t r = 0; r < rows; ++r) {
+      const Row<kVectors> in = Row<kVectors>::of(t + r * channels);
+      for (int i = 0; i < kVectors; ++i) {
+        const Floats out = relu(in.v[i] * va.v[i] + vb.v[i]);
+        if (y_bf16 != nullptr) {
+          store_bf16(y_bf16 + r * channels + i * kLanes, out);
+        } else {
+          store(y + r * channels + i * kLanes, out);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = t + r * channels;
+    if (y_bf16 != nullptr) {
+      uint16_t* out = y_bf16 + r * channels;
+      for (int64_t c = 0; c < channels; ++c) out[c] = to_bf16(std::max(in[c] * a[c] + b[c], 0.0f));
+    } else {
+      float* out = y + r * channels;
+      for (int64_t c = 0; c < channels; ++c) out[c] = std::max(in[c] * a[c] + b[c], 0.0f);
+    }
+  }
+}
+
+VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channels,
+                                    const float* a, const float* b, float* y,
+                                    uint16_t* y_bf16) {
+  BY_CHANNELS(channels, scale_shift_relu_of<kVectors>(t, rows, channels, a, b, y, y_bf16))
+}
+
+void check_norm(const Norm& n, const char* op) {
+  for (const auto* t : {&n.gamma, &n.beta, &n.running_mean, &n.running_var}) {
+    check_input(*t, op, "a batch normalization's parameter or statistic");
+  }
+}
+
+void normalize_stats(const float* t, Rows shape, const Norm& n, float epsilon, float momentum,
+                     float* mean, float* inv_std, float* a, float* b, float* partial) {
+  batch_statistics(t, shape, epsilon, momentum, mean, inv_std, data_of(n.running_mean),
+                   data_of(n.running_var), partial);
+  scale_shift(n.gamma.data<float>(), n.beta.data<float>(), mean, inv_std, shape.channels, a, b);
+}
+
+NormGrads norm_backward(const float* g_in, float* g, const float* t, Mask mask,
+                        const float* output, const float* a, const float* b,
+                        const float* gamma, const float* mean, const float* inv_std,
+                        Rows shape, const std::vector<int64_t>& nhwc, bool bf16,
+                        float* partial) {
+  const int64_t channels = shape.channels;
+  std::vector<double> sum_g(channels, 0.0), sum_gd(channels, 0.0);
+  masked_sums(g_in, g, t, mask, output, a, b, mean, shape.rows, channels, sum_g.data(),
+              sum_gd.data(), partial);
+  NormGrads grads{empty_of(nhwc, bf16), empty({channels}), empty({channels})};
+  bn_backward(g, t, shape, gamma, mean, inv_std, sum_g.data(), sum_gd.data(),
+              data_of(grads.gamma), data_of(grads.beta),
+              bf16 ? nullptr : data_of(grads.input), bf16 ? bf16_data(grads.input) : nullptr);
+  return grads;
+}
+
+}  // namespace norm
+}  // namespace paddle_resnet

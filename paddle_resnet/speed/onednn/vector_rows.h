@@ -1,0 +1,94 @@
+// What the fused operators' passes over NHWC rows share: bfloat16 rounding, 16 floats as
+// one vector value (GCC's vector extension) and a row of channels as registers, and the
+// macros that compile a pass for several instruction sets and pick a body by channels.
+#ifndef PADDLE_RESNET_ONEDNN_VECTOR_ROWS_H
+#define PADDLE_RESNET_ONEDNN_VECTOR_ROWS_H
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+// The passes (norm_passes.cc, basic_block.cc) have two bodies: a loop over any channel count, and one over 16, 32
+// or 64 channels (ResNet-20's stages) as 1, 2 or 4 vectors of 16 floats whose per-channel
+// sums stay in registers. With the count known only at run time GCC keeps those sums in
+// memory and stores them every row, and the row loop waits on that (docs/performance.md).
+// The two compute the same operations in the same order, so their results are equal bit
+// for bit (with -ffp-contract=off, onednn_build.py). Wider rows (ResNet-18's 128-512
+// channels) keep the loop: there a row is long enough that the sums' stores do not stall it,
+// and the vector body in runs of 64 channels, tried, made ResNet-18's passes slower (5.5% ->
+// 7.1% of the step's samples, docs/performance.md).
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define BY_CHANNELS(channels, call)                           \
+  switch (channels) {                                         \
+    case 16: { constexpr int kVectors = 1; call; break; }     \
+    case 32: { constexpr int kVectors = 2; call; break; }     \
+    case 64: { constexpr int kVectors = 4; call; break; }     \
+    default: { constexpr int kVectors = 0; call; break; }     \
+  }
+
+namespace paddle_resnet {
+
+// Round to nearest even, as oneDNN's reorders round float32 to bfloat16.
+inline uint16_t to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// 16 floats as one value (GCC's vector extension): one AVX-512 register, two AVX2 or four
+// SSE ones, as each clone compiles it.
+typedef float Floats __attribute__((vector_size(64)));
+typedef uint32_t Words __attribute__((vector_size(64)));
+typedef uint16_t Halves __attribute__((vector_size(32)));
+constexpr int64_t kLanes = 16;
+
+ALWAYS_INLINE Floats load(const float* p) {
+  Floats v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+ALWAYS_INLINE void store(float* p, Floats v) { std::memcpy(p, &v, sizeof(v)); }
+
+// to_bf16 of each lane.
+ALWAYS_INLINE void store_bf16(uint16_t* p, Floats v) {
+  Words u;
+  std::memcpy(&u, &v, sizeof(u));
+  const Words rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const Words quiet_nan = (u >> 16) | 0x40u;
+  const Halves h = __builtin_convertvector((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded,
+                                           Halves);
+  std::memcpy(p, &h, sizeof(h));
+}
+
+// std::max(v, 0.0f) of each lane, -0.0 and NaN included.
+ALWAYS_INLINE Floats relu(Floats v) {
+  const Floats zero = {};
+  return v < zero ? zero : v;
+}
+
+// One row of kVectors vectors: its channels' values as registers.
+template <int kVectors>
+struct Row {
+  Floats v[kVectors];
+
+  static ALWAYS_INLINE Row of(const float* p) {
+    Row row;
+    for (int i = 0; i < kVectors; ++i) row.v[i] = load(p + i * kLanes);
+    return row;
+  }
+  ALWAYS_INLINE void store_to(float* p) const {
+    for (int i = 0; i < kVectors; ++i) store(p + i * kLanes, v[i]);
+  }
+};
+
+}  // namespace paddle_resnet
+
+#endif

@@ -1,0 +1,147 @@
+"""DenseNet's BN-ReLU-convolutions as one operator (paddle_resnet/speed/fused_norm_conv.py):
+the values, gradients and running statistics of the per-layer path, the same parameters
+and checkpoints, Paddle's own path in evaluation, and which layers it takes."""
+import numpy as np
+import paddle
+import pytest
+
+from conftest import assert_same_training
+from paddle_resnet.engine.step import speed_options, training_model
+from paddle_resnet.models import build_model
+from paddle_resnet.models.densenet import DenseLayer, Transition
+from paddle_resnet.speed import native_bf16, plan_speed
+from paddle_resnet.speed.fused_norm_conv import (OP, FusedDenseLayer, FusedTransition,
+                                                 use_fused_norm_conv)
+from paddle_resnet.speed.onednn_conv import run_all, use_onednn_conv
+
+
+@pytest.fixture(scope="module")
+def library():
+    plan = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
+    if not plan.fused_block:
+        pytest.fail(f"the oneDNN operators should build on this machine: {plan.note}")
+    return plan.library
+
+
+def layer_pair(library, kind, in_channels, bf16):
+    layers = []
+    for _ in range(2):
+        paddle.seed(0)
+        if kind == "transition":
+            layer = Transition(in_channels, in_channels // 2, data_format="NHWC")
+        else:
+            layer = DenseLayer(in_channels, 12, kind == "bottleneck", data_format="NHWC")
+        for bn in [m for m in layer.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)]:
+            channels = bn.weight.shape  # BN parameters away from their 1/0 initial values
+            bn.weight.set_value(paddle.rand(channels) + 0.5)
+            bn.bias.set_value(0.1 * paddle.randn(channels))
+        use_onednn_conv(layer, library, bf16)
+        layers.append(layer)
+    reference, fused = layers
+    assert use_fused_norm_conv(fused, library, bf16) == 1
+    assert type(fused) is (FusedTransition if kind == "transition" else FusedDenseLayer)
+    return reference, fused
+
+
+# 16 and 64 input channels take the passes over whole vectors, 28 and 148 (most of a
+# DenseNet's layers) the loops over any channel count (norm_passes.cc).
+SHAPES = {"dense layer, 16 channels": ("dense", 16), "dense layer, 28": ("dense", 28),
+          "dense layer, 148": ("dense", 148), "bottleneck, 24": ("bottleneck", 24),
+          "bottleneck, 64": ("bottleneck", 64), "transition, 28": ("transition", 28)}
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_values_gradients_and_running_statistics_equal_the_per_layer_path(library, shape,
+                                                                          bf16):
+    if bf16 and not native_bf16():
+        pytest.skip("oneDNN emulates bf16 without AVX-512 BF16 or AMX")
+    kind, in_channels = SHAPES[shape]
+    reference, fused = layer_pair(library, kind, in_channels, bf16)
+    # float32: the paths differ in the order of BN's sums; bf16: both round the same
+    # convolution inputs and output gradients, which leaves differences of bf16's
+    # rounding where BN's float32 sums round a value across a bf16 boundary (measured up
+    # to 9e-5 of the largest value).
+    tolerance = 2e-3 if bf16 else 1e-5
+    for step in range(2):  # the running statistics move twice
+        rng = np.random.default_rng(step)
+        x_np = (2 * rng.standard_normal([4, 8, 8, in_channels]) + 0.5).astype("float32")
+        found = {}
+        for key, layer in (("reference", reference), ("fused", fused)):
+            x = paddle.to_tensor(x_np, stop_gradient=False)
+            y = layer(x)
+            weights = [p for p in layer.parameters() if not p.stop_gradient]
+            grad_y = paddle.to_tensor(np.sin(np.arange(y.size)).reshape(y.shape), "float32")
+            found[key] = [y] + list(paddle.grad([y], [x] + weights, [grad_y]))
+        names = ["y", "x"] + [p.name for p in reference.parameters() if not p.stop_gradient]
+        assert len(names) == len(found["fused"])
+        for name, expected, got in zip(names, found["reference"], found["fused"]):
+            scale = float(np.abs(expected.numpy()).max())
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0,
+                                       atol=tolerance * scale, err_msg=f"step {step} {name}")
+    for (name, a), b in zip(reference.state_dict().items(), fused.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("channels", [16, 28])
+def test_the_normalize_pass_rounds_each_operation_as_written(library, channels):
+    """BN's scale and shift and the ReLU as NumPy's float32 computes them, bit for bit, in
+    the pass over whole vectors (16 channels) and over any count (28) alike."""
+    _, layer = layer_pair(library, "dense", channels, bf16=False)
+    x = paddle.to_tensor(np.random.default_rng(1).standard_normal([4, 8, 8, channels]),
+                         "float32")
+    bn = layer.bn2
+    y, a, stats = run_all(OP, x, bn.weight, bn.bias, bn._mean, bn._variance,
+                          layer.conv2.weight, float(bn._epsilon), float(bn._momentum), False)
+    mean, inv_std, scale, shift = stats.numpy()
+    np.testing.assert_array_equal(scale, bn.weight.numpy() * inv_std)
+    np.testing.assert_array_equal(shift, bn.bias.numpy() - mean * scale)
+    expected = x.numpy() * scale + shift
+    np.testing.assert_array_equal(a.numpy(), np.where(expected < 0, np.float32(0), expected))
+    np.testing.assert_allclose(mean, x.numpy().mean(axis=(0, 1, 2)), rtol=0, atol=1e-6)
+    assert y.shape == [4, 8, 8, 12]
+
+
+def test_the_operator_refuses_a_kernel_it_does_not_pad(library):
+    x = paddle.randn([2, 4, 4, 8])
+    gamma, beta = paddle.ones([8]), paddle.zeros([8])
+    with pytest.raises(Exception, match="a square kernel of odd size expected"):
+        run_all(OP, x, gamma, beta, paddle.zeros([8]), paddle.ones([8]),
+                paddle.randn([12, 8, 2, 2]), 1e-5, 0.9, False)
+
+
+@pytest.mark.parametrize("kind", ["dense", "bottleneck", "transition"])
+def test_evaluation_takes_the_per_layer_path(library, kind):
+    reference, fused = layer_pair(library, kind, 24, bf16=False)
+    reference.eval(), fused.eval()
+    x = paddle.randn([4, 8, 8, 24])
+    np.testing.assert_array_equal(fused(x).numpy(), reference(x).numpy())
+
+
+# DenseNet-40: 36 dense layers and 2 transitions; DenseNet-BC-100: 48 and 2; the CIFAR
+# DenseNet-121: 58 and 3.
+@pytest.mark.parametrize("name, fused_layers", [("densenet40_k12", 38),
+                                                ("densenet_bc_100_k12", 50),
+                                                ("densenet121", 61), ("resnet20", 0)])
+def test_which_layers_it_takes_and_the_checkpoint_keys(library, name, fused_layers):
+    plan = plan_speed(speed_options(["fused_block=true"]), "cpu", 2)
+    model = training_model(name, plan)
+    found = sum(type(layer) in (FusedDenseLayer, FusedTransition)
+                for layer in model.sublayers())
+    assert found == fused_layers == model.speed_paths["fused_norm_conv"]
+    assert list(model.state_dict()) == list(build_model(name).state_dict())
+    # the run header names the fused operators the model took, and only those
+    applied = plan.as_applied(model.speed_paths).describe()
+    assert ("BN-ReLU-convolutions: one operator each" in applied) is (fused_layers > 0)
+    assert ("basic blocks: one operator each" in applied) is (name == "resnet20")
+
+
+def test_densenet_trains_the_same_steps_as_the_per_layer_path(library):
+    """Three steps of the package's train_step in float32: the loss and the weights of the
+    fused DenseNet-40 stay those of the per-layer one to float32 rounding."""
+    models = {}
+    for key, fused in (("fused", "true"), ("per_layer", "false")):
+        plan = plan_speed(speed_options([f"fused_block={fused}", "conv_bf16=false"]), "cpu", 2)
+        paddle.seed(0)
+        models[key] = training_model("densenet40_k12", plan)
+    assert_same_training(models, loss_rtol=1e-4, weight_atol=1e-3)
