@@ -13,7 +13,8 @@ and in NHWC layout (speed.channels_last); the default speed paths (oneDNN convol
 bf16 where the CPU has bf16 kernels) in one process of one thread, in one process running
 every core as threads, and one process per core under paddle.distributed.launch (the
 default of `tools/train.py` on a CPU; the same global batch), also with float32
-convolutions (speed.conv_bf16=false); and PyTorch eager with all cores and with one, and
+convolutions (speed.conv_bf16=false) and without the fused operators
+(speed.fused_block=false); and PyTorch eager with all cores and with one, and
 with all cores in channels_last under `torch.autocast("cpu", torch.bfloat16)` (PyTorch's
 fastest CPU training setting).
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
@@ -37,18 +38,19 @@ WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 
 DEFAULT = "paddle, 1 process per core (the default)"
 DEFAULT_FLOAT32 = "paddle, 1 process per core, float32 convolutions"
-PER_CORE = (DEFAULT, DEFAULT_FLOAT32)  # launched as tools/train.py does on a CPU
+PER_LAYER = "paddle, 1 process per core, per-layer (speed.fused_block=false)"
+PER_CORE = (DEFAULT, DEFAULT_FLOAT32, PER_LAYER)  # launched as tools/train.py does on a CPU
 GENERIC_MKL = "paddle dygraph, MKL generic path"
 THREADS = "paddle oneDNN, 1 process x all cores as threads"
 ONE_THREAD = "paddle oneDNN, 1 process x 1 thread"
 TORCH_FAST = "torch channels_last bf16"
 TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", ONE_THREAD,
-         THREADS, DEFAULT_FLOAT32, DEFAULT, "torch", "torch 1 thread", TORCH_FAST]
+         THREADS, DEFAULT_FLOAT32, PER_LAYER, DEFAULT, "torch", "torch 1 thread", TORCH_FAST]
 # The `speed.*` options of each Paddle training variant (the rest: the defaults).
 SPEED = {"paddle dygraph": ["conv=paddle"], GENERIC_MKL: ["conv=paddle"],
          "paddle to_static": ["to_static=true"],
          "paddle channels_last": ["conv=paddle", "channels_last=true"],
-         DEFAULT_FLOAT32: ["conv_bf16=false"]}
+         DEFAULT_FLOAT32: ["conv_bf16=false"], PER_LAYER: ["fused_block=false"]}
 EVAL = ["paddle dygraph", "paddle inference 1 thread", "paddle inference", "torch"]
 
 

@@ -92,14 +92,16 @@ def test_the_normalize_pass_rounds_each_operation_as_written(library, channels):
                          "float32")
     bn = layer.bn2
     y, a, stats = run_all(OP, x, bn.weight, bn.bias, bn._mean, bn._variance,
-                          layer.conv2.weight, float(bn._epsilon), float(bn._momentum), False)
+                          layer.conv2.weight, float(bn._epsilon), float(bn._momentum), True,
+                          False)
     mean, inv_std, scale, shift = stats.numpy()
     np.testing.assert_array_equal(scale, bn.weight.numpy() * inv_std)
     np.testing.assert_array_equal(shift, bn.bias.numpy() - mean * scale)
     expected = x.numpy() * scale + shift
     np.testing.assert_array_equal(a.numpy(), np.where(expected < 0, np.float32(0), expected))
     np.testing.assert_allclose(mean, x.numpy().mean(axis=(0, 1, 2)), rtol=0, atol=1e-6)
-    assert y.shape == [4, 8, 8, 12]
+    np.testing.assert_array_equal(y.numpy()[..., :channels], x.numpy())  # the concatenation
+    assert y.shape == [4, 8, 8, channels + 12]
 
 
 def test_the_operator_refuses_a_kernel_it_does_not_pad(library):
@@ -107,7 +109,7 @@ def test_the_operator_refuses_a_kernel_it_does_not_pad(library):
     gamma, beta = paddle.ones([8]), paddle.zeros([8])
     with pytest.raises(Exception, match="a square kernel of odd size expected"):
         run_all(OP, x, gamma, beta, paddle.zeros([8]), paddle.ones([8]),
-                paddle.randn([12, 8, 2, 2]), 1e-5, 0.9, False)
+                paddle.randn([12, 8, 2, 2]), 1e-5, 0.9, False, False)
 
 
 @pytest.mark.parametrize("kind", ["dense", "bottleneck", "transition"])

@@ -4,10 +4,11 @@ one dispatch, their backward in another, instead of Paddle's BN and ReLU kernels
 their gradients) in float32 around a oneDNN convolution that rounds its input to bf16
 again.
 
-A dense layer is BN-ReLU-conv3x3 (DenseNet-40), with a BN-ReLU-conv1x1 bottleneck before
-it (DenseNet-BC); a transition is BN-ReLU-conv1x1 and then average pooling. Each of those
-BN-ReLU-convolutions becomes one operator; the concatenation, the pooling and the
-network's last BN stay Paddle's. Parameters, buffers and checkpoints are the plain
+A dense layer is BN-ReLU-conv3x3 and the concatenation of its input and output
+(DenseNet-40): one operator, concatenation included. With a BN-ReLU-conv1x1 bottleneck
+before it (DenseNet-BC) each BN-ReLU-convolution is one operator and the concatenation
+Paddle's; a transition is one operator and Paddle's average pooling. The network's last BN
+stays Paddle's. Parameters, buffers and checkpoints are the plain
 layers'; evaluation, a static graph, a GPU and other dtypes take the per-layer path.
 The results are the per-layer path's to float32 rounding (tests/test_fused_norm_conv.py).
 """
@@ -29,11 +30,12 @@ def fusable(bn: nn.Layer, conv: nn.Layer) -> bool:
             and any(plain_conv(conv, kernel, 1) for kernel in (1, 3)))
 
 
-def bn_relu_conv(bn: nn.BatchNorm2D, conv: nn.Conv2D, x: paddle.Tensor, bf16: bool
-                 ) -> paddle.Tensor:
-    """conv(relu(bn(x))) in training, as one operator (x NHWC, float32, on the CPU)."""
+def bn_relu_conv(bn: nn.BatchNorm2D, conv: nn.Conv2D, x: paddle.Tensor, bf16: bool,
+                 concat: bool = False) -> paddle.Tensor:
+    """conv(relu(bn(x))) in training, as one operator (x NHWC, float32, on the CPU); with
+    `concat`, x and it concatenated along channels."""
     return run_all(OP, x.contiguous(), bn.weight, bn.bias, bn._mean, bn._variance, conv.weight,
-                   float(bn._epsilon), float(bn._momentum), bf16)[0]
+                   float(bn._epsilon), float(bn._momentum), concat, bf16)[0]
 
 
 class FusedDenseLayer(DenseLayer):
@@ -43,9 +45,9 @@ class FusedDenseLayer(DenseLayer):
     def forward(self, x):
         if not (self.training and on_fast_path(x)):
             return super().forward(x)
-        out = x
-        if self.bottleneck:
-            out = bn_relu_conv(self.bn1, self.conv1, out, self._fused_bf16)
+        if not self.bottleneck:
+            return bn_relu_conv(self.bn2, self.conv2, x, self._fused_bf16, concat=True)
+        out = bn_relu_conv(self.bn1, self.conv1, x, self._fused_bf16)
         out = bn_relu_conv(self.bn2, self.conv2, out, self._fused_bf16)
         return paddle.concat([x, out], axis=self.axis)
 

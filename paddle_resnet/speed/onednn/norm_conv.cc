@@ -1,8 +1,9 @@
 // Pre-activation BN-ReLU-convolution as one custom operator, forward and backward:
-//     y = conv(relu(bn(x)))
+//     y = conv(relu(bn(x)))             or, with `concat`,    y = [x, conv(relu(bn(x)))]
 // with batch statistics (training mode), a 1x1 or 3x3 convolution, stride 1, padding that
 // keeps the size, no bias: every convolution of a DenseNet (its dense layers, their
-// bottlenecks and its transitions). paddle_resnet/speed/fused_norm_conv.py calls it.
+// bottlenecks and its transitions), and with `concat` a whole dense layer without a
+// bottleneck (DenseNet-40's). paddle_resnet/speed/fused_norm_conv.py calls it.
 //
 // Why: DenseNet's layers have no residual add, so the fused basic block does not apply,
 // and in the per-layer path a layer's BN, ReLU and their gradients were ~a quarter of
@@ -14,13 +15,19 @@
 // path's (Paddle's BN and ReLU, then the convolution on its input rounded to bf16) to
 // float32 rounding: the same values meet the same oneDNN primitives (conv_primitives.h).
 //
-// The concatenation stays Paddle's: x's gradient is float32, for the concatenation's
-// backward to add into.
+// The concatenation: Paddle's concat copies x and the new maps into a tensor of their own,
+// and its backward splits the output gradient into copies, one of which autograd then
+// adds to x's gradient from the BN: ~16% of DenseNet-40's step after the fusion above
+// (docs/performance.md). With `concat` the operator writes x's rows and the new maps into
+// y itself, and its BN gradient pass adds y's gradient for x's channels as it writes x's
+// gradient, so neither the copies nor the add remain. x's gradient is float32.
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "conv_primitives.h"
 #include "norm_passes.h"
+#include "vector_rows.h"
 
 using namespace paddle_resnet;        // NOLINT: the shared helpers of common.h
 using namespace paddle_resnet::conv;  // NOLINT: the primitives of conv_primitives.h
@@ -44,8 +51,32 @@ Geometry conv_geometry(const paddle::Tensor& x, const paddle::Tensor& w, bool bf
   return geometry(xs, ws, {1, 1}, {pad, pad, pad, pad}, bf16);
 }
 
-std::vector<int64_t> output_shape(const Geometry& g) {
+std::vector<int64_t> conv_output_shape(const Geometry& g) {
   return {g.dst[0], g.dst[2], g.dst[3], g.dst[1]};
+}
+
+// y's rows = [x's row, t's row]: the concatenation along channels of NHWC x and t.
+void concat_rows(const float* x, int64_t x_channels, const float* t, int64_t t_channels,
+                 int64_t rows, float* y) {
+  const int64_t width = x_channels + t_channels;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::memcpy(y + r * width, x + r * x_channels, x_channels * sizeof(float));
+    std::memcpy(y + r * width + x_channels, t + r * t_channels, t_channels * sizeof(float));
+  }
+}
+
+// The last `channels` of each of g's rows (`width` floats apart), contiguous, into float32
+// or (out_bf16 not null) bfloat16 rounded as round_to_bf16 rounds.
+void last_channels(const float* g, int64_t width, int64_t channels, int64_t rows, float* out,
+                   uint16_t* out_bf16) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = g + r * width + (width - channels);
+    if (out_bf16 != nullptr) {
+      for (int64_t c = 0; c < channels; ++c) out_bf16[r * channels + c] = to_bf16(row[c]);
+    } else {
+      std::memcpy(out + r * channels, row, channels * sizeof(float));
+    }
+  }
 }
 
 }  // namespace
@@ -55,7 +86,7 @@ std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddl
                                             const paddle::Tensor& running_mean,
                                             const paddle::Tensor& running_var,
                                             const paddle::Tensor& w, float epsilon,
-                                            float momentum, bool bf16) {
+                                            float momentum, bool concat, bool bf16) {
   check_input(x, kOp, "the input");
   check_input(w, kOp, "the convolution's weight");
   const Norm n{gamma, beta, running_mean, running_var};
@@ -73,15 +104,19 @@ std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddl
   auto a = empty_of(x.shape(), bf16);
   scale_shift_relu(x.data<float>(), shape.rows, channels, row(kScale), row(kShift),
                    bf16 ? nullptr : data_of(a), bf16 ? bf16_data(a) : nullptr);
-  auto y = empty(output_shape(g));
-  run_forward(g, conv_input(g.src, a, bf16), w, data_of(y));
+  auto t = empty(conv_output_shape(g));
+  run_forward(g, conv_input(g.src, a, bf16), w, data_of(t));
+  if (!concat) return {t, a, stats};
+  auto y = empty({x.shape()[0], x.shape()[1], x.shape()[2], channels + g.dst[1]});
+  concat_rows(x.data<float>(), channels, t.data<float>(), g.dst[1], shape.rows, data_of(y));
   return {y, a, stats};
 }
 
 std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const paddle::Tensor& gamma,
                                              const paddle::Tensor& w, const paddle::Tensor& a,
                                              const paddle::Tensor& stats,
-                                             const paddle::Tensor& grad_y, bool bf16) {
+                                             const paddle::Tensor& grad_y, bool concat,
+                                             bool bf16) {
   check_input(grad_y, kOp, "the output gradient");
   const Geometry g = conv_geometry(x, w, bf16);
   const Rows shape = rows_of(x.shape());
@@ -91,33 +126,46 @@ std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const padd
   std::vector<float> partial(2 * channels);
 
   // The convolution reads its output gradient as it read its input: rounded to bf16 once,
-  // for both of its gradients.
-  paddle::Tensor grad_y_in = bf16 ? empty_of(grad_y.shape(), true) : grad_y;
-  if (bf16) round_to_bf16(grad_y.data<float>(), bf16_data(grad_y_in), grad_y.numel());
-  const memory grad_y_mem = conv_input(g.dst, grad_y_in, bf16);
+  // for both of its gradients; with `concat`, the last of grad_y's channels.
+  const int64_t width = grad_y.shape()[3];
+  PD_CHECK(width == (concat ? channels : 0) + g.dst[1], kOp, ": the output gradient has ",
+           width, " channels");
+  const std::vector<int64_t> t_shape = conv_output_shape(g);
+  paddle::Tensor grad_t = grad_y;
+  if (bf16) {
+    grad_t = empty_of(t_shape, true);
+    last_channels(grad_y.data<float>(), width, g.dst[1], shape.rows, nullptr,
+                  bf16_data(grad_t));
+  } else if (concat) {
+    grad_t = empty(t_shape);
+    last_channels(grad_y.data<float>(), width, g.dst[1], shape.rows, data_of(grad_t), nullptr);
+  }
+  const memory grad_y_mem = conv_input(g.dst, grad_t, bf16);
 
   auto grad_a = empty(x.shape());
   run_backward_data(g, grad_y_mem, w, data_of(grad_a));
   auto grad_w = empty(w.shape());
   run_backward_weights(g, conv_input(g.src, a, bf16), grad_y_mem, data_of(grad_w));
 
-  // Through the ReLU (its mask recomputed from x) and the BN, into float32.
+  // Through the ReLU (its mask recomputed from x) and the BN, into float32; with `concat`
+  // plus y's gradient for x's own channels.
+  const Addend concat_share{concat ? grad_y.data<float>() : nullptr, width};
   const NormGrads grads =
       norm_backward(grad_a.data<float>(), data_of(grad_a), x.data<float>(), Mask::kRecompute,
                     nullptr, row(kScale), row(kShift), gamma.data<float>(), row(kMean),
-                    row(kInvStd), shape, x.shape(), false, partial.data());
+                    row(kInvStd), shape, x.shape(), false, partial.data(), concat_share);
   return {grads.input, grads.gamma, grads.beta, grad_w};
 }
 
 PD_BUILD_OP(fused_bn_relu_conv)
     .Inputs({"X", "Gamma", "Beta", "RunningMean", "RunningVar", "W"})
     .Outputs({"Y", "A", "Stats"})
-    .Attrs({"epsilon: float", "momentum: float", "bf16: bool"})
+    .Attrs({"epsilon: float", "momentum: float", "concat: bool", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(NormConvForward));
 
 PD_BUILD_GRAD_OP(fused_bn_relu_conv)
     .Inputs({"X", "Gamma", "W", "A", "Stats", paddle::Grad("Y")})
     .Outputs({paddle::Grad("X"), paddle::Grad("Gamma"), paddle::Grad("Beta"),
               paddle::Grad("W")})
-    .Attrs({"bf16: bool"})
+    .Attrs({"concat: bool", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(NormConvBackward));

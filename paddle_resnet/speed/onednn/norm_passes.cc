@@ -155,18 +155,20 @@ VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask
 }
 
 // Second pass: grad_t = k * g + slope * t + offset per channel (the BN input gradient,
-// bn_backward's comment), into float32 or bfloat16.
+// bn_backward's comment), plus the addend's row if there is one, into float32 or bfloat16.
 template <int kVectors>
 ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows,
                                     int64_t channels, const float* k, const float* slope,
-                                    const float* offset, float* out, uint16_t* out_bf16) {
+                                    const float* offset, Addend add, float* out,
+                                    uint16_t* out_bf16) {
   if constexpr (kVectors > 0) {
     using R = Row<kVectors>;
     const R vk = R::of(k), vs = R::of(slope), vo = R::of(offset);
     for (int64_t r = 0; r < rows; ++r) {
       const R gr = R::of(g + r * channels), tr = R::of(t + r * channels);
       for (int i = 0; i < kVectors; ++i) {
-        const Floats o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
+        Floats o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
+        if (add.data != nullptr) o += load(add.data + r * add.stride + i * kLanes);
         if (out_bf16 != nullptr) {
           store_bf16(out_bf16 + r * channels + i * kLanes, o);
         } else {
@@ -182,6 +184,12 @@ ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows
     if (out_bf16 != nullptr) {
       uint16_t* o = out_bf16 + r * channels;
       for (int64_t c = 0; c < channels; ++c) o[c] = to_bf16(k[c] * gr[c] + slope[c] * tr[c] + offset[c]);
+    } else if (add.data != nullptr) {
+      float* o = out + r * channels;
+      const float* ar = add.data + r * add.stride;
+      for (int64_t c = 0; c < channels; ++c) {
+        o[c] = k[c] * gr[c] + slope[c] * tr[c] + offset[c] + ar[c];
+      }
     } else {
       float* o = out + r * channels;
       for (int64_t c = 0; c < channels; ++c) o[c] = k[c] * gr[c] + slope[c] * tr[c] + offset[c];
@@ -191,9 +199,10 @@ ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows
 
 VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
                                  int64_t channels, const float* k, const float* slope,
-                                 const float* offset, float* out, uint16_t* out_bf16) {
+                                 const float* offset, Addend add, float* out,
+                                 uint16_t* out_bf16) {
   BY_CHANNELS(channels, bn_input_grad_of<kVectors>(g, t, rows, channels, k, slope, offset,
-                                                   out, out_bf16))
+                                                   add, out, out_bf16))
 }
 
 // The batch statistics of t: fills mean and inverse standard deviation, updates the
@@ -229,8 +238,8 @@ void scale_shift(const float* gamma, const float* beta, const float* mean,
 // and grad_beta = sum(g).
 void bn_backward(const float* g, const float* t, Rows shape, const float* gamma,
                  const float* mean, const float* inv_std, const double* sum_g,
-                 const double* sum_gd, float* grad_gamma, float* grad_beta, float* out,
-                 uint16_t* out_bf16) {
+                 const double* sum_gd, float* grad_gamma, float* grad_beta, Addend add,
+                 float* out, uint16_t* out_bf16) {
   const int64_t channels = shape.channels;
   const double count = static_cast<double>(shape.rows);
   std::vector<float> k(channels), slope(channels), offset(channels);
@@ -244,7 +253,7 @@ void bn_backward(const float* g, const float* t, Rows shape, const float* gamma,
     grad_gamma[c] = static_cast<float>(sum_gd[c] * inv_std[c]);
     grad_beta[c] = static_cast<float>(sum_g[c]);
   }
-  bn_input_grad(g, t, shape.rows, channels, k.data(), slope.data(), offset.data(), out,
+  bn_input_grad(g, t, shape.rows, channels, k.data(), slope.data(), offset.data(), add, out,
                 out_bf16);
 }
 
@@ -311,14 +320,15 @@ NormGrads norm_backward(const float* g_in, float* g, const float* t, Mask mask,
                         const float* output, const float* a, const float* b,
                         const float* gamma, const float* mean, const float* inv_std,
                         Rows shape, const std::vector<int64_t>& nhwc, bool bf16,
-                        float* partial) {
+                        float* partial, Addend add) {
+  PD_CHECK(add.data == nullptr || !bf16, "norm_backward: an addend needs a float32 gradient");
   const int64_t channels = shape.channels;
   std::vector<double> sum_g(channels, 0.0), sum_gd(channels, 0.0);
   masked_sums(g_in, g, t, mask, output, a, b, mean, shape.rows, channels, sum_g.data(),
               sum_gd.data(), partial);
   NormGrads grads{empty_of(nhwc, bf16), empty({channels}), empty({channels})};
   bn_backward(g, t, shape, gamma, mean, inv_std, sum_g.data(), sum_gd.data(),
-              data_of(grads.gamma), data_of(grads.beta),
+              data_of(grads.gamma), data_of(grads.beta), add,
               bf16 ? nullptr : data_of(grads.input), bf16 ? bf16_data(grads.input) : nullptr);
   return grads;
 }

@@ -63,15 +63,22 @@ struct NormGrads {
   paddle::Tensor input, gamma, beta;
 };
 
+// A float32 gradient that adds to a BN input's (its other consumers' share), one row of
+// the input's channels every `stride` floats; none where `data` is null.
+struct Addend {
+  const float* data = nullptr;
+  int64_t stride = 0;
+};
+
 // A BN's backward through its mask: g_in masked into g (the same memory, or not); returns
-// the BN input's gradient (bf16 or float32, shaped `nhwc`) and its parameters' gradients.
-// `output` is the kept ReLU output (Mask::kOutput), `a`, `b` the forward's scale and shift
-// (Mask::kRecompute).
+// the BN input's gradient (bf16 or float32, shaped `nhwc`; float32 where `add` adds to it)
+// and its parameters' gradients. `output` is the kept ReLU output (Mask::kOutput), `a`, `b`
+// the forward's scale and shift (Mask::kRecompute).
 NormGrads norm_backward(const float* g_in, float* g, const float* t, Mask mask,
                         const float* output, const float* a, const float* b,
                         const float* gamma, const float* mean, const float* inv_std,
                         Rows shape, const std::vector<int64_t>& nhwc, bool bf16,
-                        float* partial);
+                        float* partial, Addend add = {});
 
 }  // namespace norm
 }  // namespace paddle_resnet
