@@ -78,9 +78,9 @@ def main():
     if args.processes < 1:
         parser.error(f"--processes {args.processes} must be at least 1")
     plan = plan_speed(options, "cpu", args.processes)
-    print(plan.describe())
     paddle.seed(0)
     model = training_model(args.model, plan)
+    print(plan.as_applied(model.speed_paths).describe())
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
     images = paddle.randn(batch_shape(args.batch, plan.data_format))
     labels = paddle.randint(0, 10, [args.batch])

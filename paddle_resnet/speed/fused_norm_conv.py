@@ -7,10 +7,13 @@ again.
 A dense layer is BN-ReLU-conv3x3 and the concatenation of its input and output
 (DenseNet-40): one operator, concatenation included. With a BN-ReLU-conv1x1 bottleneck
 before it (DenseNet-BC) each BN-ReLU-convolution is one operator and the concatenation
-Paddle's; a transition is one operator and Paddle's average pooling. The network's last BN
-stays Paddle's. Parameters, buffers and checkpoints are the plain
-layers'; evaluation, a static graph, a GPU and other dtypes take the per-layer path.
-The results are the per-layer path's to float32 rounding (tests/test_fused_norm_conv.py).
+Paddle's. A transition, BN-ReLU-conv1x1 and 2x2 average pooling, is one operator that
+pools before its convolution (the same maps: both are linear, on different axes; a
+quarter of the work). The network's last BN stays Paddle's. Parameters, buffers and
+checkpoints are the plain layers'; evaluation, a static graph, a GPU and other dtypes take
+the per-layer path. The results are the per-layer path's to float32 rounding
+(tests/test_fused_norm_conv.py), bf16 inputs where it rounds them; a transition's
+convolution, on a quarter of the pixels, stays float32 (norm_conv.cc says why).
 """
 import paddle
 import paddle.nn as nn
@@ -31,11 +34,19 @@ def fusable(bn: nn.Layer, conv: nn.Layer) -> bool:
 
 
 def bn_relu_conv(bn: nn.BatchNorm2D, conv: nn.Conv2D, x: paddle.Tensor, bf16: bool,
-                 concat: bool = False) -> paddle.Tensor:
+                 concat: bool = False, pool: bool = False) -> paddle.Tensor:
     """conv(relu(bn(x))) in training, as one operator (x NHWC, float32, on the CPU); with
-    `concat`, x and it concatenated along channels."""
+    `concat`, x and it concatenated along channels; with `pool`, its 2x2 average pooling
+    (a 1x1 `conv`)."""
     return run_all(OP, x.contiguous(), bn.weight, bn.bias, bn._mean, bn._variance, conv.weight,
-                   float(bn._epsilon), float(bn._momentum), concat, bf16)[0]
+                   float(bn._epsilon), float(bn._momentum), concat, pool, bf16)[0]
+
+
+def halving_pool(pool: nn.Layer) -> bool:
+    """A 2x2 average pooling of stride 2 without padding, in NHWC: the transitions'."""
+    return (type(pool) is nn.AvgPool2D and pool.ksize in (2, [2, 2], (2, 2))
+            and pool.stride in (None, 2, [2, 2], (2, 2)) and pool.padding in (0, [0, 0])
+            and not pool.ceil_mode and pool.divisor is None and pool.data_format == "NHWC")
 
 
 class FusedDenseLayer(DenseLayer):
@@ -53,19 +64,20 @@ class FusedDenseLayer(DenseLayer):
 
 
 class FusedTransition(Transition):
-    """`Transition` whose BN-ReLU-convolution is one operator in training."""
+    """`Transition` whose training pass is one operator, pooling before its convolution."""
 
     def forward(self, x):
         if not (self.training and on_fast_path(x)):
             return super().forward(x)
-        return self.pool(bn_relu_conv(self.bn, self.conv, x, self._fused_bf16))
+        return bn_relu_conv(self.bn, self.conv, x, self._fused_bf16, pool=True)
 
 
 def eligible(layer: nn.Layer) -> bool:
     if type(layer) is DenseLayer:
         return (layer.axis == 3 and fusable(layer.bn2, layer.conv2)
                 and (not layer.bottleneck or fusable(layer.bn1, layer.conv1)))
-    return type(layer) is Transition and fusable(layer.bn, layer.conv)
+    return (type(layer) is Transition and fusable(layer.bn, layer.conv)
+            and plain_conv(layer.conv, 1, 1) and halving_pool(layer.pool))
 
 
 FUSED = {DenseLayer: FusedDenseLayer, Transition: FusedTransition}

@@ -1,9 +1,11 @@
 // Pre-activation BN-ReLU-convolution as one custom operator, forward and backward:
-//     y = conv(relu(bn(x)))             or, with `concat`,    y = [x, conv(relu(bn(x)))]
+//     y = conv(relu(bn(x)))
+//     with `concat`: y = [x, conv(relu(bn(x)))]; with `pool`: y = avgpool2x2(conv(relu(bn(x))))
 // with batch statistics (training mode), a 1x1 or 3x3 convolution, stride 1, padding that
 // keeps the size, no bias: every convolution of a DenseNet (its dense layers, their
-// bottlenecks and its transitions), and with `concat` a whole dense layer without a
-// bottleneck (DenseNet-40's). paddle_resnet/speed/fused_norm_conv.py calls it.
+// bottlenecks and its transitions); with `concat` a whole dense layer without a bottleneck
+// (DenseNet-40's), with `pool` a whole transition. paddle_resnet/speed/fused_norm_conv.py
+// calls it.
 //
 // Why: DenseNet's layers have no residual add, so the fused basic block does not apply,
 // and in the per-layer path a layer's BN, ReLU and their gradients were ~a quarter of
@@ -21,6 +23,13 @@
 // (docs/performance.md). With `concat` the operator writes x's rows and the new maps into
 // y itself, and its BN gradient pass adds y's gradient for x's channels as it writes x's
 // gradient, so neither the copies nor the add remain. x's gradient is float32.
+//
+// The transition: a 1x1 convolution and a 2x2 average pooling are both linear and act on
+// different axes (channels; pixels), so pooling first gives the same maps as Huang et al.'s
+// order (the per-layer path's) up to float32 rounding, with a quarter of the convolution's
+// work, and no pooling of its output or of its gradient remains: the normalize pass writes
+// the pooled relu(bn(x)) directly, and the backward spreads the pooled gradient over each
+// window before the BN's passes. Its convolution stays float32 (convolves_in_bf16).
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -40,9 +49,8 @@ constexpr const char* kOp = "fused_bn_relu_conv";
 // Rows of the saved statistics tensor (kStats x channels of x).
 enum StatRow { kMean, kInvStd, kScale, kShift, kStats };
 
-// The convolution of x (NHWC) by w (OIHW): stride 1, the size kept.
-Geometry conv_geometry(const paddle::Tensor& x, const paddle::Tensor& w, bool bf16) {
-  const auto& xs = x.shape();
+// The convolution of NHWC input `xs` by w (OIHW): stride 1, the size kept.
+Geometry conv_geometry(const std::vector<int64_t>& xs, const paddle::Tensor& w, bool bf16) {
   const auto& ws = w.shape();
   PD_CHECK(xs.size() == 4, kOp, ": a 4-D NHWC input expected");
   PD_CHECK(ws.size() == 4 && ws[2] == ws[3] && ws[2] % 2 == 1, kOp,
@@ -53,6 +61,43 @@ Geometry conv_geometry(const paddle::Tensor& x, const paddle::Tensor& w, bool bf
 
 std::vector<int64_t> conv_output_shape(const Geometry& g) {
   return {g.dst[0], g.dst[2], g.dst[3], g.dst[1]};
+}
+
+// A transition's convolution runs in float32 on its pooled input: rounded to bf16 it would
+// round each window's average once where the per-layer path rounds its four pixels and
+// averages their rounding errors (measured 1.14x the per-layer path's mean error), and in
+// float32 on a quarter of the pixels it still costs less than the unpooled bf16 one.
+bool convolves_in_bf16(bool asked, bool pool) { return asked && !pool; }
+
+// The convolution's input: x's shape, or with `pool` its 2x2 average pooling's (floor, as
+// Paddle's AvgPool2D(2) without padding).
+std::vector<int64_t> conv_input_shape(const paddle::Tensor& x, bool pool,
+                                      const paddle::Tensor& w) {
+  const auto& xs = x.shape();
+  PD_CHECK(xs.size() == 4, kOp, ": a 4-D NHWC input expected");
+  if (!pool) return xs;
+  PD_CHECK(w.shape().size() == 4 && w.shape()[2] == 1 && w.shape()[3] == 1, kOp,
+           ": pooling before the convolution needs a 1x1 kernel");
+  PD_CHECK(xs[1] >= 2 && xs[2] >= 2, kOp, ": a 2x2 pooling needs maps of at least 2x2");
+  return {xs[0], xs[1] / 2, xs[2] / 2, xs[3]};
+}
+
+// g_a = the gradient of each pixel of a 2x2 average pooling's input from its output's g_p:
+// a quarter of its window's, nothing for a last odd row or column the pooling dropped.
+VECTOR_CLONES void spread_pooled_grad(const float* g_p, const std::vector<int64_t>& xs,
+                                      float* g_a) {
+  const int64_t n_count = xs[0], h_in = xs[1], w_in = xs[2], channels = xs[3];
+  const int64_t h_out = h_in / 2, w_out = w_in / 2;
+  std::memset(g_a, 0, sizeof(float) * n_count * h_in * w_in * channels);
+  for (int64_t n = 0; n < n_count; ++n) {
+    for (int64_t h = 0; h < 2 * h_out; ++h) {
+      for (int64_t w = 0; w < 2 * w_out; ++w) {
+        const float* p = g_p + ((n * h_out + h / 2) * w_out + w / 2) * channels;
+        float* a = g_a + ((n * h_in + h) * w_in + w) * channels;
+        for (int64_t c = 0; c < channels; ++c) a[c] = p[c] * 0.25f;
+      }
+    }
+  }
 }
 
 // y's rows = [x's row, t's row]: the concatenation along channels of NHWC x and t.
@@ -86,12 +131,16 @@ std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddl
                                             const paddle::Tensor& running_mean,
                                             const paddle::Tensor& running_var,
                                             const paddle::Tensor& w, float epsilon,
-                                            float momentum, bool concat, bool bf16) {
+                                            float momentum, bool concat, bool pool,
+                                            bool bf16_asked) {
+  const bool bf16 = convolves_in_bf16(bf16_asked, pool);
   check_input(x, kOp, "the input");
   check_input(w, kOp, "the convolution's weight");
   const Norm n{gamma, beta, running_mean, running_var};
   check_norm(n, kOp);
-  const Geometry g = conv_geometry(x, w, bf16);
+  PD_CHECK(!(concat && pool), kOp, ": concat and pool exclude each other");
+  const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
+  const Geometry g = conv_geometry(a_shape, w, bf16);
   const Rows shape = rows_of(x.shape());
   const int64_t channels = shape.channels;
   std::vector<float> partial(2 * channels);
@@ -101,9 +150,15 @@ std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddl
   auto row = [&](StatRow r) { return st + r * channels; };
   normalize_stats(x.data<float>(), shape, n, epsilon, momentum, row(kMean), row(kInvStd),
                   row(kScale), row(kShift), partial.data());
-  auto a = empty_of(x.shape(), bf16);
-  scale_shift_relu(x.data<float>(), shape.rows, channels, row(kScale), row(kShift),
-                   bf16 ? nullptr : data_of(a), bf16 ? bf16_data(a) : nullptr);
+  auto a = empty_of(a_shape, bf16);
+  float* a_f32 = bf16 ? nullptr : data_of(a);
+  uint16_t* a_bf16 = bf16 ? bf16_data(a) : nullptr;
+  if (pool) {
+    scale_shift_relu_pool(x.data<float>(), x.shape(), row(kScale), row(kShift), a_f32, a_bf16);
+  } else {
+    scale_shift_relu(x.data<float>(), shape.rows, channels, row(kScale), row(kShift), a_f32,
+                     a_bf16);
+  }
   auto t = empty(conv_output_shape(g));
   run_forward(g, conv_input(g.src, a, bf16), w, data_of(t));
   if (!concat) return {t, a, stats};
@@ -116,9 +171,12 @@ std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const padd
                                              const paddle::Tensor& w, const paddle::Tensor& a,
                                              const paddle::Tensor& stats,
                                              const paddle::Tensor& grad_y, bool concat,
-                                             bool bf16) {
+                                             bool pool, bool bf16_asked) {
+  const bool bf16 = convolves_in_bf16(bf16_asked, pool);
   check_input(grad_y, kOp, "the output gradient");
-  const Geometry g = conv_geometry(x, w, bf16);
+  const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
+  const Geometry g = conv_geometry(a_shape, w, bf16);
+  const int64_t t_rows = rows_of(a_shape).rows;
   const Rows shape = rows_of(x.shape());
   const int64_t channels = shape.channels;
   const float* st = stats.data<float>();
@@ -134,18 +192,23 @@ std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const padd
   paddle::Tensor grad_t = grad_y;
   if (bf16) {
     grad_t = empty_of(t_shape, true);
-    last_channels(grad_y.data<float>(), width, g.dst[1], shape.rows, nullptr,
-                  bf16_data(grad_t));
+    last_channels(grad_y.data<float>(), width, g.dst[1], t_rows, nullptr, bf16_data(grad_t));
   } else if (concat) {
     grad_t = empty(t_shape);
-    last_channels(grad_y.data<float>(), width, g.dst[1], shape.rows, data_of(grad_t), nullptr);
+    last_channels(grad_y.data<float>(), width, g.dst[1], t_rows, data_of(grad_t), nullptr);
   }
   const memory grad_y_mem = conv_input(g.dst, grad_t, bf16);
 
-  auto grad_a = empty(x.shape());
-  run_backward_data(g, grad_y_mem, w, data_of(grad_a));
   auto grad_w = empty(w.shape());
   run_backward_weights(g, conv_input(g.src, a, bf16), grad_y_mem, data_of(grad_w));
+  auto grad_a = empty(x.shape());
+  if (pool) {
+    auto grad_pooled = empty(a_shape);
+    run_backward_data(g, grad_y_mem, w, data_of(grad_pooled));
+    spread_pooled_grad(grad_pooled.data<float>(), x.shape(), data_of(grad_a));
+  } else {
+    run_backward_data(g, grad_y_mem, w, data_of(grad_a));
+  }
 
   // Through the ReLU (its mask recomputed from x) and the BN, into float32; with `concat`
   // plus y's gradient for x's own channels.
@@ -160,12 +223,12 @@ std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const padd
 PD_BUILD_OP(fused_bn_relu_conv)
     .Inputs({"X", "Gamma", "Beta", "RunningMean", "RunningVar", "W"})
     .Outputs({"Y", "A", "Stats"})
-    .Attrs({"epsilon: float", "momentum: float", "concat: bool", "bf16: bool"})
+    .Attrs({"epsilon: float", "momentum: float", "concat: bool", "pool: bool", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(NormConvForward));
 
 PD_BUILD_GRAD_OP(fused_bn_relu_conv)
     .Inputs({"X", "Gamma", "W", "A", "Stats", paddle::Grad("Y")})
     .Outputs({paddle::Grad("X"), paddle::Grad("Gamma"), paddle::Grad("Beta"),
               paddle::Grad("W")})
-    .Attrs({"concat: bool", "bf16: bool"})
+    .Attrs({"concat: bool", "pool: bool", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(NormConvBackward));

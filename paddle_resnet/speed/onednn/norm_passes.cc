@@ -303,6 +303,36 @@ VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channe
   BY_CHANNELS(channels, scale_shift_relu_of<kVectors>(t, rows, channels, a, b, y, y_bf16))
 }
 
+VECTOR_CLONES void scale_shift_relu_pool(const float* t, const std::vector<int64_t>& nhwc,
+                                         const float* a, const float* b, float* y,
+                                         uint16_t* y_bf16) {
+  const int64_t n_count = nhwc[0], h_in = nhwc[1], w_in = nhwc[2], channels = nhwc[3];
+  const int64_t h_out = h_in / 2, w_out = w_in / 2;
+  std::vector<float> window(channels);
+  for (int64_t n = 0; n < n_count; ++n) {
+    for (int64_t h = 0; h < h_out; ++h) {
+      for (int64_t w = 0; w < w_out; ++w) {
+        // the window's four pixels in Paddle's order: row by row, then divided by 4
+        const float* p00 = t + ((n * h_in + 2 * h) * w_in + 2 * w) * channels;
+        const float* p01 = p00 + channels;
+        const float* p10 = p00 + w_in * channels;
+        const float* p11 = p10 + channels;
+        for (int64_t c = 0; c < channels; ++c) {
+          window[c] = (std::max(p00[c] * a[c] + b[c], 0.0f) + std::max(p01[c] * a[c] + b[c], 0.0f)
+                       + std::max(p10[c] * a[c] + b[c], 0.0f)
+                       + std::max(p11[c] * a[c] + b[c], 0.0f)) / 4.0f;
+        }
+        const int64_t out = ((n * h_out + h) * w_out + w) * channels;
+        if (y_bf16 != nullptr) {
+          for (int64_t c = 0; c < channels; ++c) y_bf16[out + c] = to_bf16(window[c]);
+        } else {
+          std::memcpy(y + out, window.data(), channels * sizeof(float));
+        }
+      }
+    }
+  }
+}
+
 void check_norm(const Norm& n, const char* op) {
   for (const auto* t : {&n.gamma, &n.beta, &n.running_mean, &n.running_var}) {
     check_input(*t, op, "a batch normalization's parameter or statistic");

@@ -53,6 +53,11 @@ void normalize_stats(const float* t, Rows shape, const Norm& n, float epsilon, f
 void scale_shift_relu(const float* t, int64_t rows, int64_t channels, const float* a,
                       const float* b, float* y, uint16_t* y_bf16);
 
+// y = the 2x2 average pooling (stride 2, floor) of max(0, t * a + b), t NHWC shaped `nhwc`,
+// into float32 y or (y_bf16 not null) bfloat16 y_bf16.
+void scale_shift_relu_pool(const float* t, const std::vector<int64_t>& nhwc, const float* a,
+                           const float* b, float* y, uint16_t* y_bf16);
+
 // How a BN's output gradient reaches it: through a ReLU whose output is kept (the block's
 // output y, mask y > 0), through a ReLU whose input is recomputed (t * a + b > 0, exactly
 // as the forward pass computed it), or unmasked (a projection shortcut's BN, whose output
