@@ -11,7 +11,7 @@ from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import BasicBlock, make_shortcut
 from paddle_resnet.speed import native_bf16, plan_speed
-from paddle_resnet.speed.fused_block import (IDENTITY, OP, FusedBasicBlock, _norm_inputs,
+from paddle_resnet.speed.fused_block import (IDENTITY, OP, FusedBasicBlock, norm_inputs,
                                              use_fused_blocks)
 from paddle_resnet.speed.onednn_conv import run_all, use_onednn_conv
 
@@ -92,8 +92,8 @@ def test_the_forward_passes_round_each_operation_as_written(library, channels):
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal([4, 8, 8, channels]),
                          "float32")
     y, _, t1, a1, t2, stats = run_all(
-        OP, x, block.conv1.weight, *_norm_inputs(block.bn1), block.conv2.weight,
-        *_norm_inputs(block.bn2), 1, IDENTITY, 0, float(block.bn1._epsilon),
+        OP, x, block.conv1.weight, *norm_inputs(block.bn1), block.conv2.weight,
+        *norm_inputs(block.bn2), 1, IDENTITY, 0, float(block.bn1._epsilon),
         float(block.bn1._momentum), False)
     mean1, inv_std1, scale1, shift1, mean2, inv_std2 = stats.numpy()[:6]
     np.testing.assert_array_equal(scale1, block.bn1.weight.numpy() * inv_std1)

@@ -65,7 +65,7 @@ def eligible(block: nn.Layer) -> bool:
             and len({(bn._epsilon, bn._momentum) for bn in norms}) == 1)
 
 
-def _norm_inputs(bn: nn.BatchNorm2D):
+def norm_inputs(bn: nn.BatchNorm2D):
     return bn.weight, bn.bias, bn._mean, bn._variance
 
 
@@ -77,13 +77,13 @@ class FusedBasicBlock(BasicBlock):
             return super().forward(x)
         code, pad_before = shortcut_code(self.shortcut)
         stride = int(self.conv1._stride[0])
-        inputs = (x, self.conv1.weight, *_norm_inputs(self.bn1), self.conv2.weight,
-                  *_norm_inputs(self.bn2))
+        inputs = (x, self.conv1.weight, *norm_inputs(self.bn1), self.conv2.weight,
+                  *norm_inputs(self.bn2))
         numbers = (float(self.bn1._epsilon), float(self.bn1._momentum), self._fused_bf16)
         if code == PROJECTION:
             projection = self.shortcut
             return run_all(PROJECTION_OP, *inputs, projection.conv.weight,
-                           *_norm_inputs(projection.bn), stride, *numbers)[0]
+                           *norm_inputs(projection.bn), stride, *numbers)[0]
         return run_all(OP, *inputs, stride, code, pad_before, *numbers)[0]
 
 

@@ -1,29 +1,28 @@
-"""DenseNet's BN-ReLU-convolutions as one custom operator each (onednn/norm_conv.cc):
-batch normalization with the batch's statistics, the ReLU and the convolution forward in
-one dispatch, their backward in another, instead of Paddle's BN and ReLU kernels (and
-their gradients) in float32 around a oneDNN convolution that rounds its input to bf16
-again.
+"""DenseNet's layers as one custom operator each (onednn/norm_conv.cc): batch
+normalization with the batch's statistics, the ReLU and the convolution forward in one
+dispatch, their backward in another, instead of Paddle's BN and ReLU kernels (and their
+gradients) in float32 around a oneDNN convolution that rounds its input to bf16 again.
 
-A dense layer is BN-ReLU-conv3x3 and the concatenation of its input and output
-(DenseNet-40): one operator, concatenation included. With a BN-ReLU-conv1x1 bottleneck
-before it (DenseNet-BC) each BN-ReLU-convolution is one operator and the concatenation
-Paddle's. A transition, BN-ReLU-conv1x1 and 2x2 average pooling, is one operator that
-pools before its convolution (the same maps: both are linear, on different axes; a
-quarter of the work). The network's last BN stays Paddle's. Parameters, buffers and
-checkpoints are the plain layers'; evaluation, a static graph, a GPU and other dtypes take
-the per-layer path. The results are the per-layer path's to float32 rounding
-(tests/test_fused_norm_conv.py), bf16 inputs where it rounds them; a transition's
-convolution, on a quarter of the pixels, stays float32 (norm_conv.cc says why).
+A dense layer, BN-ReLU-conv3x3 and the concatenation of its input and output
+(DenseNet-40), is one operator, the concatenation included; so is one with a
+BN-ReLU-conv1x1 bottleneck before it (DenseNet-BC). A transition, BN-ReLU-conv1x1 and 2x2
+average pooling, is one operator that pools before its convolution (the same maps: both
+are linear, on different axes; a quarter of the work). The network's last BN stays
+Paddle's. Parameters, buffers and checkpoints are the plain layers'; evaluation, a static
+graph, a GPU and other dtypes take the per-layer path. The results are the per-layer
+path's to float32 rounding (tests/test_fused_norm_conv.py), bf16 inputs where it rounds
+them; a transition's convolution, on a quarter of the pixels, stays float32 (norm_conv.cc
+says why).
 """
 import paddle
 import paddle.nn as nn
 
 from ..models.densenet import DenseLayer, Transition
-from .fused_block import plain_conv
+from .fused_block import norm_inputs, plain_conv
 from .onednn_conv import on_fast_path, register, run_all
 from .onednn_norm import eligible as training_bn
 
-OP = "fused_bn_relu_conv"
+OP, BOTTLENECK_OP = "fused_bn_relu_conv", "fused_dense_bottleneck"
 
 
 def fusable(bn: nn.Layer, conv: nn.Layer) -> bool:
@@ -38,8 +37,8 @@ def bn_relu_conv(bn: nn.BatchNorm2D, conv: nn.Conv2D, x: paddle.Tensor, bf16: bo
     """conv(relu(bn(x))) in training, as one operator (x NHWC, float32, on the CPU); with
     `concat`, x and it concatenated along channels; with `pool`, its 2x2 average pooling
     (a 1x1 `conv`)."""
-    return run_all(OP, x.contiguous(), bn.weight, bn.bias, bn._mean, bn._variance, conv.weight,
-                   float(bn._epsilon), float(bn._momentum), concat, pool, bf16)[0]
+    return run_all(OP, x.contiguous(), *norm_inputs(bn), conv.weight, float(bn._epsilon),
+                   float(bn._momentum), concat, pool, bf16)[0]
 
 
 def halving_pool(pool: nn.Layer) -> bool:
@@ -58,9 +57,9 @@ class FusedDenseLayer(DenseLayer):
             return super().forward(x)
         if not self.bottleneck:
             return bn_relu_conv(self.bn2, self.conv2, x, self._fused_bf16, concat=True)
-        out = bn_relu_conv(self.bn1, self.conv1, x, self._fused_bf16)
-        out = bn_relu_conv(self.bn2, self.conv2, out, self._fused_bf16)
-        return paddle.concat([x, out], axis=self.axis)
+        return run_all(BOTTLENECK_OP, x.contiguous(), *norm_inputs(self.bn1), self.conv1.weight,
+                       *norm_inputs(self.bn2), self.conv2.weight, float(self.bn1._epsilon),
+                       float(self.bn1._momentum), self._fused_bf16)[0]
 
 
 class FusedTransition(Transition):
@@ -74,8 +73,13 @@ class FusedTransition(Transition):
 
 def eligible(layer: nn.Layer) -> bool:
     if type(layer) is DenseLayer:
-        return (layer.axis == 3 and fusable(layer.bn2, layer.conv2)
-                and (not layer.bottleneck or fusable(layer.bn1, layer.conv1)))
+        if not layer.bottleneck:
+            return layer.axis == 3 and fusable(layer.bn2, layer.conv2)
+        # one operator, one epsilon and momentum for both of its BNs
+        return (layer.axis == 3 and fusable(layer.bn1, layer.conv1)
+                and fusable(layer.bn2, layer.conv2)
+                and (layer.bn1._epsilon, layer.bn1._momentum)
+                == (layer.bn2._epsilon, layer.bn2._momentum))
     return (type(layer) is Transition and fusable(layer.bn, layer.conv)
             and plain_conv(layer.conv, 1, 1) and halving_pool(layer.pool))
 

@@ -29,7 +29,8 @@ from ..models.resnet import ShortcutA
 
 OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_weight",
        "onednn_batch_norm", "onednn_batch_norm_backward", "add_relu", "add_relu_backward",
-       "fused_basic_block", "fused_basic_block_projection", "fused_bn_relu_conv")
+       "fused_basic_block", "fused_basic_block_projection", "fused_bn_relu_conv",
+       "fused_dense_bottleneck")
 
 
 @functools.lru_cache(maxsize=None)

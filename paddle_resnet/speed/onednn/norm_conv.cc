@@ -4,8 +4,9 @@
 // with batch statistics (training mode), a 1x1 or 3x3 convolution, stride 1, padding that
 // keeps the size, no bias: every convolution of a DenseNet (its dense layers, their
 // bottlenecks and its transitions); with `concat` a whole dense layer without a bottleneck
-// (DenseNet-40's), with `pool` a whole transition. paddle_resnet/speed/fused_norm_conv.py
-// calls it.
+// (DenseNet-40's), with `pool` a whole transition. `fused_dense_bottleneck` is a DenseNet-BC
+// layer, two such stages and the concatenation. paddle_resnet/speed/fused_norm_conv.py
+// calls them.
 //
 // Why: DenseNet's layers have no residual add, so the fused basic block does not apply,
 // and in the per-layer path a layer's BN, ReLU and their gradients were ~a quarter of
@@ -124,6 +125,110 @@ void last_channels(const float* g, int64_t width, int64_t channels, int64_t rows
   }
 }
 
+// One BN-ReLU-convolution's forward on x: its statistics (running buffers updated), the
+// convolution's input a = relu(bn(x)) (with `pool` 2x2-pooled; bf16 where it convolves in
+// bf16) and its output t.
+struct Stage {
+  paddle::Tensor a, stats, t;
+};
+
+Stage stage_forward(const paddle::Tensor& x, const Norm& n, const paddle::Tensor& w,
+                    float epsilon, float momentum, bool pool, bool bf16) {
+  check_input(w, kOp, "a convolution's weight");
+  check_norm(n, kOp);
+  const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
+  const Geometry g = conv_geometry(a_shape, w, bf16);
+  const Rows shape = rows_of(x.shape());
+  const int64_t channels = shape.channels;
+  std::vector<float> partial(2 * channels);
+
+  Stage out{empty_of(a_shape, bf16), empty({kStats, channels}), empty(conv_output_shape(g))};
+  float* st = data_of(out.stats);
+  auto row = [&](StatRow r) { return st + r * channels; };
+  normalize_stats(x.data<float>(), shape, n, epsilon, momentum, row(kMean), row(kInvStd),
+                  row(kScale), row(kShift), partial.data());
+  float* a_f32 = bf16 ? nullptr : data_of(out.a);
+  uint16_t* a_bf16 = bf16 ? bf16_data(out.a) : nullptr;
+  if (pool) {
+    scale_shift_relu_pool(x.data<float>(), x.shape(), row(kScale), row(kShift), a_f32, a_bf16);
+  } else {
+    scale_shift_relu(x.data<float>(), shape.rows, channels, row(kScale), row(kShift), a_f32,
+                     a_bf16);
+  }
+  run_forward(g, conv_input(g.src, out.a, bf16), w, data_of(out.t));
+  return out;
+}
+
+// t's gradient as the convolution reads it (rounded to bf16 once, for both of its
+// gradients, where it convolves in bf16): the last `t_channels` of grad_y's channels.
+paddle::Tensor conv_output_grad(const paddle::Tensor& grad_y, int64_t t_channels, bool bf16) {
+  check_input(grad_y, kOp, "the output gradient");
+  const auto& ys = grad_y.shape();
+  const int64_t width = ys[3];
+  if (!bf16 && width == t_channels) return grad_y;
+  const std::vector<int64_t> t_shape = {ys[0], ys[1], ys[2], t_channels};
+  const int64_t rows = ys[0] * ys[1] * ys[2];
+  paddle::Tensor grad_t = empty_of(t_shape, bf16);
+  last_channels(grad_y.data<float>(), width, t_channels, rows, bf16 ? nullptr : data_of(grad_t),
+                bf16 ? bf16_data(grad_t) : nullptr);
+  return grad_t;
+}
+
+// The stage's backward from t's gradient: its weight's gradient, and through the
+// convolution, the ReLU (its mask recomputed from x) and the BN, x's gradient (bf16 with
+// `grad_x_bf16`, for a convolution before the stage; else float32, plus `add`) and
+// gamma's and beta's.
+struct StageGrads {
+  paddle::Tensor w;
+  NormGrads norm;
+};
+
+StageGrads stage_backward(const paddle::Tensor& x, const paddle::Tensor& gamma,
+                          const paddle::Tensor& w, const Stage& saved,
+                          const paddle::Tensor& grad_t, bool pool, bool bf16,
+                          bool grad_x_bf16, Addend add) {
+  const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
+  const Geometry g = conv_geometry(a_shape, w, bf16);
+  const Rows shape = rows_of(x.shape());
+  const int64_t channels = shape.channels;
+  PD_CHECK(grad_t.shape() == conv_output_shape(g), kOp, ": the output gradient's shape");
+  const float* st = saved.stats.data<float>();
+  auto row = [&](StatRow r) { return st + r * channels; };
+  std::vector<float> partial(2 * channels);
+
+  const memory grad_t_mem = conv_input(g.dst, grad_t, bf16);
+  StageGrads grads{empty(w.shape()), {}};
+  run_backward_weights(g, conv_input(g.src, saved.a, bf16), grad_t_mem, data_of(grads.w));
+  auto grad_a = empty(x.shape());
+  if (pool) {
+    auto grad_pooled = empty(a_shape);
+    run_backward_data(g, grad_t_mem, w, data_of(grad_pooled));
+    spread_pooled_grad(grad_pooled.data<float>(), x.shape(), data_of(grad_a));
+  } else {
+    run_backward_data(g, grad_t_mem, w, data_of(grad_a));
+  }
+  grads.norm = norm_backward(grad_a.data<float>(), data_of(grad_a), x.data<float>(),
+                             Mask::kRecompute, nullptr, row(kScale), row(kShift),
+                             gamma.data<float>(), row(kMean), row(kInvStd), shape, x.shape(),
+                             grad_x_bf16, partial.data(), add);
+  return grads;
+}
+
+// y = [x, t] along channels.
+paddle::Tensor concat_of(const paddle::Tensor& x, const paddle::Tensor& t) {
+  const auto& xs = x.shape();
+  const int64_t t_channels = t.shape()[3];
+  auto y = empty({xs[0], xs[1], xs[2], xs[3] + t_channels});
+  concat_rows(x.data<float>(), xs[3], t.data<float>(), t_channels, xs[0] * xs[1] * xs[2],
+              data_of(y));
+  return y;
+}
+
+// With `concat`, x's share of y's gradient, added by the BN gradient pass.
+Addend concat_share(const paddle::Tensor& grad_y, bool concat) {
+  return concat ? Addend{grad_y.data<float>(), grad_y.shape()[3]} : Addend{};
+}
+
 }  // namespace
 
 std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddle::Tensor& gamma,
@@ -133,38 +238,11 @@ std::vector<paddle::Tensor> NormConvForward(const paddle::Tensor& x, const paddl
                                             const paddle::Tensor& w, float epsilon,
                                             float momentum, bool concat, bool pool,
                                             bool bf16_asked) {
-  const bool bf16 = convolves_in_bf16(bf16_asked, pool);
   check_input(x, kOp, "the input");
-  check_input(w, kOp, "the convolution's weight");
-  const Norm n{gamma, beta, running_mean, running_var};
-  check_norm(n, kOp);
   PD_CHECK(!(concat && pool), kOp, ": concat and pool exclude each other");
-  const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
-  const Geometry g = conv_geometry(a_shape, w, bf16);
-  const Rows shape = rows_of(x.shape());
-  const int64_t channels = shape.channels;
-  std::vector<float> partial(2 * channels);
-
-  auto stats = empty({kStats, channels});
-  float* st = data_of(stats);
-  auto row = [&](StatRow r) { return st + r * channels; };
-  normalize_stats(x.data<float>(), shape, n, epsilon, momentum, row(kMean), row(kInvStd),
-                  row(kScale), row(kShift), partial.data());
-  auto a = empty_of(a_shape, bf16);
-  float* a_f32 = bf16 ? nullptr : data_of(a);
-  uint16_t* a_bf16 = bf16 ? bf16_data(a) : nullptr;
-  if (pool) {
-    scale_shift_relu_pool(x.data<float>(), x.shape(), row(kScale), row(kShift), a_f32, a_bf16);
-  } else {
-    scale_shift_relu(x.data<float>(), shape.rows, channels, row(kScale), row(kShift), a_f32,
-                     a_bf16);
-  }
-  auto t = empty(conv_output_shape(g));
-  run_forward(g, conv_input(g.src, a, bf16), w, data_of(t));
-  if (!concat) return {t, a, stats};
-  auto y = empty({x.shape()[0], x.shape()[1], x.shape()[2], channels + g.dst[1]});
-  concat_rows(x.data<float>(), channels, t.data<float>(), g.dst[1], shape.rows, data_of(y));
-  return {y, a, stats};
+  Stage stage = stage_forward(x, {gamma, beta, running_mean, running_var}, w, epsilon,
+                              momentum, pool, convolves_in_bf16(bf16_asked, pool));
+  return {concat ? concat_of(x, stage.t) : stage.t, stage.a, stage.stats};
 }
 
 std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const paddle::Tensor& gamma,
@@ -173,51 +251,50 @@ std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const padd
                                              const paddle::Tensor& grad_y, bool concat,
                                              bool pool, bool bf16_asked) {
   const bool bf16 = convolves_in_bf16(bf16_asked, pool);
-  check_input(grad_y, kOp, "the output gradient");
-  const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
-  const Geometry g = conv_geometry(a_shape, w, bf16);
-  const int64_t t_rows = rows_of(a_shape).rows;
-  const Rows shape = rows_of(x.shape());
-  const int64_t channels = shape.channels;
-  const float* st = stats.data<float>();
-  auto row = [&](StatRow r) { return st + r * channels; };
-  std::vector<float> partial(2 * channels);
+  const int64_t t_channels = w.shape()[0];
+  PD_CHECK(grad_y.shape()[3] == (concat ? x.shape()[3] : 0) + t_channels, kOp,
+           ": the output gradient has ", grad_y.shape()[3], " channels");
+  const StageGrads grads =
+      stage_backward(x, gamma, w, {a, stats, paddle::Tensor()},
+                     conv_output_grad(grad_y, t_channels, bf16), pool, bf16, false,
+                     concat_share(grad_y, concat));
+  return {grads.norm.input, grads.norm.gamma, grads.norm.beta, grads.w};
+}
 
-  // The convolution reads its output gradient as it read its input: rounded to bf16 once,
-  // for both of its gradients; with `concat`, the last of grad_y's channels.
-  const int64_t width = grad_y.shape()[3];
-  PD_CHECK(width == (concat ? channels : 0) + g.dst[1], kOp, ": the output gradient has ",
-           width, " channels");
-  const std::vector<int64_t> t_shape = conv_output_shape(g);
-  paddle::Tensor grad_t = grad_y;
-  if (bf16) {
-    grad_t = empty_of(t_shape, true);
-    last_channels(grad_y.data<float>(), width, g.dst[1], t_rows, nullptr, bf16_data(grad_t));
-  } else if (concat) {
-    grad_t = empty(t_shape);
-    last_channels(grad_y.data<float>(), width, g.dst[1], t_rows, data_of(grad_t), nullptr);
-  }
-  const memory grad_y_mem = conv_input(g.dst, grad_t, bf16);
+// A DenseNet-BC layer: y = [x, conv2(relu(bn2(conv1(relu(bn1(x))))))], conv1 the 1x1
+// bottleneck, conv2 the 3x3: both stages and the concatenation in one operator, the
+// bottleneck's output gradient handed from one stage to the other in bf16 where they
+// convolve in bf16.
+std::vector<paddle::Tensor> BottleneckForward(
+    const paddle::Tensor& x, const paddle::Tensor& gamma1, const paddle::Tensor& beta1,
+    const paddle::Tensor& running_mean1, const paddle::Tensor& running_var1,
+    const paddle::Tensor& w1, const paddle::Tensor& gamma2, const paddle::Tensor& beta2,
+    const paddle::Tensor& running_mean2, const paddle::Tensor& running_var2,
+    const paddle::Tensor& w2, float epsilon, float momentum, bool bf16) {
+  check_input(x, kOp, "the input");
+  Stage first = stage_forward(x, {gamma1, beta1, running_mean1, running_var1}, w1, epsilon,
+                              momentum, false, bf16);
+  Stage second = stage_forward(first.t, {gamma2, beta2, running_mean2, running_var2}, w2,
+                               epsilon, momentum, false, bf16);
+  return {concat_of(x, second.t), first.a, first.stats, first.t, second.a, second.stats};
+}
 
-  auto grad_w = empty(w.shape());
-  run_backward_weights(g, conv_input(g.src, a, bf16), grad_y_mem, data_of(grad_w));
-  auto grad_a = empty(x.shape());
-  if (pool) {
-    auto grad_pooled = empty(a_shape);
-    run_backward_data(g, grad_y_mem, w, data_of(grad_pooled));
-    spread_pooled_grad(grad_pooled.data<float>(), x.shape(), data_of(grad_a));
-  } else {
-    run_backward_data(g, grad_y_mem, w, data_of(grad_a));
-  }
-
-  // Through the ReLU (its mask recomputed from x) and the BN, into float32; with `concat`
-  // plus y's gradient for x's own channels.
-  const Addend concat_share{concat ? grad_y.data<float>() : nullptr, width};
-  const NormGrads grads =
-      norm_backward(grad_a.data<float>(), data_of(grad_a), x.data<float>(), Mask::kRecompute,
-                    nullptr, row(kScale), row(kShift), gamma.data<float>(), row(kMean),
-                    row(kInvStd), shape, x.shape(), false, partial.data(), concat_share);
-  return {grads.input, grads.gamma, grads.beta, grad_w};
+std::vector<paddle::Tensor> BottleneckBackward(
+    const paddle::Tensor& x, const paddle::Tensor& gamma1, const paddle::Tensor& w1,
+    const paddle::Tensor& gamma2, const paddle::Tensor& w2, const paddle::Tensor& a1,
+    const paddle::Tensor& stats1, const paddle::Tensor& t1, const paddle::Tensor& a2,
+    const paddle::Tensor& stats2, const paddle::Tensor& grad_y, bool bf16) {
+  const int64_t t_channels = w2.shape()[0];
+  PD_CHECK(grad_y.shape()[3] == x.shape()[3] + t_channels, kOp,
+           ": the output gradient has ", grad_y.shape()[3], " channels");
+  const StageGrads second =
+      stage_backward(t1, gamma2, w2, {a2, stats2, paddle::Tensor()},
+                     conv_output_grad(grad_y, t_channels, bf16), false, bf16, bf16, Addend{});
+  const StageGrads first =
+      stage_backward(x, gamma1, w1, {a1, stats1, paddle::Tensor()}, second.norm.input, false,
+                     bf16, false, concat_share(grad_y, true));
+  return {first.norm.input, first.norm.gamma, first.norm.beta, first.w,
+          second.norm.gamma, second.norm.beta, second.w};
 }
 
 PD_BUILD_OP(fused_bn_relu_conv)
@@ -232,3 +309,19 @@ PD_BUILD_GRAD_OP(fused_bn_relu_conv)
               paddle::Grad("W")})
     .Attrs({"concat: bool", "pool: bool", "bf16: bool"})
     .SetKernelFn(PD_KERNEL(NormConvBackward));
+
+PD_BUILD_OP(fused_dense_bottleneck)
+    .Inputs({"X", "Gamma1", "Beta1", "RunningMean1", "RunningVar1", "W1", "Gamma2", "Beta2",
+             "RunningMean2", "RunningVar2", "W2"})
+    .Outputs({"Y", "A1", "Stats1", "T1", "A2", "Stats2"})
+    .Attrs({"epsilon: float", "momentum: float", "bf16: bool"})
+    .SetKernelFn(PD_KERNEL(BottleneckForward));
+
+PD_BUILD_GRAD_OP(fused_dense_bottleneck)
+    .Inputs({"X", "Gamma1", "W1", "Gamma2", "W2", "A1", "Stats1", "T1", "A2", "Stats2",
+             paddle::Grad("Y")})
+    .Outputs({paddle::Grad("X"), paddle::Grad("Gamma1"), paddle::Grad("Beta1"),
+              paddle::Grad("W1"), paddle::Grad("Gamma2"), paddle::Grad("Beta2"),
+              paddle::Grad("W2")})
+    .Attrs({"bf16: bool"})
+    .SetKernelFn(PD_KERNEL(BottleneckBackward));
