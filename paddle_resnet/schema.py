@@ -146,16 +146,17 @@ SCHEMA: Dict[str, Option] = {
                                 "cores; 0.97x with one thread, docs/performance.md)"),
     "speed.fused_block": Option(None, bool, "with the oneDNN convolution, run each residual "
                                 "basic block's training pass (conv-BN-ReLU-conv-BN-add-ReLU, "
-                                "any shortcut) as one operator, forward and backward; same "
-                                "parameters, statistics and checkpoints; bottleneck and "
-                                "DenseNet blocks keep the per-layer path; `false` = per-layer "
-                                "throughout", nullable=True,
+                                "any shortcut) and each DenseNet layer and transition "
+                                "(BN-ReLU-conv(s) with the concatenation or the pooling) as "
+                                "one operator, forward and backward; same parameters, "
+                                "statistics and checkpoints; bottleneck ResNet blocks keep the "
+                                "per-layer path; `false` = per-layer throughout", nullable=True,
                                 null_means="on where it was measured: the oneDNN "
                                 "convolution with bf16 inputs, one thread per process (the "
                                 "default on a multi-core CPU): 1.23x ResNet-20's step, the "
-                                "same test accuracy over seeds (docs/performance.md); "
-                                "per-layer in float32 or with several threads per process, "
-                                "not measured there yet"),
+                                "same test accuracy over seeds, 1.44x DenseNet-40's "
+                                "(docs/performance.md); per-layer in float32 or with several "
+                                "threads per process, not measured there yet"),
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "

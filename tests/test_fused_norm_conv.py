@@ -161,12 +161,24 @@ def test_which_layers_it_takes_and_the_checkpoint_keys(library, name, fused_laye
     assert ("basic blocks: one operator each" in applied) is (name == "resnet20")
 
 
-def test_densenet_trains_the_same_steps_as_the_per_layer_path(library):
+@pytest.mark.parametrize("name", ["densenet40_k12", "densenet_bc_100_k12"])
+def test_densenet_trains_the_same_steps_as_the_per_layer_path(library, name):
     """Three steps of the package's train_step in float32: the loss and the weights of the
-    fused DenseNet-40 stay those of the per-layer one to float32 rounding."""
+    fused DenseNet stay those of the per-layer one to float32 rounding."""
     models = {}
     for key, fused in (("fused", "true"), ("per_layer", "false")):
         plan = plan_speed(speed_options([f"fused_block={fused}", "conv_bf16=false"]), "cpu", 2)
         paddle.seed(0)
-        models[key] = training_model("densenet40_k12", plan)
+        models[key] = training_model(name, plan)
     assert_same_training(models, loss_rtol=1e-4, weight_atol=1e-3)
+
+
+def test_the_fused_steps_repeat_bit_for_bit(library):
+    """What exact resume rests on: the same fused steps from the same state end on the same
+    weights to the bit (bf16 inputs where the CPU has them, as the default trains)."""
+    models = {}
+    for key in ("first", "again"):
+        plan = plan_speed(speed_options(["fused_block=true"]), "cpu", 2)
+        paddle.seed(0)
+        models[key] = training_model("densenet_bc_100_k12", plan)
+    assert_same_training(models, loss_rtol=0, weight_atol=0)

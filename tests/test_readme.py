@@ -77,6 +77,10 @@ PERF_SOURCES = {
         "frameworks_resnet18_vector_passes.json",
         lambda d: _vs(d, "paddle, 1 process per core (the default)",
                       "torch channels_last bf16")),
+    "DenseNet-40 training (batch 64) vs PyTorch 2.13 channels_last + bf16 autocast": (
+        "frameworks_densenet40_fused.json",
+        lambda d: _vs(d, "paddle, 1 process per core (the default)",
+                      "torch channels_last bf16")),
     "quickstart training vs PyTorch 2.13 default, both float32 (no bf16 kernels)": (
         "quickstart_speed_avx2.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_torch"]),
@@ -315,3 +319,20 @@ def test_the_page_fault_table_is_its_benchmark_file():
                              f"{row['wall_ms']:.1f}"], row["memory"]
     glibc, kept = measured[2:]
     assert f"**{glibc['wall_ms'] / kept['wall_ms']:.2f}x**" in read("docs/performance.md")
+
+
+def test_the_densenet_table_is_its_benchmark_file():
+    """performance.md's DenseNet-40 against PyTorch: every median, repeat and ratio as
+    frameworks.py wrote them."""
+    import json
+    table = read("docs/performance.md").split(
+        "| DenseNet-40 training, batch 64, 2 cores | images/s (median) | repeats | package vs it |"
+    )[2].split("\n\n")[0]
+    shown = [[c.strip().strip("*") for c in line.strip("|").split("|")[1:3]]
+             for line in table.splitlines()[2:]]
+    rows = json.loads(read("benchmarks/results/frameworks_densenet40_fused.json"))["rows"]
+    assert shown == [[f"{r['images_per_s']:.1f}", ", ".join(f"{x:.1f}" for x in r["runs"])]
+                     for r in rows]
+    fused, per_layer, torch_fast, torch_default = (r["images_per_s"] for r in rows)
+    for ratio in (fused / per_layer, fused / torch_fast, fused / torch_default):
+        assert f"{ratio:.2f}x" in table

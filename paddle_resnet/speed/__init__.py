@@ -169,9 +169,11 @@ def _fused_block(choice: Optional[bool], conv: str, bf16: bool, threads: int) ->
     if conv != "onednn":
         return False
     # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
-    # 1.17x ResNet-18's, the same test accuracy over seeds (docs/performance.md). The
-    # operator's own passes are single-threaded, so a process with several threads, and
-    # float32 hosts, keep the per-layer path until the fused one is measured there.
+    # 1.17x ResNet-18's, the same test accuracy over seeds; 1.44x DenseNet-40's and 1.59x
+    # DenseNet-BC-100's, the per-layer path's results to float32 rounding
+    # (docs/performance.md). The operators' own passes are single-threaded, so a process
+    # with several threads, and float32 hosts, keep the per-layer path until the fused one
+    # is measured there.
     return bf16 and threads == 1 if choice is None else bool(choice)
 
 
