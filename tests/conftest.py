@@ -190,3 +190,15 @@ def assert_same_training(models: dict, loss_rtol: float, weight_atol: float) -> 
     for (name, a), b in zip(states[0].items(), states[1].values()):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=0, atol=weight_atol,
                                    err_msg=name)
+
+
+@pytest.fixture(scope="session")
+def fused_library():
+    """The built oneDNN operators with the fused ones planned (tests of fused_block.py and
+    fused_norm_conv.py)."""
+    from paddle_resnet.engine.step import speed_options
+    from paddle_resnet.speed import plan_speed
+    plan = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
+    if not plan.fused_block:
+        pytest.fail(f"the oneDNN operators should build on this machine: {plan.note}")
+    return plan.library

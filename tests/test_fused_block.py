@@ -16,15 +16,7 @@ from paddle_resnet.speed.fused_block import (IDENTITY, OP, FusedBasicBlock, norm
 from paddle_resnet.speed.onednn_conv import run_all, use_onednn_conv
 
 
-@pytest.fixture(scope="module")
-def library():
-    plan = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
-    if not plan.fused_block:
-        pytest.fail(f"the oneDNN operators should build on this machine: {plan.note}")
-    return plan.library
-
-
-def block_pair(library, in_channels, channels, stride, option, bf16):
+def block_pair(fused_library, in_channels, channels, stride, option, bf16):
     blocks = []
     for _ in range(2):
         paddle.seed(0)
@@ -35,10 +27,10 @@ def block_pair(library, in_channels, channels, stride, option, bf16):
         for bn in norms:  # BN parameters away from their 1/0 initial values
             bn.weight.set_value(paddle.rand([channels]) + 0.5)
             bn.bias.set_value(0.1 * paddle.randn([channels]))
-        use_onednn_conv(block, library, bf16)
+        use_onednn_conv(block, fused_library, bf16)
         blocks.append(block)
     reference, fused = blocks
-    assert use_fused_blocks(fused, library, bf16) == 1 and type(fused) is FusedBasicBlock
+    assert use_fused_blocks(fused, fused_library, bf16) == 1 and type(fused) is FusedBasicBlock
     return reference, fused
 
 
@@ -54,12 +46,12 @@ SHAPES = {"identity": (16, 16, 1, "A"), "option A, stride 2": (16, 32, 2, "A"),
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_values_gradients_and_running_statistics_equal_the_per_layer_path(library, shape,
+def test_values_gradients_and_running_statistics_equal_the_per_layer_path(fused_library, shape,
                                                                           bf16):
     if bf16 and not native_bf16():
         pytest.skip("oneDNN emulates bf16 without AVX-512 BF16 or AMX")
     in_channels, channels, stride, option = SHAPES[shape]
-    reference, fused = block_pair(library, in_channels, channels, stride, option, bf16)
+    reference, fused = block_pair(fused_library, in_channels, channels, stride, option, bf16)
     # float32: the two paths differ only in the order of BN's sums; bf16: both round the
     # same convolution inputs, which leaves differences of bf16's rounding where BN's
     # float32 sums round a value across a bf16 boundary (measured 5e-6 to 2e-4).
@@ -84,11 +76,11 @@ def test_values_gradients_and_running_statistics_equal_the_per_layer_path(librar
 
 
 @pytest.mark.parametrize("channels", [16, 64, 128, 24])
-def test_the_forward_passes_round_each_operation_as_written(library, channels):
+def test_the_forward_passes_round_each_operation_as_written(fused_library, channels):
     """BN's scale and shift, the residual add and the ReLUs as NumPy's float32 computes
     them, bit for bit: each product and sum rounded on its own (no fused multiply-add), in
     the passes over whole vectors (16, 64 channels) and over any count (24, 128) alike."""
-    _, block = block_pair(library, channels, channels, 1, "A", bf16=False)
+    _, block = block_pair(fused_library, channels, channels, 1, "A", bf16=False)
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal([4, 8, 8, channels]),
                          "float32")
     y, _, t1, a1, t2, stats = run_all(
@@ -108,8 +100,8 @@ def test_the_forward_passes_round_each_operation_as_written(library, channels):
     np.testing.assert_array_equal(y.numpy(), relu(t2.numpy() * scale2 + shift2 + x.numpy()))
 
 
-def test_evaluation_takes_the_per_layer_path(library):
-    reference, fused = block_pair(library, 16, 32, 2, "A", bf16=False)
+def test_evaluation_takes_the_per_layer_path(fused_library):
+    reference, fused = block_pair(fused_library, 16, 32, 2, "A", bf16=False)
     reference.eval(), fused.eval()
     x = paddle.randn([4, 8, 8, 16])
     np.testing.assert_array_equal(fused(x).numpy(), reference(x).numpy())
@@ -117,7 +109,7 @@ def test_evaluation_takes_the_per_layer_path(library):
 
 @pytest.mark.parametrize("name, fused_blocks", [("resnet20", 9), ("plain20", 9),
                                                 ("resnet18", 8), ("resnet50", 0)])
-def test_which_blocks_it_takes_and_the_checkpoint_keys(library, name, fused_blocks):
+def test_which_blocks_it_takes_and_the_checkpoint_keys(fused_library, name, fused_blocks):
     """Every basic block (identity, option A, none, projections), no bottleneck."""
     plan = plan_speed(speed_options(["fused_block=true"]), "cpu", 2)
     model = training_model(name, plan)
@@ -131,7 +123,7 @@ def test_which_blocks_it_takes_and_the_checkpoint_keys(library, name, fused_bloc
             is (fused_blocks > 0))
 
 
-def test_resnet20_trains_the_same_steps_as_the_per_layer_path(library):
+def test_resnet20_trains_the_same_steps_as_the_per_layer_path(fused_library):
     """Three steps of the package's train_step in float32: the loss and the weights of the
     fused model stay those of the per-layer model to float32 rounding."""
     models = {}
@@ -145,7 +137,8 @@ def test_resnet20_trains_the_same_steps_as_the_per_layer_path(library):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_the_default_fuses_exactly_where_the_convolutions_take_bf16(library, monkeypatch, native):
+def test_the_default_fuses_exactly_where_the_convolutions_take_bf16(fused_library, monkeypatch,
+                                                                     native):
     import paddle_resnet.speed as speed
     monkeypatch.setattr(speed, "native_bf16", lambda: native)
     assert plan_speed(speed_options(), "cpu", usable_cores()).fused_block == native

@@ -15,15 +15,7 @@ from paddle_resnet.speed.fused_norm_conv import (OP, FusedDenseLayer, FusedTrans
 from paddle_resnet.speed.onednn_conv import run_all, use_onednn_conv
 
 
-@pytest.fixture(scope="module")
-def library():
-    plan = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
-    if not plan.fused_block:
-        pytest.fail(f"the oneDNN operators should build on this machine: {plan.note}")
-    return plan.library
-
-
-def layer_pair(library, kind, in_channels, bf16):
+def layer_pair(fused_library, kind, in_channels, bf16):
     layers = []
     for _ in range(2):
         paddle.seed(0)
@@ -38,9 +30,9 @@ def layer_pair(library, kind, in_channels, bf16):
         layers.append(layer)
     reference, fused = layers
     # a fused transition convolves in float32 (norm_conv.cc): so does its reference
-    use_onednn_conv(reference, library, bf16 and kind != "transition")
-    use_onednn_conv(fused, library, bf16)
-    assert use_fused_norm_conv(fused, library, bf16) == 1
+    use_onednn_conv(reference, fused_library, bf16 and kind != "transition")
+    use_onednn_conv(fused, fused_library, bf16)
+    assert use_fused_norm_conv(fused, fused_library, bf16) == 1
     assert type(fused) is (FusedTransition if kind == "transition" else FusedDenseLayer)
     return reference, fused
 
@@ -56,12 +48,12 @@ SHAPES = {"dense layer, 16 channels": ("dense", 16, 8), "dense layer, 28": ("den
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["float32", "bf16"])
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_values_gradients_and_running_statistics_equal_the_per_layer_path(library, shape,
+def test_values_gradients_and_running_statistics_equal_the_per_layer_path(fused_library, shape,
                                                                           bf16):
     if bf16 and not native_bf16():
         pytest.skip("oneDNN emulates bf16 without AVX-512 BF16 or AMX")
     kind, in_channels, size = SHAPES[shape]
-    reference, fused = layer_pair(library, kind, in_channels, bf16)
+    reference, fused = layer_pair(fused_library, kind, in_channels, bf16)
     # float32: the paths differ in the order of BN's sums (and a transition's pooling and
     # convolution in their order); bf16: both round the same convolution inputs and output
     # gradients, which leaves differences of bf16's rounding where BN's float32 sums round
@@ -89,16 +81,16 @@ def test_values_gradients_and_running_statistics_equal_the_per_layer_path(librar
 
 
 def test_the_pooled_transition_rounds_no_further_from_float32_than_the_per_layer_path(
-        library):
+        fused_library):
     """With bf16 inputs the fused transition's output is closer to the float32 one than the
     per-layer path's: pooled first, its 1x1 convolution runs in float32 on a quarter of
     the pixels (rounded to bf16 it measured 1.14x the per-layer path's error)."""
     if not native_bf16():
         pytest.skip("oneDNN emulates bf16 without AVX-512 BF16 or AMX")
-    exact, fused = layer_pair(library, "transition", 64, bf16=True)  # exact: float32
+    exact, fused = layer_pair(fused_library, "transition", 64, bf16=True)  # exact: float32
     per_layer = Transition(64, 32, data_format="NHWC")
     per_layer.set_state_dict(exact.state_dict())
-    use_onednn_conv(per_layer, library, True)
+    use_onednn_conv(per_layer, fused_library, True)
     x = paddle.to_tensor(np.random.default_rng(2).standard_normal([8, 8, 8, 64]), "float32")
     expected = exact(x).numpy()
     errors = {key: float(np.abs(layer(x).numpy() - expected).mean())
@@ -107,10 +99,10 @@ def test_the_pooled_transition_rounds_no_further_from_float32_than_the_per_layer
 
 
 @pytest.mark.parametrize("channels", [16, 28])
-def test_the_normalize_pass_rounds_each_operation_as_written(library, channels):
+def test_the_normalize_pass_rounds_each_operation_as_written(fused_library, channels):
     """BN's scale and shift and the ReLU as NumPy's float32 computes them, bit for bit, in
     the pass over whole vectors (16 channels) and over any count (28) alike."""
-    _, layer = layer_pair(library, "dense", channels, bf16=False)
+    _, layer = layer_pair(fused_library, "dense", channels, bf16=False)
     x = paddle.to_tensor(np.random.default_rng(1).standard_normal([4, 8, 8, channels]),
                          "float32")
     bn = layer.bn2
@@ -127,7 +119,7 @@ def test_the_normalize_pass_rounds_each_operation_as_written(library, channels):
     assert y.shape == [4, 8, 8, channels + 12]
 
 
-def test_the_operator_refuses_a_kernel_it_does_not_pad(library):
+def test_the_operator_refuses_a_kernel_it_does_not_pad(fused_library):
     x = paddle.randn([2, 4, 4, 8])
     gamma, beta = paddle.ones([8]), paddle.zeros([8])
     with pytest.raises(Exception, match="a square kernel of odd size expected"):
@@ -136,8 +128,8 @@ def test_the_operator_refuses_a_kernel_it_does_not_pad(library):
 
 
 @pytest.mark.parametrize("kind", ["dense", "bottleneck", "transition"])
-def test_evaluation_takes_the_per_layer_path(library, kind):
-    reference, fused = layer_pair(library, kind, 24, bf16=False)
+def test_evaluation_takes_the_per_layer_path(fused_library, kind):
+    reference, fused = layer_pair(fused_library, kind, 24, bf16=False)
     reference.eval(), fused.eval()
     x = paddle.randn([4, 8, 8, 24])
     np.testing.assert_array_equal(fused(x).numpy(), reference(x).numpy())
@@ -148,7 +140,7 @@ def test_evaluation_takes_the_per_layer_path(library, kind):
 @pytest.mark.parametrize("name, fused_layers", [("densenet40_k12", 38),
                                                 ("densenet_bc_100_k12", 50),
                                                 ("densenet121", 61), ("resnet20", 0)])
-def test_which_layers_it_takes_and_the_checkpoint_keys(library, name, fused_layers):
+def test_which_layers_it_takes_and_the_checkpoint_keys(fused_library, name, fused_layers):
     plan = plan_speed(speed_options(["fused_block=true"]), "cpu", 2)
     model = training_model(name, plan)
     found = sum(type(layer) in (FusedDenseLayer, FusedTransition)
@@ -162,7 +154,7 @@ def test_which_layers_it_takes_and_the_checkpoint_keys(library, name, fused_laye
 
 
 @pytest.mark.parametrize("name", ["densenet40_k12", "densenet_bc_100_k12"])
-def test_densenet_trains_the_same_steps_as_the_per_layer_path(library, name):
+def test_densenet_trains_the_same_steps_as_the_per_layer_path(fused_library, name):
     """Three steps of the package's train_step in float32: the loss and the weights of the
     fused DenseNet stay those of the per-layer one to float32 rounding."""
     models = {}
@@ -173,7 +165,7 @@ def test_densenet_trains_the_same_steps_as_the_per_layer_path(library, name):
     assert_same_training(models, loss_rtol=1e-4, weight_atol=1e-3)
 
 
-def test_the_fused_steps_repeat_bit_for_bit(library):
+def test_the_fused_steps_repeat_bit_for_bit(fused_library):
     """What exact resume rests on: the same fused steps from the same state end on the same
     weights to the bit (bf16 inputs where the CPU has them, as the default trains)."""
     models = {}
