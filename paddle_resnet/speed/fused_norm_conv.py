@@ -49,8 +49,8 @@ def halving_pool(pool: nn.Layer) -> bool:
 
 
 class FusedDenseLayer(DenseLayer):
-    """`DenseLayer` whose dygraph CPU training pass runs its BN-ReLU-convolutions as one
-    operator each (module docstring)."""
+    """`DenseLayer` whose dygraph CPU training pass is one operator, its BN-ReLU-
+    convolution(s) and the concatenation (module docstring)."""
 
     def forward(self, x):
         if not (self.training and on_fast_path(x)):
