@@ -12,9 +12,10 @@
 // (docs/performance.md). Here the convolutions are the same oneDNN primitives
 // (conv_primitives.h), and everything between them is this file's passes over NHWC
 // memory (norm_passes.cc, and the tail here): a statistics pass and one normalize(+ReLU,
-// + shortcut) pass forward, a reduction pass and one gradient pass per BN backward. With bf16 the normalize and
-// gradient passes write the next convolution's bfloat16 input directly, and the forward
-// keeps those bf16 copies for the weight gradients, so no separate rounding pass remains.
+// + shortcut) pass forward, a reduction pass and one gradient pass per BN backward. With
+// bf16 the normalize and gradient passes write the next convolution's bfloat16 input
+// directly, and the forward keeps those bf16 copies for the weight gradients, so no
+// separate rounding pass remains.
 // Statistics, parameters, outputs and gradients stay float32.
 //
 // The passes run on the calling thread (the default is one process per core, one thread

@@ -318,17 +318,17 @@ inline memory conv_input(const Dims& dims, const paddle::Tensor& t, bool bf16) {
 }
 
 inline void run_forward(const Geometry& g, const memory& src, const paddle::Tensor& weight,
-                 float* dst) {
+                        float* dst) {
   forward(g).execute(g, src, weight.data<float>(), dst);
 }
 
-inline void run_backward_data(const Geometry& g, const memory& diff_dst, const paddle::Tensor& weight,
-                       float* diff_src) {
+inline void run_backward_data(const Geometry& g, const memory& diff_dst,
+                              const paddle::Tensor& weight, float* diff_src) {
   backward_data(g).execute(g, diff_dst, weight.data<float>(), diff_src);
 }
 
 inline void run_backward_weights(const Geometry& g, const memory& src, const memory& diff_dst,
-                          float* diff_weights) {
+                                 float* diff_weights) {
   backward_weights(g).execute(g, src, diff_dst, diff_weights);
 }
 

@@ -169,11 +169,7 @@ ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows
       for (int i = 0; i < kVectors; ++i) {
         Floats o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
         if (add.data != nullptr) o += load(add.data + r * add.stride + i * kLanes);
-        if (out_bf16 != nullptr) {
-          store_bf16(out_bf16 + r * channels + i * kLanes, o);
-        } else {
-          store(out + r * channels + i * kLanes, o);
-        }
+        store_either(out, out_bf16, r * channels + i * kLanes, o);
       }
     }
     return;
@@ -183,7 +179,9 @@ ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows
     const float* tr = t + r * channels;
     if (out_bf16 != nullptr) {
       uint16_t* o = out_bf16 + r * channels;
-      for (int64_t c = 0; c < channels; ++c) o[c] = to_bf16(k[c] * gr[c] + slope[c] * tr[c] + offset[c]);
+      for (int64_t c = 0; c < channels; ++c) {
+        o[c] = to_bf16(k[c] * gr[c] + slope[c] * tr[c] + offset[c]);
+      }
     } else if (add.data != nullptr) {
       float* o = out + r * channels;
       const float* ar = add.data + r * add.stride;
@@ -275,12 +273,7 @@ ALWAYS_INLINE void scale_shift_relu_of(const float* t, int64_t rows, int64_t cha
     for (int64_t r = 0; r < rows; ++r) {
       const Row<kVectors> in = Row<kVectors>::of(t + r * channels);
       for (int i = 0; i < kVectors; ++i) {
-        const Floats out = relu(in.v[i] * va.v[i] + vb.v[i]);
-        if (y_bf16 != nullptr) {
-          store_bf16(y_bf16 + r * channels + i * kLanes, out);
-        } else {
-          store(y + r * channels + i * kLanes, out);
-        }
+        store_either(y, y_bf16, r * channels + i * kLanes, relu(in.v[i] * va.v[i] + vb.v[i]));
       }
     }
     return;

@@ -13,10 +13,11 @@
 #define VECTOR_CLONES
 #endif
 
-// The passes (norm_passes.cc, basic_block.cc) have two bodies: a loop over any channel count, and one over 16, 32
-// or 64 channels (ResNet-20's stages) as 1, 2 or 4 vectors of 16 floats whose per-channel
-// sums stay in registers. With the count known only at run time GCC keeps those sums in
-// memory and stores them every row, and the row loop waits on that (docs/performance.md).
+// The passes (norm_passes.cc, basic_block.cc) have two bodies: a loop over any channel
+// count, and one over 16, 32 or 64 channels (ResNet-20's stages) as 1, 2 or 4 vectors of 16
+// floats whose per-channel sums stay in registers. With the count known only at run time
+// GCC keeps those sums in memory and stores them every row, and the row loop waits on that
+// (docs/performance.md).
 // The two compute the same operations in the same order, so their results are equal bit
 // for bit (with -ffp-contract=off, onednn_build.py). Wider rows (ResNet-18's 128-512
 // channels) keep the loop: there a row is long enough that the sums' stores do not stall it,
@@ -66,6 +67,15 @@ ALWAYS_INLINE void store_bf16(uint16_t* p, Floats v) {
   const Halves h = __builtin_convertvector((u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded,
                                            Halves);
   std::memcpy(p, &h, sizeof(h));
+}
+
+// v at element `at` of bfloat16 `bf16` where it is not null, else of float32 `f32`.
+ALWAYS_INLINE void store_either(float* f32, uint16_t* bf16, int64_t at, Floats v) {
+  if (bf16 != nullptr) {
+    store_bf16(bf16 + at, v);
+  } else {
+    store(f32 + at, v);
+  }
 }
 
 // std::max(v, 0.0f) of each lane, -0.0 and NaN included.
