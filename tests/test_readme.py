@@ -153,6 +153,17 @@ def test_the_resnet_against_densenet_table_is_the_runs_comparison():
     assert shown == measured
 
 
+def test_the_fused_densenet_run_is_its_comparison():
+    """The DenseNet-40 run after its layers were fused: results.md's numbers are the run's."""
+    section = " ".join(results_section("ResNet-110 against DenseNet-40 on the official images")
+                       .split())
+    row = read("docs/results/densenet40_fused/comparison.md").splitlines()[2]
+    top1, train_error, wall, rate = [c.strip() for c in row.strip("|").split("|")][6:10]
+    hours, minutes, seconds = (int(x) for x in wall.split(":"))
+    assert f"ended at **{top1}** (training error {train_error})" in section
+    assert f"**{hours * 60 + minutes} min {seconds} s** at {rate} images/s" in section
+
+
 def test_the_compare_walkthrough_table_is_its_comparison():
     page = read("docs/compare.md").split("## Walkthrough")[1]
     table = read("docs/results/resnet_vs_densenet_subset/comparison.md").strip()
