@@ -192,6 +192,32 @@ def assert_same_training(models: dict, loss_rtol: float, weight_atol: float) -> 
                                    err_msg=name)
 
 
+def assert_same_passes(reference, fused, x_shape, tolerance: float) -> None:
+    """Two training passes (forward and backward) of a layer and its fused twin, built from
+    one seed, on the same inputs: the output and the gradients of the input and of every
+    trainable parameter within `tolerance` of the largest value, and afterwards the
+    running statistics (the whole state) within float32 rounding."""
+    import paddle
+    for step in range(2):  # the running statistics move twice
+        rng = np.random.default_rng(step)
+        x_np = (2 * rng.standard_normal(x_shape) + 0.5).astype("float32")
+        found = {}
+        for key, layer in (("reference", reference), ("fused", fused)):
+            x = paddle.to_tensor(x_np, stop_gradient=False)
+            y = layer(x)
+            weights = [p for p in layer.parameters() if not p.stop_gradient]
+            grad_y = paddle.to_tensor(np.sin(np.arange(y.size)).reshape(y.shape), "float32")
+            found[key] = [y] + list(paddle.grad([y], [x] + weights, [grad_y]))
+        names = ["y", "x"] + [p.name for p in reference.parameters() if not p.stop_gradient]
+        assert len(names) == len(found["fused"])
+        for name, expected, got in zip(names, found["reference"], found["fused"]):
+            scale = float(np.abs(expected.numpy()).max())
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0,
+                                       atol=tolerance * scale, err_msg=f"step {step} {name}")
+    for (name, a), b in zip(reference.state_dict().items(), fused.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 @pytest.fixture(scope="session")
 def fused_library():
     """The built oneDNN operators with the fused ones planned (tests of fused_block.py and

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import assert_same_training
+from conftest import assert_same_passes, assert_same_training
 from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
 from paddle_resnet.models.densenet import DenseLayer, Transition
@@ -60,24 +60,7 @@ def test_values_gradients_and_running_statistics_equal_the_per_layer_path(fused_
     # a value across a bf16 boundary (measured up to 9e-5 of the largest value); a
     # transition convolves in float32 on both sides here.
     tolerance = 2e-3 if bf16 and kind != "transition" else 1e-5
-    for step in range(2):  # the running statistics move twice
-        rng = np.random.default_rng(step)
-        x_np = (2 * rng.standard_normal([4, size, size, in_channels]) + 0.5).astype("float32")
-        found = {}
-        for key, layer in (("reference", reference), ("fused", fused)):
-            x = paddle.to_tensor(x_np, stop_gradient=False)
-            y = layer(x)
-            weights = [p for p in layer.parameters() if not p.stop_gradient]
-            grad_y = paddle.to_tensor(np.sin(np.arange(y.size)).reshape(y.shape), "float32")
-            found[key] = [y] + list(paddle.grad([y], [x] + weights, [grad_y]))
-        names = ["y", "x"] + [p.name for p in reference.parameters() if not p.stop_gradient]
-        assert len(names) == len(found["fused"])
-        for name, expected, got in zip(names, found["reference"], found["fused"]):
-            scale = float(np.abs(expected.numpy()).max())
-            np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=0,
-                                       atol=tolerance * scale, err_msg=f"step {step} {name}")
-    for (name, a), b in zip(reference.state_dict().items(), fused.state_dict().values()):
-        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert_same_passes(reference, fused, [4, size, size, in_channels], tolerance)
 
 
 def test_the_pooled_transition_rounds_no_further_from_float32_than_the_per_layer_path(
