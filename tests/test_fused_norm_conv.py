@@ -1,4 +1,4 @@
-"""DenseNet's BN-ReLU-convolutions as one operator (paddle_resnet/speed/fused_norm_conv.py):
+"""DenseNet's layers as one operator (paddle_resnet/speed/fused_norm_conv.py):
 the values, gradients and running statistics of the per-layer path, the same parameters
 and checkpoints, Paddle's own path in evaluation, and which layers it takes."""
 import numpy as np
@@ -132,7 +132,7 @@ def test_which_layers_it_takes_and_the_checkpoint_keys(fused_library, name, fuse
     assert list(model.state_dict()) == list(build_model(name).state_dict())
     # the run header names the fused operators the model took, and only those
     applied = plan.as_applied(model.speed_paths).describe()
-    assert ("BN-ReLU-convolutions: one operator each" in applied) is (fused_layers > 0)
+    assert ("dense layers and transitions: one operator each" in applied) is (fused_layers > 0)
     assert ("basic blocks: one operator each" in applied) is (name == "resnet20")
 
 

@@ -3,9 +3,9 @@
 `plan_speed(options, place, processes)` decides, once per process and before any model
 exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; Paddle's
 elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
-fast kernels want; NCHW otherwise), residual basic blocks and DenseNet's
-BN-ReLU-convolutions as one operator each where oneDNN convolves with bf16 inputs in one
-thread per process (`fused_block.py`, `fused_norm_conv.py`), the
+fast kernels want; NCHW otherwise), residual basic blocks and DenseNet's layers and
+transitions as one operator each where oneDNN convolves with bf16 inputs in one thread per
+process (`fused_block.py`, `fused_norm_conv.py`), the
 faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
 threads, MKL's fast path on AMD CPUs (`mkl.py`) and glibc's allocator keeping freed memory
 (`malloc.py`), both set where a run starts.
@@ -33,7 +33,7 @@ from .mkl import ensure_mkl_fast_path
 
 
 # apply_speed's count of each fused operator -> what the run header calls its layers
-FUSED_PATHS = {"fused_block": "basic blocks", "fused_norm_conv": "BN-ReLU-convolutions"}
+FUSED_PATHS = {"fused_block": "basic blocks", "fused_norm_conv": "dense layers and transitions"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class SpeedPlan:
     bf16: bool = False
     onednn_norm: bool = False  # batch normalization (+ ReLU, + residual add) on oneDNN
     # the fused operators (speed.fused_block): residual basic blocks (fused_block.py) and
-    # DenseNet's BN-ReLU-convolutions (fused_norm_conv.py), one operator each
+    # DenseNet's layers and transitions (fused_norm_conv.py), one operator each
     fused_block: bool = False
     fused_paths: Tuple[str, ...] = tuple(FUSED_PATHS)  # those a model took (as_applied)
     library: Optional[str] = None  # the built oneDNN operator
