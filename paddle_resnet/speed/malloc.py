@@ -23,6 +23,7 @@ nothing. `PADDLE_RESNET_KEEP_MEMORY=0` turns it off; glibc's own tunables
 import ctypes
 import os
 from typing import Mapping, Optional
+
 from .switches import switched_off
 
 SWITCH = "PADDLE_RESNET_KEEP_MEMORY"

@@ -50,10 +50,10 @@ constexpr const char* kOp = "fused_bn_relu_conv";
 // Rows of the saved statistics tensor (kStats x channels of x).
 enum StatRow { kMean, kInvStd, kScale, kShift, kStats };
 
-// The convolution of NHWC input `xs` by w (OIHW): stride 1, the size kept.
+// The convolution of NHWC input `xs` (conv_input_shape's, 4-D) by w (OIHW): stride 1, the
+// size kept.
 Geometry conv_geometry(const std::vector<int64_t>& xs, const paddle::Tensor& w, bool bf16) {
   const auto& ws = w.shape();
-  PD_CHECK(xs.size() == 4, kOp, ": a 4-D NHWC input expected");
   PD_CHECK(ws.size() == 4 && ws[2] == ws[3] && ws[2] % 2 == 1, kOp,
            ": a square kernel of odd size expected");
   const int pad = static_cast<int>(ws[2] / 2);
@@ -174,17 +174,18 @@ paddle::Tensor conv_output_grad(const paddle::Tensor& grad_y, int64_t t_channels
   return grad_t;
 }
 
-// The stage's backward from t's gradient: its weight's gradient, and through the
-// convolution, the ReLU (its mask recomputed from x) and the BN, x's gradient (bf16 with
-// `grad_x_bf16`, for a convolution before the stage; else float32, plus `add`) and
-// gamma's and beta's.
+// The stage's backward from t's gradient and what its forward kept (a, stats): its
+// weight's gradient, and through the convolution, the ReLU (its mask recomputed from x)
+// and the BN, x's gradient (bf16 with `grad_x_bf16`, for a convolution before the stage;
+// else float32, plus `add`) and gamma's and beta's.
 struct StageGrads {
   paddle::Tensor w;
   NormGrads norm;
 };
 
 StageGrads stage_backward(const paddle::Tensor& x, const paddle::Tensor& gamma,
-                          const paddle::Tensor& w, const Stage& saved,
+                          const paddle::Tensor& w, const paddle::Tensor& a,
+                          const paddle::Tensor& stats,
                           const paddle::Tensor& grad_t, bool pool, bool bf16,
                           bool grad_x_bf16, Addend add) {
   const std::vector<int64_t> a_shape = conv_input_shape(x, pool, w);
@@ -192,13 +193,13 @@ StageGrads stage_backward(const paddle::Tensor& x, const paddle::Tensor& gamma,
   const Rows shape = rows_of(x.shape());
   const int64_t channels = shape.channels;
   PD_CHECK(grad_t.shape() == conv_output_shape(g), kOp, ": the output gradient's shape");
-  const float* st = saved.stats.data<float>();
+  const float* st = stats.data<float>();
   auto row = [&](StatRow r) { return st + r * channels; };
   std::vector<float> partial(2 * channels);
 
   const memory grad_t_mem = conv_input(g.dst, grad_t, bf16);
   StageGrads grads{empty(w.shape()), {}};
-  run_backward_weights(g, conv_input(g.src, saved.a, bf16), grad_t_mem, data_of(grads.w));
+  run_backward_weights(g, conv_input(g.src, a, bf16), grad_t_mem, data_of(grads.w));
   auto grad_a = empty(x.shape());
   if (pool) {
     auto grad_pooled = empty(a_shape);
@@ -255,7 +256,7 @@ std::vector<paddle::Tensor> NormConvBackward(const paddle::Tensor& x, const padd
   PD_CHECK(grad_y.shape()[3] == (concat ? x.shape()[3] : 0) + t_channels, kOp,
            ": the output gradient has ", grad_y.shape()[3], " channels");
   const StageGrads grads =
-      stage_backward(x, gamma, w, {a, stats, paddle::Tensor()},
+      stage_backward(x, gamma, w, a, stats,
                      conv_output_grad(grad_y, t_channels, bf16), pool, bf16, false,
                      concat_share(grad_y, concat));
   return {grads.norm.input, grads.norm.gamma, grads.norm.beta, grads.w};
@@ -288,10 +289,10 @@ std::vector<paddle::Tensor> BottleneckBackward(
   PD_CHECK(grad_y.shape()[3] == x.shape()[3] + t_channels, kOp,
            ": the output gradient has ", grad_y.shape()[3], " channels");
   const StageGrads second =
-      stage_backward(t1, gamma2, w2, {a2, stats2, paddle::Tensor()},
+      stage_backward(t1, gamma2, w2, a2, stats2,
                      conv_output_grad(grad_y, t_channels, bf16), false, bf16, bf16, Addend{});
   const StageGrads first =
-      stage_backward(x, gamma1, w1, {a1, stats1, paddle::Tensor()}, second.norm.input, false,
+      stage_backward(x, gamma1, w1, a1, stats1, second.norm.input, false,
                      bf16, false, concat_share(grad_y, true));
   return {first.norm.input, first.norm.gamma, first.norm.beta, first.w,
           second.norm.gamma, second.norm.beta, second.w};

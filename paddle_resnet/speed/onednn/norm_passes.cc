@@ -19,16 +19,29 @@ namespace {
 // alone loses digits over N*H*W = 65,536 rows (ResNet-20's first stage at batch 64).
 constexpr int64_t kRowBlock = 64;
 
-// A row block's float sums s and q added into the double totals, through `partial`.
-template <int kVectors>
-ALWAYS_INLINE void add_block_sums(const Row<kVectors>& s, const Row<kVectors>& q,
-                                  int64_t channels, float* partial, double* total_s,
-                                  double* total_q) {
-  s.store_to(partial);
-  q.store_to(partial + channels);
-  for (int64_t c = 0; c < channels; ++c) {
-    total_s[c] += partial[c];
-    total_q[c] += partial[channels + c];
+// Two sums per channel over `rows` rows: accumulated in float over each block of kRowBlock
+// rows, then added into the double totals. `add_row(r, s, q)` adds row r's terms to the
+// block's sums s and q: a Row of registers per sum in the body over whole vectors, float
+// arrays of `channels` (in `partial`) in the loop over any count. Both bodies add the same
+// terms in the same order (vector_rows.h).
+template <int kVectors, typename AddRow>
+ALWAYS_INLINE void block_sums(int64_t rows, int64_t channels, float* partial, double* total_s,
+                              double* total_q, AddRow add_row) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
+    const int64_t r1 = std::min(rows, r0 + kRowBlock);
+    if constexpr (kVectors > 0) {
+      Row<kVectors> s{}, q{};
+      for (int64_t r = r0; r < r1; ++r) add_row(r, s, q);
+      s.store_to(partial);
+      q.store_to(partial + channels);
+    } else {
+      for (int64_t c = 0; c < 2 * channels; ++c) partial[c] = 0.0f;
+      for (int64_t r = r0; r < r1; ++r) add_row(r, partial, partial + channels);
+    }
+    for (int64_t c = 0; c < channels; ++c) {
+      total_s[c] += partial[c];
+      total_q[c] += partial[channels + c];
+    }
   }
 }
 
@@ -38,40 +51,26 @@ template <int kVectors>
 ALWAYS_INLINE void moments_of(const float* t, int64_t rows, int64_t channels, double* sum,
                               double* square, float* partial) {
   if constexpr (kVectors > 0) {
-    const Row<kVectors> pivot = Row<kVectors>::of(t);
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-      const int64_t r1 = std::min(rows, r0 + kRowBlock);
-      Row<kVectors> s{}, q{};
-      for (int64_t r = r0; r < r1; ++r) {
-        const Row<kVectors> row = Row<kVectors>::of(t + r * channels);
-        for (int i = 0; i < kVectors; ++i) {
-          const Floats d = row.v[i] - pivot.v[i];
-          s.v[i] += d;
-          q.v[i] += d * d;
-        }
+    using R = Row<kVectors>;
+    const R pivot = R::of(t);
+    block_sums<kVectors>(rows, channels, partial, sum, square, [&](int64_t r, R& s, R& q) {
+      const R row = R::of(t + r * channels);
+      for (int i = 0; i < kVectors; ++i) {
+        const Floats d = row.v[i] - pivot.v[i];
+        s.v[i] += d;
+        q.v[i] += d * d;
       }
-      add_block_sums(s, q, channels, partial, sum, square);
-    }
-    return;
-  }
-  const float* pivot = t;
-  float* s = partial;
-  float* q = partial + channels;
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-    const int64_t r1 = std::min(rows, r0 + kRowBlock);
-    for (int64_t c = 0; c < channels; ++c) s[c] = q[c] = 0.0f;
-    for (int64_t r = r0; r < r1; ++r) {
+    });
+  } else {
+    const float* pivot = t;
+    block_sums<0>(rows, channels, partial, sum, square, [&](int64_t r, float* s, float* q) {
       const float* row = t + r * channels;
       for (int64_t c = 0; c < channels; ++c) {
         const float d = row[c] - pivot[c];
         s[c] += d;
         q[c] += d * d;
       }
-    }
-    for (int64_t c = 0; c < channels; ++c) {
-      sum[c] += s[c];
-      square[c] += q[c];
-    }
+    });
   }
 }
 
@@ -93,36 +92,25 @@ ALWAYS_INLINE void masked_sums_of(const float* g_in, float* g, const float* t, M
     const R vm = R::of(mean);
     R va{}, vb{};
     if (kind == Mask::kRecompute) va = R::of(a), vb = R::of(b);
-    for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-      const int64_t r1 = std::min(rows, r0 + kRowBlock);
-      R s{}, q{};
-      for (int64_t r = r0; r < r1; ++r) {
-        R gr = R::of(g_in + r * channels);  // all loaded before g's row is written
-        const R tr = R::of(t + r * channels);
-        if (kind == Mask::kOutput) {
-          const R mr = R::of(output + r * channels);
-          for (int i = 0; i < kVectors; ++i) gr.v[i] = mr.v[i] > zero ? gr.v[i] : zero;
-        } else if (kind == Mask::kRecompute) {
-          for (int i = 0; i < kVectors; ++i) {
-            gr.v[i] = tr.v[i] * va.v[i] + vb.v[i] > zero ? gr.v[i] : zero;
-          }
-        }
-        if (kind != Mask::kNone || g != g_in) gr.store_to(g + r * channels);
+    block_sums<kVectors>(rows, channels, partial, sum_g, sum_gd, [&](int64_t r, R& s, R& q) {
+      R gr = R::of(g_in + r * channels);  // all loaded before g's row is written
+      const R tr = R::of(t + r * channels);
+      if (kind == Mask::kOutput) {
+        const R mr = R::of(output + r * channels);
+        for (int i = 0; i < kVectors; ++i) gr.v[i] = mr.v[i] > zero ? gr.v[i] : zero;
+      } else if (kind == Mask::kRecompute) {
         for (int i = 0; i < kVectors; ++i) {
-          s.v[i] += gr.v[i];
-          q.v[i] += gr.v[i] * (tr.v[i] - vm.v[i]);
+          gr.v[i] = tr.v[i] * va.v[i] + vb.v[i] > zero ? gr.v[i] : zero;
         }
       }
-      add_block_sums(s, q, channels, partial, sum_g, sum_gd);
-    }
-    return;
-  }
-  float* s = partial;
-  float* q = partial + channels;
-  for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-    const int64_t r1 = std::min(rows, r0 + kRowBlock);
-    for (int64_t c = 0; c < channels; ++c) s[c] = q[c] = 0.0f;
-    for (int64_t r = r0; r < r1; ++r) {
+      if (kind != Mask::kNone || g != g_in) gr.store_to(g + r * channels);
+      for (int i = 0; i < kVectors; ++i) {
+        s.v[i] += gr.v[i];
+        q.v[i] += gr.v[i] * (tr.v[i] - vm.v[i]);
+      }
+    });
+  } else {
+    block_sums<0>(rows, channels, partial, sum_g, sum_gd, [&](int64_t r, float* s, float* q) {
       const float* gi = g_in + r * channels;
       float* gr = g + r * channels;
       const float* tr = t + r * channels;
@@ -138,11 +126,7 @@ ALWAYS_INLINE void masked_sums_of(const float* g_in, float* g, const float* t, M
         s[c] += gr[c];
         q[c] += gr[c] * (tr[c] - mean[c]);
       }
-    }
-    for (int64_t c = 0; c < channels; ++c) {
-      sum_g[c] += s[c];
-      sum_gd[c] += q[c];
-    }
+    });
   }
 }
 
