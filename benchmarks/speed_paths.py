@@ -8,9 +8,10 @@ every variant alike.
 A variant is `NAME=OPTION,OPTION,...` with options as the config's `speed.*` keys without
 `speed.` (empty: the defaults). `--processes N` times one of N training processes: its
 share of the cores as threads, `--batch` its own batch. Prints a table of images/s (median
-over rounds) and each variant's ratio to the first.
+over rounds) and each variant's ratio to the first; `--json PATH` also writes them.
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -57,6 +58,7 @@ def main():
     p.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--json", default=None, help="also write the table to this file")
     args = p.parse_args()
     for name in ("batch", "processes", "steps", "rounds"):
         if getattr(args, name) < 1:
@@ -83,6 +85,8 @@ def main():
             float(loss)  # wait for the last step
             rates[name].append(args.steps * args.batch / (time.perf_counter() - start))
     first = statistics.median(next(iter(rates.values())))
+    if args.json:
+        write_json(args, rates, first)
     print(f"| {args.model}, batch {args.batch}, 1 of {args.processes} processes | images/s "
           "(median) | rounds | vs first |")
     print("|---|---:|---|---:|")
@@ -90,6 +94,15 @@ def main():
         median = statistics.median(values)
         print(f"| {name} | {median:,.1f} | {', '.join(f'{v:.0f}' for v in values)} | "
               f"{median / first:.2f}x |")
+
+
+def write_json(args, rates, first):
+    rows = [{"variant": name, "images_per_s": statistics.median(values), "runs": values,
+             "vs_first": statistics.median(values) / first} for name, values in rates.items()]
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as f:
+        json.dump({"model": args.model, "batch": args.batch, "processes": args.processes,
+                   "steps": args.steps, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
