@@ -154,7 +154,7 @@ SCHEMA: Dict[str, Option] = {
                                 null_means="on where it was measured: the oneDNN "
                                 "convolution with bf16 inputs, one thread per process (the "
                                 "default on a multi-core CPU): 1.23x ResNet-20's step, the "
-                                "same test accuracy over seeds, 1.44x DenseNet-40's "
+                                "same test accuracy over seeds, 1.42x DenseNet-40's "
                                 "(docs/performance.md); per-layer in float32 or with several "
                                 "threads per process, not measured there yet"),
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "

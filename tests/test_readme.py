@@ -347,3 +347,19 @@ def test_the_densenet_table_is_its_benchmark_file():
     fused, per_layer, torch_fast, torch_default = (r["images_per_s"] for r in rows)
     for ratio in (fused / per_layer, fused / torch_fast, fused / torch_default):
         assert f"{ratio:.2f}x" in table
+
+
+def test_the_fused_densenet_step_table_is_its_benchmark_files():
+    """performance.md's fused-vs-per-layer DenseNet table and summary row: speed_paths.py's
+    JSON, and the ratio quoted for the default in the schema's description."""
+    import json
+    page = read("docs/performance.md")
+    table = page.split("| batch 32, 1 of 2 processes (`")[1].split("\n\n")[0]
+    for model, label in (("densenet40", "DenseNet-40"), ("densenet_bc_100", "DenseNet-BC-100")):
+        per_layer, fused = json.loads(read(f"benchmarks/results/speed_paths_{model}.json"))["rows"]
+        ratio = f"{fused['vs_first']:.2f}x"
+        assert (f"| {label} | {per_layer['images_per_s']:.1f} | {fused['images_per_s']:.1f} | "
+                f"**{ratio}** |") in table
+        assert f"**{ratio}** {label}" in page  # the summary row
+        if model == "densenet40":
+            assert f"{ratio} DenseNet-40's" in read("paddle_resnet/schema.py")

@@ -169,7 +169,7 @@ def _fused_block(choice: Optional[bool], conv: str, bf16: bool, threads: int) ->
     if conv != "onednn":
         return False
     # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
-    # 1.17x ResNet-18's, the same test accuracy over seeds; 1.44x DenseNet-40's and 1.59x
+    # 1.17x ResNet-18's, the same test accuracy over seeds; 1.42x DenseNet-40's and 1.56x
     # DenseNet-BC-100's, the per-layer path's results to float32 rounding
     # (docs/performance.md). The operators' own passes are single-threaded, so a process
     # with several threads, and float32 hosts, keep the per-layer path until the fused one
