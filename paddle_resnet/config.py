@@ -217,6 +217,10 @@ def validate(flat: Mapping[str, Any], where: str = "") -> Config:
                           "6n+2: 20, 32, 44, 56, 110, ...")
     if name in ("cifar_resnet", "cifar_plain") and depth is None:
         raise ConfigError(f"{where}model.name = {name} needs model.depth (6n+2, e.g. 74)")
+    if resolved["data.flip"] == "alternating" and resolved["data.augment"] == "none":
+        raise ConfigError(f"{where}data.flip = alternating mirrors what the augmentation "
+                          "flips, but data.augment = none flips nothing; set "
+                          "data.augment=standard or data.flip=random")
     milestones = resolved["schedule.milestones"]
     if any(not 0 < m < 1 for m in milestones) or milestones != sorted(milestones):
         raise ConfigError(f"{where}schedule.milestones = {milestones} must be increasing "

@@ -87,6 +87,12 @@ SCHEMA: Dict[str, Option] = {
                            "pad, random 32x32 crop, horizontal flip; `notebook` = random "
                            "horizontal and vertical flips and colour jitter; `none`",
                            choices=NamesOf("paddle_resnet.data.augment", "AUGMENTATIONS")),
+    "data.flip": Option("random", str, "how the augmentation's left-right flips fall across "
+                        "epochs: `random` = drawn anew for each image every epoch (He et al.); "
+                        "`alternating` = drawn in the first epoch, then each image the other "
+                        "way round from its previous one (arXiv:2404.00498), so every two "
+                        "epochs show every image both ways",
+                        choices=NamesOf("paddle_resnet.data.augment", "FLIPS")),
     "data.augment_on": Option("host", str, "where augmentation runs: `host` = compiled "
                               "numpy kernels on the CPU cores; `device` = Paddle operators on "
                               "the training device (for GPUs: uint8 batches cross, the host "
@@ -116,8 +122,10 @@ SCHEMA: Dict[str, Option] = {
     "eval.tta": Option("none", str, "test-time augmentation: `flip` = each test image and its "
                        "horizontal mirror, their logits averaged (twice the evaluation's work; "
                        "+0.66 and +1.28 points on the shipped ResNet-20s, docs/results.md); "
+                       "`flip_shift` = those two, each also moved one pixel up-left and "
+                       "down-right (six views, six times the work); "
                        "`none` = the image alone, as He et al. evaluate",
-                       choices=("none", "flip")),
+                       choices=("none", "flip", "flip_shift")),
     "eval.threads": Option(0, int, "CPU threads for eval.engine=inference (0 = the cores "
                            "shared among the processes)", low=0),
     # --- speed switches (each off where it did not help on this project's CPU) ---------

@@ -85,7 +85,8 @@ def test_predict_on_two_views_averages_each_images_logits_with_its_mirrors():
     assert pr.predict(model, images[:, :, ::-1], tta="flip").classes == result.classes
     assert not np.allclose(result.probabilities, pr.predict(model, images).probabilities)
     # checked before any image is read
-    with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip"):
+    with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip, "
+                       "flip_shift"):
         pr.predict(model, ["no/such/file.png"], tta="mirror")
 
 
@@ -109,7 +110,8 @@ def test_train_then_evaluate_from_python(tiny_cifar10, tmp_path):
     assert metrics["top1"] == pytest.approx(summary["best_top1"])
     flipped = pr.evaluate(model, data_file=tiny_cifar10, tta="flip")
     assert flipped["samples"] == 100 and flipped["loss"] != pytest.approx(metrics["loss"])
-    with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip"):
+    with pytest.raises(UserError, match="eval.tta = 'mirror'; expected one of none, flip, "
+                       "flip_shift"):
         pr.evaluate(model, data_file=tiny_cifar10, tta="mirror")
 
 

@@ -86,6 +86,11 @@ def test_resnet18_config_is_the_notebook_recipe():
     ("", ["model.shortcut=D"], "one of A, B, C"),
     ("", ["optimizer.nesterov=maybe"], "true or false"),
     ("", ["device=tpu"], "auto, cpu, gpu or gpu:N"),
+    ("", ["data.flip=alternating", "data.augment=none"],
+     "data.flip = alternating mirrors what the augmentation flips, but data.augment = none "
+     "flips nothing; set data.augment=standard or data.flip=random"),
+    ("", ["data.flip=sometimes"], "data.flip = 'sometimes' .*one of random, alternating"),
+    ("", ["eval.tta=shift"], "eval.tta = 'shift' .*one of none, flip, flip_shift"),
     ("", ["schedule.milestones=[0.8, 0.2]"], "increasing fractions"),
     ("", ["train.epochs=2", "schedule.warmup_epochs=2"], "spans the whole run of train.epochs"),
     ("", ["model.kwargs.stem_chanels=8"], "model.kwargs.stem_chanels: resnet20 takes no such "

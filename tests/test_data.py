@@ -10,6 +10,8 @@ from conftest import (PIXEL_LEVELS, RunsCommand, add_member, as_pixels, class_im
 from paddle_resnet.data import BatchLoader, MEAN_STD, load_cifar, load_split
 from paddle_resnet.data import cifar as cifar_module
 from paddle_resnet.data.augment import normalize, notebook_recipe, pad_crop_flip
+from paddle_resnet.config import load_config
+from paddle_resnet.engine.header import recipe
 from paddle_resnet.errors import DataError
 
 
@@ -204,3 +206,52 @@ def test_process_shards_make_up_the_single_process_batch(tiny_cifar10):
         assert all(len(p[1]) == 16 for p in parts)
         np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), x)
         np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), y)
+
+
+def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch(tiny_cifar10):
+    train = load_split("cifar10", "train", tiny_cifar10)
+    mean, std = MEAN_STD["cifar10"]
+
+    def flips_and_crops(loader, epoch):
+        """Per image of the split: was it mirrored in `epoch`, and its crop offsets."""
+        order = loader.order(epoch)
+        flips, crops = {}, {}
+        for index in range(len(loader)):
+            _, params, _ = loader.batch_source(epoch, index, order)
+            picked = order[index * 32:(index + 1) * 32]
+            for position, image in enumerate(picked):
+                flips[image] = bool(params["flip"][position])
+                crops[image] = (params["shift_y"][position], params["shift_x"][position])
+        return flips, crops
+
+    common = dict(augment="standard", shuffle=True, drop_last=True, seed=3)
+    alternating = BatchLoader(train, 32, mean, std, flip="alternating", **common)
+    random = BatchLoader(train, 32, mean, std, **common)
+    epochs = [flips_and_crops(alternating, e) for e in range(4)]
+    first = epochs[0][0]
+    assert 0.3 < np.mean(list(first.values())) < 0.7
+    for epoch in range(1, 4):
+        flips = epochs[epoch][0]
+        for image in set(first) & set(flips):
+            assert flips[image] == (first[image] != bool(epoch % 2)), (epoch, image)
+    # Only the flips alternate: the crops are the random recipe's, draw for draw.
+    for epoch in (0, 1):
+        assert flips_and_crops(random, epoch)[1] == epochs[epoch][1]
+    assert flips_and_crops(random, 1)[0] != epochs[1][0]
+    # Exact resume and data parallelism: a batch is fixed by (seed, epoch, index).
+    shards = [BatchLoader(train, 32, mean, std, flip="alternating", rank=r, world=2, **common)
+              for r in (0, 1)]
+    for index in (0, 3):
+        x, _ = alternating.batch_arrays(1, index)
+        np.testing.assert_array_equal(
+            np.concatenate([s.batch_arrays(1, index)[0] for s in shards]), x)
+    with pytest.raises(ValueError, match="flip=alternating needs an augmentation that mirrors "
+                                         "images; 'none' does not"):
+        BatchLoader(train, 32, mean, std, augment="none", flip="alternating")
+    with pytest.raises(ValueError, match="flip must be one of random, alternating"):
+        BatchLoader(train, 32, mean, std, augment="standard", flip="sometimes")
+    # the run's header says so
+    assert ", augment standard, flips alternating, seed 0" in recipe(
+        load_config(None, ["data.flip=alternating"]))
+    assert ", augment standard, seed 0" in recipe(load_config())
+

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import run_tool
 from paddle_resnet.config import load_config
-from paddle_resnet.engine.eval_engine import eval_forward, nchw_twin, resolve_engine, with_mirror
+from paddle_resnet.engine.eval_engine import (eval_forward, nchw_twin, resolve_engine, shifted,
+                                              with_mirror)
 from paddle_resnet.engine.step import speed_options, train_step, training_model
 from paddle_resnet.inference import cpu_threads
 from paddle_resnet.engine.trainer import Trainer
@@ -86,23 +87,56 @@ def test_flip_averages_each_image_with_its_mirror_along_the_width(layout, width)
         both.numpy(), (images[tuple(left)].numpy() + images[tuple(right)].numpy()) / 2)
 
 
-def test_flip_evaluation_is_the_same_with_either_engine():
+def moved(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """NCHW `images` with out[y, x] = images[y + dy, x + dx], zeros brought in."""
+    padded = np.pad(images, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    return padded[:, :, 2 + dy:2 + dy + images.shape[2], 2 + dx:2 + dx + images.shape[3]]
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_shifted_moves_the_image_and_brings_in_zeros(layout):
+    images = paddle.arange(1, 1 + 2 * 3 * 4 * 5, dtype="float32").reshape([2, 3, 4, 5])
+    for dy, dx in [(1, 1), (-1, -1), (0, 2), (-2, 0), (0, 0)]:
+        given = images if layout == "NCHW" else images.transpose([0, 2, 3, 1])
+        got = shifted(given, layout, dy, dx)
+        got = got if layout == "NCHW" else got.transpose([0, 3, 1, 2])
+        np.testing.assert_array_equal(got.numpy(), moved(images.numpy(), dy, dx),
+                                      err_msg=f"{dy}, {dx}")
+    # a move of one pixel down-right: the last row and column come from outside
+    one = shifted(images, "NCHW", 1, 1).numpy()
+    assert (one[:, :, -1, :] == 0).all() and (one[:, :, :, -1] == 0).all()
+    np.testing.assert_array_equal(one[:, :, 0, 0], images.numpy()[:, :, 1, 1])
+
+
+def six_views(model, images: np.ndarray) -> np.ndarray:
+    """The mean logits of each image and its mirror, as they are and moved one pixel
+    up-left and down-right, by hand."""
+    views = [moved(images, d, d) for d in (0, -1, 1)]
+    views += [view[..., ::-1] for view in views]
+    return np.mean([model(paddle.to_tensor(np.ascontiguousarray(v))).numpy() for v in views],
+                   axis=0)
+
+
+@pytest.mark.parametrize("tta", ["flip", "flip_shift"])
+def test_test_time_views_are_the_same_with_either_engine(tta):
     model = trained_a_little("resnet20")
     images = paddle.randn([16, 3, 32, 32])
     model.eval()
     with paddle.no_grad():
-        expected = ((model(images) + model(paddle.flip(images, axis=[3]))) / 2).numpy()
+        expected = (((model(images) + model(paddle.flip(images, axis=[3]))) / 2).numpy()
+                    if tta == "flip" else six_views(model, images.numpy()))
         single = model(images).numpy()
     model.train()
     for engine in ("dygraph", "inference"):
-        with eval_forward(model, engine, "cpu", threads=1, tta="flip") as forward:
+        with eval_forward(model, engine, "cpu", threads=1, tta=tta) as forward:
             with paddle.no_grad():
                 model.eval()
                 got = forward(images).numpy()
                 model.train()
         np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4, err_msg=engine)
     assert not np.allclose(single, expected, rtol=1e-3, atol=1e-4)
-    with pytest.raises(ConfigError, match="eval.tta = 'mirror'; expected one of none, flip"):
+    with pytest.raises(ConfigError, match="eval.tta = 'mirror'; expected one of none, flip, "
+                       "flip_shift"):
         with eval_forward(model, "dygraph", "cpu", tta="mirror"):
             pass
 
@@ -120,7 +154,7 @@ def test_engine_choice():
 # Under dygraph the training model evaluates in its own layout (NHWC on the oneDNN path),
 # under Paddle Inference an NCHW copy: the mirror must flip the width in both.
 @pytest.mark.slow
-@pytest.mark.parametrize("tta", ["none", "flip"])
+@pytest.mark.parametrize("tta", ["none", "flip", "flip_shift"])
 def test_training_reports_the_same_metrics_with_either_engine(tiny_cifar10, tmp_path, tta):
     summaries = {}
     for engine in ("dygraph", "inference"):

@@ -71,7 +71,7 @@ def test_predict_takes_the_checkpoints_views_and_an_override(trained, tmp_path):
     assert not np.allclose(found["none"], found["flip"])
     bad = run_tool("predict", "-w", str(trained), str(image), "-o", "eval.tta=mirror")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
-        "error: eval.tta = 'mirror' is not allowed; expected one of none, flip")
+        "error: eval.tta = 'mirror' is not allowed; expected one of none, flip, flip_shift")
 
 
 def test_an_exported_model_takes_no_override(tmp_path):

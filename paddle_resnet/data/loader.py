@@ -4,7 +4,7 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 import paddle
 
-from .augment import AUGMENTATIONS, Parameters
+from .augment import AUGMENTATIONS, FLIPS, Parameters
 from .cifar import Split
 from .device_augment import DeviceAugmentation
 
@@ -16,15 +16,23 @@ class BatchLoader:
     def __init__(self, split: Split, batch_size: int, mean, std, augment: str = "none",
                  shuffle: bool = False, drop_last: bool = False, seed: int = 0,
                  rank: int = 0, world: int = 1, to_tensor=paddle.to_tensor,
-                 augment_on: str = "host", layout: str = "NCHW"):
+                 augment_on: str = "host", layout: str = "NCHW", flip: str = "random"):
         if augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}")
+        if flip not in FLIPS:
+            raise ValueError(f"flip must be one of {', '.join(FLIPS)}")
         if augment_on not in AUGMENT_ON:
             raise ValueError(f"augment_on must be one of {', '.join(AUGMENT_ON)}")
         self.split = split
         self.batch_size = batch_size
         self.mean, self.std = mean, std
         self.augment = AUGMENTATIONS[augment]
+        self.first_flips = None  # per image of the split: mirrored in even epochs?
+        if flip == "alternating":
+            if self.augment.mirror is None:
+                raise ValueError(f"flip=alternating needs an augmentation that mirrors "
+                                 f"images; {augment!r} does not")
+            self.first_flips = np.random.default_rng([seed, 2]).random(len(split)) < 0.5
         # On the device the batch crosses as uint8, a quarter of the float32 bytes, and
         # the pixel work runs there (device_augment.py) with the same random parameters.
         self.on_device = (DeviceAugmentation(augment, mean, std, to_tensor)
@@ -63,6 +71,8 @@ class BatchLoader:
         picked = order[index * self.batch_size:(index + 1) * self.batch_size]
         params = self.augment.draw(len(picked),
                                    np.random.default_rng([self.seed, epoch, index, 1]))
+        if self.first_flips is not None:
+            params[self.augment.mirror] = self.first_flips[picked] ^ bool(epoch % 2)
         if self.world > 1:  # the global batch's parameters, applied to this slice only
             mine = np.array_split(np.arange(len(picked)), self.world)[self.rank]
             picked = picked[mine]

@@ -60,6 +60,7 @@ def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) ->
     layout = speed.data_format if cfg["data.augment_on"] == "host" else "NCHW"
     train_loader = BatchLoader(train, batch, mean, std, augment=cfg["data.augment"],
                                shuffle=True, drop_last=True, seed=cfg["seed"],
+                               flip=cfg["data.flip"],
                                augment_on=cfg["data.augment_on"], layout=layout, **shard)
     eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std,
                               layout="NCHW" if eval_inference else layout, **shard)

@@ -125,6 +125,8 @@ def recipe(cfg: Config) -> str:
         schedule += f", {cfg['schedule.warmup_epochs']:g} warm-up epochs"
     epochs = cfg["train.epochs"]
     return (f"{epochs} epoch{'s' if epochs > 1 else ''} of batch {cfg['train.batch_size']}, "
-            f"{optimizer}, {schedule}, augment {cfg['data.augment']}, seed {cfg['seed']}"
+            f"{optimizer}, {schedule}, augment {cfg['data.augment']}"
+            + (", flips alternating" if cfg["data.flip"] == "alternating" else "")
+            + f", seed {cfg['seed']}"
             + (f"; evaluated with eval.tta={cfg['eval.tta']}" if cfg["eval.tta"] != "none"
                else ""))
