@@ -65,17 +65,17 @@ def shifted(images: paddle.Tensor, layout: str, dy: int, dx: int) -> paddle.Tens
                         ends=[top + images.shape[h], left + images.shape[w]])
 
 
-# One-pixel moves along the diagonal: the standard augmentation's 4-pixel crops make the
-# network see such moves in training. The diagonal pair measured as well as all eight
-# neighbours (91.38% against 91.43% two-view 91.19%, a 25-epoch ResNet-20; docs/results.md)
-# at a third of their work.
+# One-pixel moves along a diagonal, which the standard augmentation's crops show in
+# training: on a 24-epoch ResNet-20 the pair scored 91.58% against all eight moves' 91.64%
+# at a third of their work, and two-pixel moves 91.35% (benchmarks/tta_views.py; the gain
+# over two views varies, +0.12 points on average over seven runs: docs/results.md).
 SHIFTS = ((0, 0), (-1, -1), (1, 1))
 
 
 def with_shifted_mirrors(forward: Callable, layout: str) -> Callable:
     """Each image and its mirror (with_mirror), each as it is and moved one pixel up-left
-    and down-right: six views, their logits averaged (the multi-crop evaluation of
-    arXiv:2404.00498 has the same shape)."""
+    and down-right: six views, their logits averaged (after the mirror-and-translate
+    evaluation of arXiv:2404.00498)."""
     both = with_mirror(forward, layout)
 
     def forward_shifted(images):
