@@ -217,9 +217,11 @@ def validate(flat: Mapping[str, Any], where: str = "") -> Config:
                           "6n+2: 20, 32, 44, 56, 110, ...")
     if name in ("cifar_resnet", "cifar_plain") and depth is None:
         raise ConfigError(f"{where}model.name = {name} needs model.depth (6n+2, e.g. 74)")
-    if resolved["data.flip"] == "alternating" and resolved["data.augment"] == "none":
+    from .data.augment import AUGMENTATIONS  # loaded by data.augment's check above
+    augment = resolved["data.augment"]
+    if resolved["data.flip"] == "alternating" and AUGMENTATIONS[augment].mirror is None:
         raise ConfigError(f"{where}data.flip = alternating mirrors what the augmentation "
-                          "flips, but data.augment = none flips nothing; set "
+                          f"flips, but data.augment = {augment} flips nothing; set "
                           "data.augment=standard or data.flip=random")
     milestones = resolved["schedule.milestones"]
     if any(not 0 < m < 1 for m in milestones) or milestones != sorted(milestones):

@@ -7,10 +7,10 @@ import pytest
 
 from conftest import (PIXEL_LEVELS, RunsCommand, add_member, as_pixels, class_images,
                       quickstart_args, run_tool)
+from paddle_resnet.config import load_config
 from paddle_resnet.data import BatchLoader, MEAN_STD, load_cifar, load_split
 from paddle_resnet.data import cifar as cifar_module
 from paddle_resnet.data.augment import normalize, notebook_recipe, pad_crop_flip
-from paddle_resnet.config import load_config
 from paddle_resnet.engine.header import recipe
 from paddle_resnet.errors import DataError
 
@@ -254,4 +254,3 @@ def test_alternating_flip_mirrors_each_image_the_other_way_every_epoch(tiny_cifa
     assert ", augment standard, flips alternating, seed 0" in recipe(
         load_config(None, ["data.flip=alternating"]))
     assert ", augment standard, seed 0" in recipe(load_config())
-
