@@ -363,3 +363,23 @@ def test_the_fused_densenet_step_table_is_its_benchmark_files():
         assert f"**{ratio}** {label}" in page  # the summary row
         if model == "densenet40":
             assert f"{ratio} DenseNet-40's" in read("paddle_resnet/schema.py")
+
+
+def test_the_24_epoch_runs_are_their_comparison_and_views_file():
+    """results.md's 24-epoch table quotes compare.py's table of the runs (the views each
+    evaluated as it ran) and its view sets benchmarks/tta_views.py's JSON of seed 0's
+    alternating run, whose own six views are that run's number."""
+    import json
+    in_run = final_top1_and_train_error("docs/results/onecycle24_views/comparison.md")
+    results = " ".join(read("docs/results.md").split())
+    table = results.split("| seed, flips | one view | two views | six views |")[1]
+    assert f"| 0, random | 90.41% | {in_run['e24_s0'][0]} | 91.27% |" in table
+    assert f"| 0, alternating | 90.42% | 91.37% | **{in_run['a24_s0'][0]}** |" in table
+    assert f"| 1, alternating | 90.23% | 90.93% | **{in_run['v24_s1'][0]}** |" in table
+    views = json.loads(read("benchmarks/results/tta_views_onecycle24_alternating_s0.json"))
+    assert f"{views['flip_shift_in_package']:.2f}%" == in_run["a24_s0"][0]
+    quoted = {"one view": 0, "two views": 1, "the diagonal pair (`flip_shift`, 6 passes)": 2,
+              "the other diagonal": 3, "both diagonals (10)": 4, "the four axis moves (10)": 5,
+              "all eight moves (18)": 6, "two-pixel diagonal moves": 7}
+    for words, row in quoted.items():
+        assert f"{words} {views['rows'][row]['top1']:.2f}%" in results, words
