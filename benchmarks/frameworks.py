@@ -12,7 +12,8 @@ package sets on AMD CPUs, paddle_resnet/speed/mkl.py) and with MKL's generic pat
 and in NHWC layout (speed.channels_last); the default speed paths (oneDNN convolutions,
 bf16 where the CPU has bf16 kernels) in one process of one thread, in one process running
 every core as threads, and one process per core under paddle.distributed.launch (the
-default of `tools/train.py` on a CPU; the same global batch), also with float32
+default of `tools/train.py` on a CPU; the same global batch; the gradients averaged through
+shared memory, as a run's default since 2026-12-05, dist.shared_memory), also with float32
 convolutions (speed.conv_bf16=false) and without the fused operators
 (speed.fused_block=false); and PyTorch eager with all cores and with one, and
 with all cores in channels_last under `torch.autocast("cpu", torch.bfloat16)` (PyTorch's
@@ -112,7 +113,8 @@ def run_paddle(variant, mode, name, batch, steps):
     from paddle_resnet.runtime import prepare_process
 
     prepare_process()  # MKL's fast path on AMD and freed memory kept, as every run
-    from paddle_resnet.device import init_processes
+    from paddle_resnet.device import (data_parallel, init_processes, open_host_channel,
+                                      trainable_bytes)
     from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model
     from paddle_resnet.models.layers import batch_shape
@@ -139,11 +141,13 @@ def run_paddle(variant, mode, name, batch, steps):
     images = paddle.randn(batch_shape(batch // procs.world, plan.data_format))
     labels = paddle.randint(0, 10, [batch // procs.world])
     forward = paddle.jit.to_static(model) if variant == "paddle to_static" else model
-    if procs.distributed:
-        forward = paddle.DataParallel(model)
+    average = None
+    if procs.distributed:  # the gradients averaged as a run averages them by default
+        procs, _ = open_host_channel(procs, None, "cpu", max(trainable_bytes(model), 1 << 16))
+        forward, average = data_parallel(model, procs)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
-    return timed(lambda: float(train_step(forward, images, labels, optimizer)[0]), batch,
-                 steps)
+    return timed(lambda: float(train_step(forward, images, labels, optimizer,
+                                          average_gradients=average)[0]), batch, steps)
 
 
 def timed(step, batch, steps):

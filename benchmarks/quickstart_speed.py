@@ -22,6 +22,9 @@ start-up, data loading and evaluation cancel out. Variants, interleaved over rep
 - `paddle_resnet per_layer`: the default with `-o speed.fused_block=false` (the blocks
   layer by layer, the default before 2026-12-03);
 - `paddle_resnet --nproc 1`: the default in one process with a thread per core;
+- `paddle_resnet DataParallel`: the default with `-o dist.shared_memory=false` (the
+  processes average their gradients through Paddle's DataParallel over gloo, the default
+  before 2026-12-05);
 - `paddle_resnet before`: one process with MKL's fast path off and Paddle's convolution,
   the default before this package set any speed path;
 - `torch`: benchmarks/torch_twin.py, the same model, data, augmentation and optimizer in
@@ -59,7 +62,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ["paddle_resnet (default)", "paddle_resnet conv_bf16", "paddle_resnet fused_block",
             "paddle_resnet per_layer",
             "paddle_resnet conv=paddle",
-            "paddle_resnet --nproc 1",
+            "paddle_resnet --nproc 1", "paddle_resnet DataParallel",
             "paddle_resnet before", "torch", "torch channels_last", "torch channels_last bf16"]
 SINGLE_PROCESS = ("paddle_resnet --nproc 1", "paddle_resnet before")
 BF16_VARIANTS = ("paddle_resnet conv_bf16", "torch channels_last bf16")
@@ -99,6 +102,8 @@ def command(variant: str, data_file: str, images: int, test_images: int, out: st
         args += ["-o", "speed.fused_block=true"]
     if variant == "paddle_resnet per_layer":
         args += ["-o", "speed.fused_block=false"]
+    if variant == "paddle_resnet DataParallel":
+        args += ["-o", "dist.shared_memory=false"]
     if variant in SINGLE_PROCESS:
         args += ["--nproc", "1"]
     if variant == "paddle_resnet before":

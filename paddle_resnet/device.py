@@ -4,7 +4,9 @@ host-to-device batches, mixed precision, and data parallelism under
 
 Under the launcher every process trains on its share of each global batch and Paddle's
 DataParallel averages the gradients, so every process holds the same parameters. On a CPU
-the launcher picks the gloo backend by itself; on GPUs, NCCL, one GPU per process.
+the launcher picks the gloo backend by itself; on GPUs, NCCL, one GPU per process. CPU
+processes of one host average their gradients (and make their other all-reduces) through
+shared memory instead where they can (`host_allreduce.py`, `dist.shared_memory`).
 Starting the launcher for `tools/train.py` is `launch.py`'s job; the host CPU and MKL's
 dispatch are `cpu.py`'s and `speed/`'s.
 """
@@ -13,12 +15,15 @@ import io
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Callable, Optional, Tuple
 
+import numpy as np
 import paddle
 
 from . import cpu
 from .errors import ConfigError
+from .host_allreduce import HostAllReduce, unavailable_reason
 from .schema import SCHEMA
 
 
@@ -26,6 +31,8 @@ from .schema import SCHEMA
 class Processes:
     rank: int = 0
     world: int = 1
+    # the processes' shared-memory channel (open_host_channel), if they have one
+    host: Optional[HostAllReduce] = field(default=None, compare=False, repr=False)
 
     @property
     def main(self) -> bool:
@@ -151,12 +158,19 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return paddle.amp.auto_cast(enable=True, level=self.level, dtype=self.dtype)
 
-    def backward_and_step(self, loss: paddle.Tensor, optimizer) -> None:
+    def backward_and_step(self, loss: paddle.Tensor, optimizer,
+                          after_backward: Optional[Callable[[], None]] = None) -> None:
+        """`after_backward` (data_parallel's gradient average) runs on the gradients before
+        the step uses them."""
         if self.scaler is None:
             loss.backward()
+            if after_backward is not None:
+                after_backward()
             optimizer.step()
             return
         self.scaler.scale(loss).backward()
+        if after_backward is not None:
+            after_backward()
         self.scaler.step(optimizer)  # unscales the gradients first; skips inf/NaN steps
         self.scaler.update()
 
@@ -184,10 +198,114 @@ def convert_sync_bn(model: paddle.nn.Layer, processes: Processes, sync_bn: bool,
     return model
 
 
-def data_parallel(model: paddle.nn.Layer, processes: Processes) -> paddle.nn.Layer:
-    """The layer a training step calls: DataParallel over several processes (after AMP's
-    decoration). Checkpoints hold `model`, whose names carry no wrapper."""
-    return paddle.DataParallel(model) if processes.distributed else model
+def open_host_channel(processes: Processes, setting: Optional[bool], place: str,
+                      capacity: int) -> Tuple[Processes, str]:
+    """`processes` with a shared-memory channel for vectors of up to `capacity` bytes where
+    `dist.shared_memory` (`setting`) asks for one and all of them can open it, and the
+    note of a default that could not (`true` fails instead). Collective."""
+    if not processes.distributed or setting is False or not place.startswith("cpu"):
+        if setting and processes.distributed:
+            raise ConfigError(f"dist.shared_memory = true averages CPU processes' gradients, "
+                              f"but the device is {place}; set dist.shared_memory=null")
+        return processes, ""
+    import paddle.distributed as dist
+    reason, channel = unavailable_reason(), None
+    if reason is None:
+        try:
+            channel = _open_channel(processes, capacity)
+        except OSError as e:
+            reason = f"its shared memory could not be opened ({e.strerror or e})"
+    opened = all_reduce(paddle.to_tensor(int(channel is not None)), processes, "min")
+    if channel is not None:
+        dist.barrier()  # every rank attached before the name goes
+        channel.unlink()
+    if int(opened):
+        return replace(processes, host=channel), ""
+    if channel is not None:
+        channel.close()
+    reason = reason or "another process could not open it (the processes are on several hosts?)"
+    if setting:
+        raise ConfigError(f"dist.shared_memory = true, but {reason}; set "
+                          "dist.shared_memory=null to average gradients through gloo")
+    return processes, f"shared-memory all-reduce unavailable: {reason}; using gloo"
+
+
+def _open_channel(processes: Processes, capacity: int) -> Optional[HostAllReduce]:
+    """Rank 0 makes the segment and passes its name over gloo; the others attach. None on
+    a rank that cannot (another host): the caller's all-reduce makes every rank agree."""
+    import paddle.distributed as dist
+    channel, error = None, None
+    if processes.main:
+        try:
+            channel = HostAllReduce.create(processes.world, capacity)
+        except OSError as e:
+            error = e
+    name = [channel.name if channel is not None else ""]
+    dist.broadcast_object_list(name, src=0)
+    if error is not None:
+        raise error
+    if not processes.main and name[0]:
+        try:
+            channel = HostAllReduce.attach(name[0], processes.rank, processes.world, capacity)
+        except FileNotFoundError:
+            return None
+    return channel
+
+
+def trainable_bytes(model: paddle.nn.Layer) -> int:
+    return sum(int(np.prod(p.shape)) * 4 for p in model.parameters() if not p.stop_gradient)
+
+
+class GradientAverage:
+    """Between backward and the optimizer's step: every parameter's gradient replaced by
+    the average over processes, through the shared-memory channel. As DataParallel does,
+    each process scales its gradients by 1/world and the scaled ones are summed, so
+    parameters move as they do under DataParallel (bit for bit with two processes:
+    tests/test_distributed.py)."""
+
+    def __init__(self, model: paddle.nn.Layer, processes: Processes):
+        self.parameters = [p for p in model.parameters() if not p.stop_gradient]
+        self.sizes = [int(np.prod(p.shape)) for p in self.parameters]
+        self.host, self.scale = processes.host, np.float32(1.0 / processes.world)
+        self.flat = np.empty(sum(self.sizes), np.float32)
+
+    @paddle.no_grad()
+    def __call__(self) -> None:
+        offset = 0
+        for parameter, size in zip(self.parameters, self.sizes):
+            # A parameter that took no part in this process's forward adds zeros.
+            grad = parameter.grad
+            self.flat[offset:offset + size] = 0.0 if grad is None else grad.numpy().reshape(-1)
+            offset += size
+        self.flat *= self.scale
+        average, offset = self.host.reduce(self.flat), 0
+        for parameter, size in zip(self.parameters, self.sizes):
+            if parameter.grad is not None:
+                parameter.grad.set_value(average[offset:offset + size].reshape(parameter.shape))
+            offset += size
+
+
+def data_parallel(model: paddle.nn.Layer, processes: Processes
+                  ) -> Tuple[paddle.nn.Layer, Optional[Callable[[], None]]]:
+    """The layer a training step calls and what it calls between backward and the
+    optimizer's step: over processes with a shared-memory channel the model itself and
+    GradientAverage; otherwise DataParallel over several processes (after AMP's
+    decoration), which averages during backward. Checkpoints hold `model`, whose names
+    carry no wrapper."""
+    if not processes.distributed:
+        return model, None
+    if processes.host is not None:
+        _broadcast_parameters(model)
+        return model, GradientAverage(model, processes)
+    return paddle.DataParallel(model), None
+
+
+@paddle.no_grad()
+def _broadcast_parameters(model: paddle.nn.Layer) -> None:
+    """Rank 0's parameters and buffers in every process, as DataParallel starts."""
+    import paddle.distributed as dist
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        dist.broadcast(tensor, src=0)
 
 
 def all_reduce(tensor: paddle.Tensor, processes: Processes, op: str = "sum") -> paddle.Tensor:
@@ -195,6 +313,10 @@ def all_reduce(tensor: paddle.Tensor, processes: Processes, op: str = "sum") -> 
     it was."""
     if not processes.distributed:
         return tensor
+    if processes.host is not None and tensor.place.is_cpu_place():
+        array = tensor.numpy()
+        if processes.host.fits(array):
+            return paddle.to_tensor(processes.host.reduce(array, op))
     import paddle.distributed as dist
     total = tensor.clone()
     dist.all_reduce(total, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX,

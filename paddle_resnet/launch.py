@@ -154,7 +154,7 @@ class _StatusFollower:
 
 # What a worker's log shows when a peer vanished under a collective: a consequence.
 _LOST_PEER = ("gloo::IoException", "gloo::TimeoutException", "Connection reset by peer",
-              "Connection closed by peer")
+              "Connection closed by peer", "in a shared-memory all-reduce")
 
 
 def _lost_a_peer(log: str) -> bool:

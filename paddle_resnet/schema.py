@@ -200,6 +200,15 @@ SCHEMA: Dict[str, Option] = {
     # --- several processes (python -m paddle.distributed.launch, or train.py --nproc) ---
     "dist.sync_bn": Option(False, bool, "SyncBatchNorm across GPUs (BN statistics over the "
                            "global batch); GPU only, as Paddle has no CPU kernel for it"),
+    "dist.shared_memory": Option(None, bool, "CPU processes of one host average their "
+                                 "gradients (and make their other all-reduces) through shared "
+                                 "memory instead of Paddle's DataParallel over gloo; the same "
+                                 "numbers (bit for bit with two processes); `true` fails where "
+                                 "it cannot open, `false` = DataParallel", nullable=True,
+                                 null_means="on for several CPU processes on x86-64 Linux "
+                                 "(the quickstart 1.24x DataParallel's, "
+                                 "1.08x-1.32x per repeat, docs/performance.md); elsewhere DataParallel, saying why in "
+                                 "one line"),
     # --- optimiser and schedule --------------------------------------------------------
     "optimizer.name": Option("sgd", str, "optimiser",
                              choices=NamesOf("paddle_resnet.optim", "OPTIMIZERS")),

@@ -44,6 +44,20 @@ def test_two_processes_by_64_equal_one_process_by_128(tmp_path):
     assert moved > 60
 
 
+def test_shared_memory_moves_parameters_as_dataparallel_does_bit_for_bit(tmp_path):
+    """dist.shared_memory's gradient average against Paddle's DataParallel over gloo: the
+    same parameters and sums to the bit after four steps on different shards."""
+    saved = {}
+    for exchange in ("gloo", "shared"):
+        result = launch(2, STEP, str(tmp_path / f"{exchange}.npz"), exchange, "4", "distinct",
+                        log_dir=tmp_path / exchange)
+        assert result.returncode == 0, (tmp_path / exchange / "workerlog.0").read_text()[-3000:]
+        saved[exchange] = np.load(tmp_path / f"{exchange}.npz")
+    gloo, shared = saved["gloo"], saved["shared"]
+    assert sorted(gloo.files) == sorted(shared.files) and len(gloo.files) > 60
+    assert [key for key in gloo.files if not np.array_equal(gloo[key], shared[key])] == []
+
+
 def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     result = run_tool("train", *quickstart_args(
@@ -51,6 +65,7 @@ def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_
         "--nproc", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "global batch = 2 processes x 16" in result.stdout
+    assert "2 processes; gradients averaged through shared memory" in result.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     run = next(r for r in records if r["kind"] == "run")
     epoch = next(r for r in records if r["kind"] == "epoch")
@@ -106,7 +121,9 @@ def test_default_run_interrupted_and_resumed_equals_uninterrupted(signum, marker
     first = next(i for i, line in enumerate(lines)
                  if not line.startswith(("compiling ", "loading ")))
     assert lines[first].startswith("cpu: ")
-    assert lines[first].endswith(f"; {usable_cores()} processes")
+    # the default averages gradients through shared memory, so resume is checked on it
+    assert lines[first].endswith(f"; {usable_cores()} processes; gradients averaged through "
+                                 "shared memory")
     precision = " (bf16 inputs)" if native_bf16() else ""
     fused = ("; basic blocks: one operator each"
              if (native_bf16() and not speed) or speed == ("speed.fused_block=true",) else "")

@@ -1,14 +1,14 @@
 """From a config to the objects a run trains with, in the order Paddle documents."""
 import functools
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import paddle
 
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
-from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel, to_device,
-                      use_device)
+from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel,
+                      open_host_channel, to_device, trainable_bytes, use_device)
 from ..errors import ConfigError
 from ..speed import SpeedPlan, plan_speed
 from .eval_engine import resolve_engine
@@ -30,6 +30,9 @@ class TrainingParts:
     forward_model: paddle.nn.Layer  # what a step calls: DataParallel over several processes
     schedule: paddle.optimizer.lr.LRScheduler
     optimizer: paddle.optimizer.Optimizer
+    procs: Processes  # the run's processes, with their shared-memory channel if opened
+    average_gradients: Optional[Callable[[], None]] = None  # between backward and step
+    exchange_note: str = ""  # why the shared-memory channel is not used, if asked for
 
 
 def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) -> TrainingParts:
@@ -74,6 +77,12 @@ def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) ->
     # Paddle's AMP guide and PaddleClas: decorate first, then wrap in DataParallel, so that
     # the reducer sees the parameters the optimizer updates.
     model, optimizer = amp.decorate(model, optimizer)
+    # Room for the gradients and for any of the run's other all-reduces (BN statistics,
+    # metric sums), which are smaller.
+    procs, exchange_note = open_host_channel(procs, cfg["dist.shared_memory"], place,
+                                             max(trainable_bytes(model), 1 << 16))
+    forward_model, average_gradients = data_parallel(model, procs)
     return TrainingParts(place, speed, amp, eval_inference, train_loader, eval_loader,
                          "val" if cfg["data.val_samples"] else "test", model,
-                         data_parallel(model, procs), schedule, optimizer)
+                         forward_model, schedule, optimizer, procs, average_gradients,
+                         exchange_note)

@@ -42,9 +42,14 @@ def announce(log, vdl, cfg: Config, parts: TrainingParts, procs: Processes, prog
 
 def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: Progress,
                  resumed_from: Optional[str], resume_note: Optional[str]) -> List[str]:
-    lines = [describe(parts.place, procs.world), parts.speed.describe()]
-    if parts.speed.note:
-        lines.append(f"note: {parts.speed.note}")
+    first = describe(parts.place, procs.world)
+    if procs.distributed:
+        first += ("; gradients averaged through shared memory" if procs.host is not None
+                  else "; gradients averaged by DataParallel")
+    lines = [first, parts.speed.describe()]
+    for note in (parts.speed.note, parts.exchange_note):
+        if note:
+            lines.append(f"note: {note}")
     if resumed_from:
         lines.append(f"resumed from {resumed_from} at epoch {progress.current}, iteration "
                      f"{progress.batch_index}, global step {progress.global_step}")

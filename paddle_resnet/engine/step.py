@@ -13,16 +13,18 @@ FULL_PRECISION = MixedPrecision("off", "float16", 1.0, "cpu")  # `amp` when none
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor,
                optimizer, amp: Optional[MixedPrecision] = None, label_smoothing: float = 0.0,
-               inspect: Optional[Callable[[], None]] = None
+               inspect: Optional[Callable[[], None]] = None,
+               average_gradients: Optional[Callable[[], None]] = None
                ) -> Tuple[paddle.Tensor, paddle.Tensor]:
-    """One update of `model` on a batch; returns (loss, logits). `inspect` runs after the
+    """One update of `model` on a batch; returns (loss, logits). `average_gradients`
+    (device.data_parallel's) runs between backward and the update; `inspect` after the
     update while the gradients are still there (gradient norms, histograms); then they are
     cleared."""
     amp = amp or FULL_PRECISION
     with amp.autocast():
         logits = model(images)
         loss = label_smoothed_cross_entropy(logits, labels, label_smoothing)
-    amp.backward_and_step(loss, optimizer)
+    amp.backward_and_step(loss, optimizer, average_gradients)
     if inspect is not None:
         inspect()
     optimizer.clear_grad()

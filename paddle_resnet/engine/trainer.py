@@ -59,6 +59,7 @@ class Trainer:
         self.procs = init_processes()
         prepare_output_dir(self.output_dir, resume_state is not None, self.overwrite, self.procs)
         self.parts = parts = build_training(cfg, self.procs, self._say)
+        self.procs = parts.procs  # with the shared-memory channel, if the processes have one
         self.model, self.optimizer, self.schedule = parts.model, parts.optimizer, parts.schedule
         self.train_loader, self.eval_loader = parts.train_loader, parts.eval_loader
         epochs, every = cfg["train.epochs"], cfg["train.eval_every"]
@@ -152,7 +153,8 @@ class Trainer:
                               and p.current % histogram_every == 0 and self.vdl.enabled)
             inspection = StepInspection(self.model, norms=will_log, arrays=histograms)
             loss, logits = train_step(self.parts.forward_model, images, labels, self.optimizer,
-                                      self.parts.amp, cfg["train.label_smoothing"], inspection)
+                                      self.parts.amp, cfg["train.label_smoothing"], inspection,
+                                      self.parts.average_gradients)
             self._histograms = inspection.arrays or self._histograms
             self.schedule.step()
             self.finite.track(loss, p.global_step + 1)
