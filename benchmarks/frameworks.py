@@ -14,8 +14,9 @@ bf16 where the CPU has bf16 kernels) in one process of one thread, in one proces
 every core as threads, and one process per core under paddle.distributed.launch (the
 default of `tools/train.py` on a CPU; the same global batch; the gradients averaged through
 shared memory, as a run's default since 2026-12-05, dist.shared_memory), also with float32
-convolutions (speed.conv_bf16=false) and without the fused operators
-(speed.fused_block=false); and PyTorch eager with all cores and with one, and
+convolutions (speed.conv_bf16=false), without the fused operators
+(speed.fused_block=false) and with DataParallel averaging the gradients over gloo
+(dist.shared_memory=false, the default before); and PyTorch eager with all cores and with one, and
 with all cores in channels_last under `torch.autocast("cpu", torch.bfloat16)` (PyTorch's
 fastest CPU training setting).
 Evaluation variants: dygraph, the package's eval path (Paddle Inference with oneDNN,
@@ -40,13 +41,16 @@ WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
 DEFAULT = "paddle, 1 process per core (the default)"
 DEFAULT_FLOAT32 = "paddle, 1 process per core, float32 convolutions"
 PER_LAYER = "paddle, 1 process per core, per-layer (speed.fused_block=false)"
-PER_CORE = (DEFAULT, DEFAULT_FLOAT32, PER_LAYER)  # launched as tools/train.py does on a CPU
+DATA_PARALLEL = "paddle, 1 process per core, DataParallel (dist.shared_memory=false)"
+# launched as tools/train.py does on a CPU
+PER_CORE = (DEFAULT, DEFAULT_FLOAT32, PER_LAYER, DATA_PARALLEL)
 GENERIC_MKL = "paddle dygraph, MKL generic path"
 THREADS = "paddle oneDNN, 1 process x all cores as threads"
 ONE_THREAD = "paddle oneDNN, 1 process x 1 thread"
 TORCH_FAST = "torch channels_last bf16"
 TRAIN = ["paddle dygraph", GENERIC_MKL, "paddle to_static", "paddle channels_last", ONE_THREAD,
-         THREADS, DEFAULT_FLOAT32, PER_LAYER, DEFAULT, "torch", "torch 1 thread", TORCH_FAST]
+         THREADS, DEFAULT_FLOAT32, PER_LAYER, DATA_PARALLEL, DEFAULT, "torch", "torch 1 thread",
+         TORCH_FAST]
 # The `speed.*` options of each Paddle training variant (the rest: the defaults).
 SPEED = {"paddle dygraph": ["conv=paddle"], GENERIC_MKL: ["conv=paddle"],
          "paddle to_static": ["to_static=true"],
@@ -142,8 +146,9 @@ def run_paddle(variant, mode, name, batch, steps):
     labels = paddle.randint(0, 10, [batch // procs.world])
     forward = paddle.jit.to_static(model) if variant == "paddle to_static" else model
     average = None
-    if procs.distributed:  # the gradients averaged as a run averages them by default
-        procs, _ = open_host_channel(procs, None, "cpu", max(trainable_bytes(model), 1 << 16))
+    if procs.distributed:  # the gradients averaged as a run's dist.shared_memory asks
+        procs, _ = open_host_channel(procs, False if variant == DATA_PARALLEL else None, "cpu",
+                                     max(trainable_bytes(model), 1 << 16))
         forward, average = data_parallel(model, procs)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
     return timed(lambda: float(train_step(forward, images, labels, optimizer,

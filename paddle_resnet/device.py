@@ -227,7 +227,8 @@ def open_host_channel(processes: Processes, setting: Optional[bool], place: str,
     if setting:
         raise ConfigError(f"dist.shared_memory = true, but {reason}; set "
                           "dist.shared_memory=null to average gradients through gloo")
-    return processes, f"shared-memory all-reduce unavailable: {reason}; using gloo"
+    return processes, (f"shared-memory all-reduce unavailable: {reason}; averaging gradients "
+                       "by DataParallel over gloo")
 
 
 def _open_channel(processes: Processes, capacity: int) -> Optional[HostAllReduce]:
@@ -253,6 +254,7 @@ def _open_channel(processes: Processes, capacity: int) -> Optional[HostAllReduce
 
 
 def trainable_bytes(model: paddle.nn.Layer) -> int:
+    """The bytes of the model's gradients in float32 (a CPU's training)."""
     return sum(int(np.prod(p.shape)) * 4 for p in model.parameters() if not p.stop_gradient)
 
 
@@ -273,7 +275,8 @@ class GradientAverage:
     def __call__(self) -> None:
         offset = 0
         for parameter, size in zip(self.parameters, self.sizes):
-            # A parameter that took no part in this process's forward adds zeros.
+            # A parameter that took no part in this process's forward adds zeros (and
+            # keeps no gradient here); the package's models use every parameter.
             grad = parameter.grad
             self.flat[offset:offset + size] = 0.0 if grad is None else grad.numpy().reshape(-1)
             offset += size

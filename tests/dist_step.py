@@ -2,7 +2,8 @@
 process) or under paddle.distributed.launch. Saves the parameters after the steps and the
 global loss/accuracy sums of the last, as numpy arrays, to argv[1] (rank 0 only).
 argv[2], `shared` or `gloo` (the default), is how the processes average their gradients
-(dist.shared_memory on or off); argv[3] the number of steps (1); argv[4] `distinct` gives
+(dist.shared_memory on or off; `oversized` asks the default for a channel larger than
+/dev/shm, and prints the note of its fallback); argv[3] the number of steps (1); argv[4] `distinct` gives
 the processes different halves of the global batch (the same half by default)."""
 import os
 import sys
@@ -28,7 +29,9 @@ out = sys.argv[1]
 exchange = sys.argv[2] if len(sys.argv) > 2 else "gloo"
 steps = int(sys.argv[3]) if len(sys.argv) > 3 else 1
 distinct = len(sys.argv) > 4 and sys.argv[4] == "distinct"
-procs, _ = open_host_channel(init_processes(), exchange == "shared", "cpu", 1 << 22)
+procs, note = open_host_channel(init_processes(), {"shared": True, "gloo": False}.get(exchange),
+                                "cpu", 1 << 50 if exchange == "oversized" else 1 << 22)
+print(f"note: {note}", flush=True)
 paddle.seed(0)
 rng = np.random.default_rng(0)
 # A global batch of 128 whose two halves are the same 64 images (unless `distinct`): each

@@ -58,6 +58,15 @@ def test_shared_memory_moves_parameters_as_dataparallel_does_bit_for_bit(tmp_pat
     assert [key for key in gloo.files if not np.array_equal(gloo[key], shared[key])] == []
 
 
+def test_a_channel_too_large_for_dev_shm_falls_back_to_dataparallel_saying_why(tmp_path):
+    result = launch(2, STEP, str(tmp_path / "out.npz"), "oversized", log_dir=tmp_path / "logs")
+    log = (tmp_path / "logs" / "workerlog.0").read_text()
+    assert result.returncode == 0, log[-3000:]
+    assert "note: shared-memory all-reduce unavailable: its shared memory could not be " \
+        "opened (" in log and "; averaging gradients by DataParallel over gloo" in log
+    assert not [name for name in os.listdir("/dev/shm") if name.startswith("paddle_resnet_")]
+
+
 def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     result = run_tool("train", *quickstart_args(

@@ -68,7 +68,7 @@ def _vs(d, variant, against):
 # the ratio it reads there.
 PERF_SOURCES = {
     "quickstart training vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "quickstart_speed_afternoon.json",
+        "quickstart_speed_shared_memory.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "the same vs PyTorch 2.13 default (float32)": (
         "quickstart_speed_afternoon.json",
@@ -298,6 +298,20 @@ def test_the_notebooks_resnet18_seeds_are_their_runs_comparisons():
     assert f"averages **{mean}** ({seed0} and {seed1})" in section
     assert f"| 84.15% | {seed0} and **{seed1}** (seeds 0, 1; {mean} on average;" in read(
         "docs/results.md")
+
+
+def test_the_run_with_shared_memory_is_its_comparison():
+    """results.md's 30-epoch run with gradients through shared memory quotes compare.py's
+    table of its metrics: DataParallel's top-1 and train error, and its time in the loop."""
+    table = "docs/results/onecycle30_flip_shm/comparison.md"
+    in_run = final_top1_and_train_error(table)
+    cells = read(table).splitlines()[2].split("|")
+    h, m, s = (int(x) for x in cells[9].strip().split(":"))
+    results = " ".join(read("docs/results.md").split())
+    assert f"({h * 60 + m} min {s} s in the loop)" in results
+    kept = final_top1_and_train_error("docs/results/onecycle30_flip_kept/comparison.md")
+    assert in_run["f30_s1"] == kept["flipk_s1"] == ("91.79%", "5.79%")
+    assert f"train error {in_run['f30_s1'][1]}" in results
 
 
 def test_the_runs_with_freed_memory_kept_are_their_comparison():
