@@ -3,8 +3,9 @@ process) or under paddle.distributed.launch. Saves the parameters after the step
 global loss/accuracy sums of the last, as numpy arrays, to argv[1] (rank 0 only).
 argv[2], `shared` or `gloo` (the default), is how the processes average their gradients
 (dist.shared_memory on or off; `oversized` asks the default for a channel larger than
-/dev/shm, and prints the note of its fallback); argv[3] the number of steps (1); argv[4] `distinct` gives
-the processes different halves of the global batch (the same half by default)."""
+/dev/shm, and prints the note of its fallback); argv[3] the number of steps (1); argv[4]
+`distinct` gives the processes different halves of the global batch (the same half by
+default)."""
 import os
 import sys
 
