@@ -206,8 +206,8 @@ SCHEMA: Dict[str, Option] = {
                                  "numbers (bit for bit with two processes); `true` fails where "
                                  "it cannot open, `false` = DataParallel", nullable=True,
                                  null_means="on for several CPU processes on x86-64 Linux "
-                                 "(the quickstart 1.24x DataParallel's, 1.08x-1.32x per "
-                                 "repeat, docs/performance.md); elsewhere DataParallel, "
+                                 "(the quickstart 1.24x and 1.14x DataParallel's in two "
+                                 "runs, docs/performance.md); elsewhere DataParallel, "
                                  "saying why in one line"),
     # --- optimiser and schedule --------------------------------------------------------
     "optimizer.name": Option("sgd", str, "optimiser",

@@ -68,13 +68,13 @@ def _vs(d, variant, against):
 # the ratio it reads there.
 PERF_SOURCES = {
     "quickstart training vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "quickstart_speed_shared_memory.json",
+        "quickstart_speed_shared_memory_again.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "the same vs PyTorch 2.13 default (float32)": (
-        "quickstart_speed_afternoon.json",
+        "quickstart_speed_shared_memory_again.json",
         lambda d: _vs(d, "paddle_resnet (default)", "torch")),
     "ResNet-18 training (batch 150) vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "frameworks_resnet18_vector_passes.json",
+        "frameworks_resnet18_shared_memory.json",
         lambda d: _vs(d, "paddle, 1 process per core (the default)",
                       "torch channels_last bf16")),
     "DenseNet-40 training (batch 64) vs PyTorch 2.13 channels_last + bf16 autocast": (
