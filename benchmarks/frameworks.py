@@ -117,8 +117,8 @@ def run_paddle(variant, mode, name, batch, steps):
     from paddle_resnet.runtime import prepare_process
 
     prepare_process()  # MKL's fast path on AMD and freed memory kept, as every run
-    from paddle_resnet.device import (data_parallel, init_processes, open_host_channel,
-                                      trainable_bytes)
+    from paddle_resnet.device import (channel_capacity, data_parallel, init_processes,
+                                      open_host_channel)
     from paddle_resnet.engine.step import speed_options, train_step, training_model
     from paddle_resnet.models import build_model
     from paddle_resnet.models.layers import batch_shape
@@ -148,7 +148,7 @@ def run_paddle(variant, mode, name, batch, steps):
     average = None
     if procs.distributed:  # the gradients averaged as a run's dist.shared_memory asks
         procs, _ = open_host_channel(procs, False if variant == DATA_PARALLEL else None, "cpu",
-                                     max(trainable_bytes(model), 1 << 16))
+                                     channel_capacity(model))
         forward, average = data_parallel(model, procs)
     optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
     return timed(lambda: float(train_step(forward, images, labels, optimizer,

@@ -253,9 +253,11 @@ def _open_channel(processes: Processes, capacity: int) -> Optional[HostAllReduce
     return channel
 
 
-def trainable_bytes(model: paddle.nn.Layer) -> int:
-    """The bytes of the model's gradients in float32 (a CPU's training)."""
-    return sum(int(np.prod(p.shape)) * 4 for p in model.parameters() if not p.stop_gradient)
+def channel_capacity(model: paddle.nn.Layer) -> int:
+    """The bytes a run's shared-memory channel needs: the model's gradients in float32 (a
+    CPU's training), with room for the run's other all-reduces (BN statistics, metric
+    sums), which are smaller."""
+    return max(4 * sum(int(np.prod(p.shape)) for p in _trainable_parameters(model)), 1 << 16)
 
 
 class GradientAverage:
@@ -266,7 +268,7 @@ class GradientAverage:
     tests/test_distributed.py)."""
 
     def __init__(self, model: paddle.nn.Layer, processes: Processes):
-        self.parameters = [p for p in model.parameters() if not p.stop_gradient]
+        self.parameters = _trainable_parameters(model)
         self.sizes = [int(np.prod(p.shape)) for p in self.parameters]
         self.host, self.scale = processes.host, np.float32(1.0 / processes.world)
         self.flat = np.empty(sum(self.sizes), np.float32)
@@ -331,6 +333,10 @@ def barrier(processes: Processes) -> None:
     if processes.distributed:
         import paddle.distributed as dist
         dist.barrier()
+
+
+def _trainable_parameters(model: paddle.nn.Layer):
+    return [t for t in model.parameters() if not t.stop_gradient]
 
 
 def _running_statistics(model: paddle.nn.Layer):

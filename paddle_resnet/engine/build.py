@@ -8,7 +8,7 @@ import paddle
 from ..config import Config
 from ..data import MEAN_STD, BatchLoader, load_cifar
 from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel,
-                      open_host_channel, to_device, trainable_bytes, use_device)
+                      channel_capacity, open_host_channel, to_device, use_device)
 from ..errors import ConfigError
 from ..speed import SpeedPlan, plan_speed
 from .eval_engine import resolve_engine
@@ -77,10 +77,8 @@ def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) ->
     # Paddle's AMP guide and PaddleClas: decorate first, then wrap in DataParallel, so that
     # the reducer sees the parameters the optimizer updates.
     model, optimizer = amp.decorate(model, optimizer)
-    # Room for the gradients and for any of the run's other all-reduces (BN statistics,
-    # metric sums), which are smaller.
     procs, exchange_note = open_host_channel(procs, cfg["dist.shared_memory"], place,
-                                             max(trainable_bytes(model), 1 << 16))
+                                             channel_capacity(model))
     forward_model, average_gradients = data_parallel(model, procs)
     return TrainingParts(place, speed, amp, eval_inference, train_loader, eval_loader,
                          "val" if cfg["data.val_samples"] else "test", model,
