@@ -56,6 +56,14 @@ class Console:
 
     def line(self, text: str) -> None:
         """A line that stays (a log line, an error, a set-up step)."""
+        if self.relay_to is not None:
+            # The parent reads this stream and the relayed status apart: a status still in
+            # the file once this line is out would be drawn after it, stale (a step-1
+            # status under the epoch's last log line). Withdrawn first, so never.
+            try:
+                os.remove(self.relay_to)
+            except OSError:
+                pass
         # The status it replaces is stale by now; the next one is at most a second away.
         self._write((_ERASE if self._shown else "") + text + "\n")
         self._shown = ""

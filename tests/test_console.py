@@ -59,6 +59,10 @@ def test_a_relayed_status_goes_to_its_file_for_the_parent_to_draw(tmp_path):
     assert read_status(path) == "epoch 1/2  iter 4/10"
     assert out.getvalue() == "a log line\n"
     assert read_status(str(tmp_path / "none")) is None
+    # The parent follows the lines and the status apart: a line withdraws the status
+    # before it is written, so the parent can never draw a status older than a line.
+    shown.line("epoch 1/2  iter 10/10  loss 2.1")
+    assert read_status(path) is None
 
 
 def test_a_closed_terminal_does_not_stop_the_run():

@@ -73,11 +73,13 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
 
 @needs_two_cores
 def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_path):
-    # log_every far beyond the run: only the status line can show progress
-    process = start_tool(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
+    # log_every far beyond the run: only the status line can show progress. Batch 2 makes
+    # the epoch 100 steps (~2 s): at batch 32 its 6 steps could all end inside one of the
+    # launcher's polls, and the epoch's log line rightly supersedes the step-1 status.
+    process = start_tool(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=2",
                                      "train.epochs=4", "train.log_every=1000",
                                      "data.test_samples=50"))
-    seen = wait_for(process, "epoch 1/4  iter 1/6  loss ")
+    seen = wait_for(process, "epoch 1/4  iter 1/100  loss ")
     assert seen[-1].endswith("(timing the first steps)\n")
     header = [line for line in seen[:-1] if not line.startswith("compiling ")]
     seen = wait_for(process, "  iter ")  # a second later
