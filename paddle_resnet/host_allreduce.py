@@ -26,7 +26,7 @@ import platform
 import secrets
 import sys
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -122,23 +122,56 @@ class HostAllReduce:
         offset = self.world * LINE + (2 * rank + parity) * self.capacity
         return np.ndarray((count,), dtype, self._map, offset)
 
-    def reduce(self, array: np.ndarray, op: str = "sum") -> np.ndarray:
+    def outgoing(self, dtype, count: int) -> np.ndarray:
+        """This rank's slot for the next round. Filled in place and handed to `reduce`
+        (before any other call of it), it is published without a copy."""
+        return self._slot(self.rank, self._round % 2, np.dtype(dtype), count)
+
+    def reduce(self, array: np.ndarray, op: str = "sum",
+               out: Optional[Sequence[np.ndarray]] = None) -> Optional[np.ndarray]:
         """Every rank's `array` combined by `op` (sum, max, min) in rank order: the same
-        bits on every rank. Shapes and dtypes must match across ranks."""
+        bits on every rank. Shapes and dtypes must match across ranks. With `out`
+        (contiguous arrays whose sizes add up to the array's, e.g. views of gradients) the
+        result is written into them in order, in the one pass that combines the slots, and
+        nothing is returned."""
         flat = np.ascontiguousarray(array).reshape(-1)
         if not self.fits(flat):
             raise ValueError(f"{flat.nbytes} bytes do not fit this channel's "
                              f"{self.capacity}")
         k, parity = self._round, self._round % 2
         self._round += 1
-        self._slot(self.rank, parity, flat.dtype, flat.size)[:] = flat
+        mine = self._slot(self.rank, parity, flat.dtype, flat.size)
+        if mine.ctypes.data != flat.ctypes.data:  # not filled in place (outgoing)
+            mine[:] = flat
         self._counters[self.rank, 0] = k  # after the slot's bytes (x86-64 store order)
         self._wait_for_round(k)
-        combine = COMBINE[op]
-        result = self._slot(0, parity, flat.dtype, flat.size).copy()
-        for rank in range(1, self.world):
-            combine(result, self._slot(rank, parity, flat.dtype, flat.size), out=result)
-        return result.reshape(array.shape)
+        slots = [self._slot(rank, parity, flat.dtype, flat.size) for rank in range(self.world)]
+        if out is None:
+            result = np.empty_like(flat)
+            self._combine(slots, COMBINE[op], result)
+            return result.reshape(array.shape)
+        if sum(target.size for target in out) != flat.size:
+            raise ValueError(f"out holds {sum(t.size for t in out)} elements, the array "
+                             f"{flat.size}")
+        if not all(target.flags.c_contiguous for target in out):
+            raise ValueError("out's arrays must be contiguous (a reshaped copy would "
+                             "receive the result)")
+        start = 0
+        for target in out:
+            part = slice(start, start + target.size)
+            self._combine([slot[part] for slot in slots], COMBINE[op], target.reshape(-1))
+            start = part.stop
+        return None
+
+    @staticmethod
+    def _combine(parts, combine, result: np.ndarray) -> None:
+        """result = ((parts[0] op parts[1]) op parts[2]) ..., rank order."""
+        if len(parts) == 1:
+            np.copyto(result, parts[0])
+            return
+        combine(parts[0], parts[1], out=result)
+        for part in parts[2:]:
+            combine(result, part, out=result)
 
     def _wait_for_round(self, k: int) -> None:
         counters = self._counters

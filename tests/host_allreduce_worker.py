@@ -2,7 +2,8 @@
 (create | attach | quit), rank, world, capacity, rounds, [name]. `create` prints the
 segment's name and waits for a line on stdin (the others attached) before it unlinks it;
 every rank checks each round against the sums it computes itself from every rank's seeded
-inputs, and prints `ok` at the end. `quit` attaches and exits without taking part."""
+inputs (returned, and written in place into given arrays), and prints `ok` at the end.
+`quit` attaches and exits without taking part."""
 import os
 import sys
 
@@ -38,12 +39,24 @@ def main():
             expected += other  # in rank order, as the channel adds
         got = channel.reduce(floats[rank])
         assert got.dtype == np.float32 and np.array_equal(got, expected), f"round {k}: sum"
+        # Filled in place (outgoing) and summed into separate arrays, as gradients are.
+        outgoing = channel.outgoing(np.float32, floats[rank].size)
+        outgoing[:] = floats[rank]
+        cut = floats[rank].size // 3
+        targets = [np.full(cut, np.nan, np.float32),
+                   np.full(floats[rank].size - cut, np.nan, np.float32)]
+        assert channel.reduce(outgoing, out=targets) is None
+        assert np.array_equal(np.concatenate(targets), expected), f"round {k}: into out"
         assert np.array_equal(channel.reduce(ints[rank], "max"), np.max(ints, axis=0)), k
         assert np.array_equal(channel.reduce(ints[rank], "min"), np.min(ints, axis=0)), k
     try:
         channel.reduce(np.zeros(capacity // 4 + 1, np.float32))
     except ValueError as e:
         print(f"too large: {e}")
+    try:  # a reshaped copy of a strided array would receive the sum and drop it
+        channel.reduce(np.zeros(4, np.float32), out=[np.zeros((4, 2), np.float32)[:, 0]])
+    except ValueError as e:
+        print(f"strided out: {e}")
     channel.close()
     print("ok", flush=True)
 

@@ -43,6 +43,7 @@ def test_three_processes_add_in_rank_order_and_leave_nothing_behind():
         assert out.rstrip().endswith("ok")
         # A vector one float larger than the channel is refused, naming both sizes.
         assert "too large: 8004 bytes do not fit this channel's 8000" in out
+        assert "strided out: out's arrays must be contiguous" in out
     assert not os.path.exists(os.path.join(SHM_DIR, name))
 
 
