@@ -74,11 +74,11 @@ PERF_SOURCES = {
         "quickstart_speed_shared_memory_again.json",
         lambda d: _vs(d, "paddle_resnet (default)", "torch")),
     "ResNet-18 training (batch 150) vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "frameworks_resnet18_shared_memory.json",
+        "frameworks_resnet18_two_passes.json",
         lambda d: _vs(d, "paddle, 1 process per core (the default)",
                       "torch channels_last bf16")),
     "DenseNet-40 training (batch 64) vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "frameworks_densenet40_fused.json",
+        "frameworks_densenet40_shared_memory.json",
         lambda d: _vs(d, "paddle, 1 process per core (the default)",
                       "torch channels_last bf16")),
     "quickstart training vs PyTorch 2.13 default, both float32 (no bf16 kernels)": (
@@ -361,6 +361,32 @@ def test_the_densenet_table_is_its_benchmark_file():
     fused, per_layer, torch_fast, torch_default = (r["images_per_s"] for r in rows)
     for ratio in (fused / per_layer, fused / torch_fast, fused / torch_default):
         assert f"{ratio:.2f}x" in table
+
+
+def test_the_two_pass_exchange_tables_are_their_benchmark_files():
+    """performance.md's gradient-exchange table and the steps against PyTorch after it:
+    every median, repeat and ratio as gradient_exchange.py and frameworks.py wrote them."""
+    import json
+    page = read("docs/performance.md")
+    exchange = json.loads(read("benchmarks/results/gradient_exchange.json"))["rows"]
+    table = page.split("| per step, 20 calls x 3 |")[1].split("\n\n")[0]
+    for model, label, decimals in (("resnet20", "ResNet-20", 2), ("resnet18", "ResNet-18", 1)):
+        now, before = (_row(exchange, model=model, checkout=checkout)["ms_per_call"]
+                       for checkout in ("this checkout", "at /tmp/before"))
+        line = next(line for line in table.splitlines() if line.startswith(f"| {label} "))
+        assert line.replace("**", "").endswith(f"| {now:.{decimals}f} | {before:.{decimals}f} |")
+    table = page.split("| training step | the default | DataParallel |")[1].split("\n\n")[0]
+    for name, label in (("densenet40_shared_memory", "DenseNet-40 (k = 12)"),
+                        ("resnet18_two_passes", "ResNet-18")):
+        d = json.loads(read(f"benchmarks/results/frameworks_{name}.json"))
+        default, data_parallel, fast, torch_default = (r["images_per_s"] for r in d["rows"])
+        line = next(line for line in table.splitlines() if line.startswith(f"| {label},"))
+        runs = ", ".join(f"{x:.0f}" for x in d["rows"][0]["runs"])
+        assert f"| {default:.1f} ({runs}) | {data_parallel:.1f} | {fast:.1f} " in line
+        assert f"| {torch_default:.1f} | **{default / fast:.2f}x** (" in line
+        per_repeat = [a / b for a, b in zip(d["rows"][0]["runs"], d["rows"][2]["runs"])]
+        assert line.endswith("(" + ", ".join(f"{r:.2f}x" for r in per_repeat)
+                             + " per repeat) |")
 
 
 def test_the_fused_densenet_step_table_is_its_benchmark_files():
