@@ -8,9 +8,10 @@ than without any exchange, where the same bytes cost ~1 ms between idle processe
 Processes of one host can read each other's vectors instead.
 
 The protocol, one round per call, every rank making the same calls in the same order (as
-for any collective): a rank copies its vector into its slot for the round's parity,
-publishes the round's number, waits until every rank has published it, and combines all
-slots in rank order, so every rank computes the same bits. A slot is written again two
+for any collective): a rank copies its vector into its slot for the round's parity (or
+fills the slot in place, `outgoing`), publishes the round's number, waits until every
+rank has published it, and combines all slots in rank order, so every rank computes the
+same bits. A slot is written again two
 rounds later, and by then every rank has read it: a rank publishes round k + 1 only after
 it has read round k. The slot's bytes are seen before the round number written after
 them because x86-64 keeps stores in order (and loads in order); so the channel opens only
@@ -138,6 +139,13 @@ class HostAllReduce:
         if not self.fits(flat):
             raise ValueError(f"{flat.nbytes} bytes do not fit this channel's "
                              f"{self.capacity}")
+        if out is not None:  # checked before this rank publishes the round
+            if sum(target.size for target in out) != flat.size:
+                raise ValueError(f"out holds {sum(t.size for t in out)} elements, the "
+                                 f"array {flat.size}")
+            if not all(target.flags.c_contiguous for target in out):
+                raise ValueError("out's arrays must be contiguous (a reshaped copy would "
+                                 "receive the result)")
         k, parity = self._round, self._round % 2
         self._round += 1
         mine = self._slot(self.rank, parity, flat.dtype, flat.size)
@@ -150,12 +158,6 @@ class HostAllReduce:
             result = np.empty_like(flat)
             self._combine(slots, COMBINE[op], result)
             return result.reshape(array.shape)
-        if sum(target.size for target in out) != flat.size:
-            raise ValueError(f"out holds {sum(t.size for t in out)} elements, the array "
-                             f"{flat.size}")
-        if not all(target.flags.c_contiguous for target in out):
-            raise ValueError("out's arrays must be contiguous (a reshaped copy would "
-                             "receive the result)")
         start = 0
         for target in out:
             part = slice(start, start + target.size)

@@ -174,8 +174,8 @@ def test_the_compare_walkthrough_table_is_its_comparison():
 # docs/results.md's two-view seed table is the record of configs/resnet20_onecycle30_flip.yaml;
 # the README's config row and the config's own comment quote its means, and the runs'
 # comparison.md (written by compare.py from their metrics) holds the in-run numbers.
-TWO_VIEW_ROW = re.compile(r"^  \| (?P<seed>\d) \| \*\*(?P<two>[\d.]+)%\*\* \| (?P<one>[\d.]+)% \|",
-                          re.MULTILINE)
+TWO_VIEW_ROW = re.compile(r"^  \| (?P<seed>\d) \| \*\*(?P<two>[\d.]+)%\*\* \| (?P<one>[\d.]+)% \| "
+                          r"\d+ min", re.MULTILINE)
 
 
 def test_the_two_view_results_are_the_runs_and_the_readme_quotes_them():
@@ -193,6 +193,39 @@ def test_the_two_view_results_are_the_runs_and_the_readme_quotes_them():
     # seed 0 ran on one view (the 40-epoch config with overrides), seeds 1-2 on two
     assert in_run["r30s0"][0] == f"{one[0]:.2f}%"
     assert [in_run[f"flip_s{s}"][0] for s in (1, 2)] == [f"{two[s]:.2f}%" for s in (1, 2)]
+
+
+# docs/results.md's six-view seed table is the record of
+# configs/resnet20_onecycle26_alternating.yaml: its six-view column is what the runs logged
+# (comparison.md), and the README, the results table and the config quote its means.
+SIX_VIEW_ROW = re.compile(r"^  \| (?P<seed>\d) \| \*\*(?P<six>[\d.]+)%\*\* \| (?P<two>[\d.]+)% \| "
+                          r"(?P<one>[\d.]+)% \| \**(?P<wall>\d+ min \d+ s)\** \((?P<loop>\d+ min "
+                          r"\d+ s)\) \| (?P<ips>[\d,.]+) \|", re.MULTILINE)
+
+
+def test_the_six_view_results_are_the_runs_and_the_readme_quotes_them():
+    import statistics
+    rows = {int(m["seed"]): m for m in SIX_VIEW_ROW.finditer(read("docs/results.md"))}
+    assert sorted(rows) == [0, 1, 2]
+    table = "docs/results/onecycle26_alternating/comparison.md"
+    in_run = final_top1_and_train_error(table)
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")]
+             for line in read(table).splitlines()[2:]}
+    for seed, row in rows.items():
+        assert in_run[f"r26_s{seed}"][0] == f"{row['six']}%"
+        h, m, sec = (int(x) for x in lines[f"r26_s{seed}"][9].split(":"))
+        assert row["loop"] == f"{h * 60 + m} min {sec} s"
+        assert row["ips"].replace(",", "") == lines[f"r26_s{seed}"][10]
+    means = {}
+    for views in ("six", "two", "one"):
+        values = [float(rows[s][views]) for s in range(3)]
+        means[views] = f"{statistics.mean(values):.2f}% ± {statistics.stdev(values):.2f}"
+    results = read("docs/results.md")
+    assert f"; {means['six']}); two views {means['two']}, one view {means['one']} |" in results
+    assert f"six test views (`eval.tta=flip_shift`), {means['six']} in" in read("README.md")
+    config = read("configs/resnet20_onecycle26_alternating.yaml")
+    assert f"on six views ({means['six']};".replace("±", "+-") in config
+    assert f"two views\n# {means['two']}, one view {means['one']})".replace("±", "+-") in config
 
 
 ONE_VIEW_40_ROW = re.compile(
