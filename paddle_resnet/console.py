@@ -60,10 +60,7 @@ class Console:
             # The parent reads this stream and the relayed status apart: a status still in
             # the file once this line is out would be drawn after it, stale (a step-1
             # status under the epoch's last log line). Withdrawn first, so never.
-            try:
-                os.remove(self.relay_to)
-            except OSError:
-                pass
+            withdraw_status(self.relay_to)
         # The status it replaces is stale by now; the next one is at most a second away.
         self._write((_ERASE if self._shown else "") + text + "\n")
         self._shown = ""
@@ -99,6 +96,14 @@ class Console:
             self.stream.flush()
         except (OSError, ValueError):
             pass  # the terminal is gone (SIGHUP, a closed pipe): the run goes on, logged
+
+
+def withdraw_status(path: str) -> None:
+    """No relayed status at `path` (there may have been none)."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 def read_status(path: str) -> Optional[str]:

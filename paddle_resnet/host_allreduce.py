@@ -11,11 +11,11 @@ The protocol, one round per call, every rank making the same calls in the same o
 for any collective): a rank copies its vector into its slot for the round's parity (or
 fills the slot in place, `outgoing`), publishes the round's number, waits until every
 rank has published it, and combines all slots in rank order, so every rank computes the
-same bits. A slot is written again two
-rounds later, and by then every rank has read it: a rank publishes round k + 1 only after
-it has read round k. The slot's bytes are seen before the round number written after
-them because x86-64 keeps stores in order (and loads in order); so the channel opens only
-on x86-64 Linux, and elsewhere the run keeps DataParallel.
+same bits. A slot is written again two rounds later, and by then every rank has read it:
+a rank publishes round k + 1 only after it has read round k. The slot's bytes are seen
+before the round number written after them because x86-64 keeps stores in order (and
+loads in order); so the channel opens only on x86-64 Linux, and elsewhere the run keeps
+DataParallel.
 
 The segment is named only while the ranks attach (`unlink` after), so a run that is killed
 leaves nothing in /dev/shm; its size is reserved up front (`posix_fallocate`), so a full

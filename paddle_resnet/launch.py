@@ -24,7 +24,7 @@ import threading
 import time
 from typing import List, Optional
 
-from .console import STATUS_ENV, Console, read_status
+from .console import STATUS_ENV, Console, read_status, withdraw_status
 from .cpu import usable_cores
 from .errors import ConfigError, unwritable_output_dir
 from .launcher_main import LAUNCHER_ENV, PARENT_ENV, die_with_parent
@@ -140,10 +140,7 @@ class _StatusFollower:
 
     def __init__(self, path: str, console: Console):
         self.path, self.console, self.shown = path, console, None
-        try:
-            os.remove(path)  # a stopped run's last status is not this run's
-        except OSError:
-            pass
+        withdraw_status(path)  # a stopped run's last status is not this run's
 
     def poll(self) -> None:
         text = read_status(self.path)
