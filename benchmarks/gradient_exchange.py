@@ -50,7 +50,10 @@ def worker(name: str) -> float:
 def run(root: str, name: str) -> float:
     env = dict(os.environ, PYTHONPATH=root)  # ahead of any installed copy
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", name],
-                         env=env, cwd=root, capture_output=True, text=True, check=True)
+                         env=env, cwd=root, capture_output=True, text=True)
+    if out.returncode != 0:  # e.g. an unknown model, or a checkout without the channel
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"error: timing {name} at {root} failed: {last}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -68,6 +71,10 @@ def main():
         return
     roots = {"this checkout": ROOT}
     if args.checkout:
+        if not os.path.isfile(os.path.join(args.checkout, "paddle_resnet", "host_allreduce.py")):
+            parser.error(f"--checkout {args.checkout} is not a checkout with the shared-memory "
+                         "channel (paddle_resnet/host_allreduce.py, 2026-12-05 on); give one, "
+                         "e.g. git worktree add /tmp/before HEAD~1")
         roots[f"at {args.checkout}"] = os.path.abspath(args.checkout)
     times = {(label, name): [] for label in roots for name in args.models}
     for _ in range(args.repeats):

@@ -408,6 +408,8 @@ def test_the_two_pass_exchange_tables_are_their_benchmark_files():
                        for checkout in ("this checkout", "at /tmp/before"))
         line = next(line for line in table.splitlines() if line.startswith(f"| {label} "))
         assert line.replace("**", "").endswith(f"| {now:.{decimals}f} | {before:.{decimals}f} |")
+        bold = "**" if model == "resnet18" else ""  # the summary row, as it reads
+        assert f"{label} {bold}{now:.{decimals}f} vs {before:.{decimals}f} ms{bold}" in page
     table = page.split("| training step | the default | DataParallel |")[1].split("\n\n")[0]
     for name, label in (("densenet40_shared_memory", "DenseNet-40 (k = 12)"),
                         ("resnet18_two_passes", "ResNet-18")):
@@ -420,6 +422,9 @@ def test_the_two_pass_exchange_tables_are_their_benchmark_files():
         per_repeat = [a / b for a, b in zip(d["rows"][0]["runs"], d["rows"][2]["runs"])]
         assert line.endswith("(" + ", ".join(f"{r:.2f}x" for r in per_repeat)
                              + " per repeat) |")
+        # the summary row quotes the same run
+        assert (f"**{default / fast:.2f}x** ({default:.1f} against {fast:.1f} images/s; "
+                f"{min(per_repeat):.2f}x-{max(per_repeat):.2f}x per repeat") in page
 
 
 def test_the_fused_densenet_step_table_is_its_benchmark_files():
