@@ -15,11 +15,12 @@ share of conv2d_grad: both gradients minus the weight's alone), the measurements
 the rule of which layers are switched (`pays_off` in paddle_resnet/speed/conv_grad.py).
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
+
+from results_file import add_json_argument, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -126,8 +127,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--layers", action="store_true",
                         help="time single layers' input gradients instead of models")
-    parser.add_argument("--json", default=None,
-                        help="default: benchmarks/results/conv_input_grad[_layers].json")
+    add_json_argument(parser)
     args = parser.parse_args()
     for flag in ("batch", "steps", "repeats"):
         if getattr(args, flag) < 1:
@@ -140,8 +140,7 @@ def main():
     paddle.set_device("cpu")
     if args.layers:
         rows = layer_table(args.batch, args.repeats)
-        write(args.json or "benchmarks/results/conv_input_grad_layers.json",
-              {"batch": args.batch, "repeats": args.repeats, "layers": rows})
+        write_json(args.json, {"batch": args.batch, "repeats": args.repeats, "layers": rows})
         return
 
     results = {}
@@ -163,15 +162,8 @@ def main():
                          "gradient_difference": difference}
         print(f"| {name} | {medians[FORMS[0]]:.1f} | {medians[FORMS[1]]:.1f} | "
               f"{speedup:.2f}x | {difference:.1e} |")
-    write(args.json or "benchmarks/results/conv_input_grad.json",
-          {"batch": args.batch, "steps": args.steps, "repeats": args.repeats,
-           "results": results})
-
-
-def write(path: str, record: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fp:
-        json.dump(record, fp, indent=2)
+    write_json(args.json, {"batch": args.batch, "steps": args.steps, "repeats": args.repeats,
+                           "results": results})
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ the notebook's pipeline measured in the same run.
 """
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
 import time
+
+from results_file import add_json_argument, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -78,7 +79,7 @@ def main():
     parser.add_argument("--data-file", required=True)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/data_pipeline.json")
+    add_json_argument(parser)
     args = parser.parse_args()
     split = load_split("cifar10", "train", args.data_file)
     mean, std = MEAN_STD["cifar10"]
@@ -108,10 +109,8 @@ def main():
                 rows.append({"variant": name, "images_per_s": median, "runs": values,
                              "ratio": median / baseline})
                 print(f"| {name} | {median:,.0f} | {median / baseline:.1f}x |")
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), "paddle": paddle.__version__, "rows": rows},
-                  f, indent=1)
+    write_json(args.json, {"cpu_count": os.cpu_count(), "paddle": paddle.__version__,
+                           "rows": rows})
 
 
 if __name__ == "__main__":

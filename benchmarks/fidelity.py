@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 
+from results_file import add_json_argument, write_json
 from torch_python import require_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,7 +100,7 @@ def main():
                    help="a config override for the package's runs (speed.conv_bf16=true)")
     p.add_argument("--torch-python", default=sys.executable,
                    help="the Python that has PyTorch, e.g. a venv of its own (default: this one)")
-    p.add_argument("--json", default="benchmarks/results/fidelity.json")
+    add_json_argument(p)
     args = p.parse_args()
     if "torch" in args.sides:
         require_torch(p, args.torch_python)
@@ -141,13 +142,11 @@ def main():
     difference = means["paddle_resnet"] - means[twin] if len(means) == 2 else None
     if difference is not None:
         print(f"\ndifference of the means (paddle_resnet - torch): {difference:+.2f} pt")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"config": args.config, "data_file": os.path.basename(args.data_file),
-                   "epochs": args.epochs, "seeds": args.seeds,
-                   "nproc": args.nproc, "overrides": args.override,
-                   "twin_bn_split": args.twin_bn_split, "runs": runs,
-                   "difference": difference}, f, indent=1)
+    write_json(args.json, {"config": args.config, "data_file": os.path.basename(args.data_file),
+                           "epochs": args.epochs, "seeds": args.seeds,
+                           "nproc": args.nproc, "overrides": args.override,
+                           "twin_bn_split": args.twin_bn_split, "runs": runs,
+                           "difference": difference})
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import tempfile
 import numpy as np
 import torch
 
+from results_file import add_json_argument, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -141,7 +143,7 @@ def main():
     p.add_argument("--config", default=os.path.join(ROOT, "configs", "resnet20_onecycle.yaml"),
                    help="the config a twin state is evaluated under in the package "
                         "(its model; default: %(default)s)")
-    p.add_argument("--json", default=None, help="also write the table's numbers here")
+    add_json_argument(p)
     args = p.parse_args()
     if not (args.paddle or args.torch):
         p.error("give --paddle, --torch or both")
@@ -172,9 +174,7 @@ def main():
         print(f"| {row['weights']} | {package['top1']:.2f}% ({package['loss']:.4f}) | "
               f"{twin['top1']:.2f}% ({twin['loss']:.4f}) | "
               f"{package['top1'] - twin['top1']:+.2f} pt |")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"data_file": args.data_file, "rows": rows}, f, indent=1)
+    write_json(args.json, {"data_file": args.data_file, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from results_file import add_json_argument, write_json  # noqa: E402  # noqa: E402
 from torch_python import require_torch  # noqa: E402
 
 WARMUP = 2  # steps that allocate memory and pick kernels are not throughput
@@ -215,7 +216,7 @@ def main():
                         choices=list(dict.fromkeys(TRAIN + EVAL)),
                         help="only these (the first is the base of the second column; "
                              "`torch` is always run)")
-    parser.add_argument("--json", default="benchmarks/results/frameworks.json")
+    add_json_argument(parser)
     parser.add_argument("--torch-python", default=sys.executable,
                         help="the Python that has PyTorch (e.g. a venv's), for the torch variants")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -258,10 +259,8 @@ def main():
         [python, "-c", f"import {name}; print({name}.__version__)"],
         capture_output=True, text=True).stdout.strip()
         for name, python in (("paddle", sys.executable), ("torch", args.torch_python))}
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), **versions, "batch": args.batch,
-                   "rows": rows}, f, indent=1)
+    write_json(args.json, {"cpu_count": os.cpu_count(), **versions, "batch": args.batch,
+                           "rows": rows})
 
 
 if __name__ == "__main__":

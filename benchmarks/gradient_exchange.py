@@ -11,11 +11,12 @@ process is not in it: that is the step's, and quickstart_speed.py and frameworks
 whole steps.
 """
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import sys
+
+from results_file import add_json_argument, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CALLS = 20
@@ -63,7 +64,7 @@ def main():
     parser.add_argument("--checkout", help="another checkout of this repository to time "
                         "beside this one")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", help="also write the results here")
+    add_json_argument(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -87,9 +88,7 @@ def main():
     for row in rows:
         print(f"{row['model']:<10} {row['checkout']:<28} {row['ms_per_call']:>12.2f}  "
               + " ".join(f"{t:.2f}" for t in row["runs"]))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"calls": CALLS, "rows": rows}, f, indent=2)
+    write_json(args.json, {"calls": CALLS, "rows": rows})
 
 
 if __name__ == "__main__":

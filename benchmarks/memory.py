@@ -12,6 +12,8 @@ import resource
 import subprocess
 import sys
 
+from results_file import add_json_argument, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -61,7 +63,7 @@ def main():
                                                         "densenet40_k12"])
     parser.add_argument("--batches", nargs="+", type=int, default=[64, 128, 256])
     parser.add_argument("--modes", nargs="+", default=["train", "eval dygraph", "eval"])
-    parser.add_argument("--json", default="benchmarks/results/memory.json")
+    add_json_argument(parser)
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -86,9 +88,7 @@ def main():
                 gpu = f"{row['peak_gpu_mib']:,.0f}" if "peak_gpu_mib" in row else "-"
                 print(f"| {name} | {batch} | {mode} | {row['peak_rss_mib']:,.0f} | "
                       f"{row['model_rss_mib']:,.0f} | {gpu} |", flush=True)
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), "rows": rows}, f, indent=1)
+    write_json(args.json, {"cpu_count": os.cpu_count(), "rows": rows})
 
 
 if __name__ == "__main__":

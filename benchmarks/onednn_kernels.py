@@ -12,12 +12,12 @@ far from 1 says how a framework calls a kernel (its scratchpad, the types it rea
 writes, what the memory around the call is doing), not which kernel it has.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
 
 from onednn_verbose import STEPS, TIMED, WARMUP, primitive_calls
+from results_file import add_json_argument, write_json
 from torch_python import require_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +60,7 @@ def main():
                    help="one process's batch (the quickstart's 128 over 2 processes)")
     p.add_argument("--torch-python", default=sys.executable,
                    help="the Python that has PyTorch, e.g. a venv of its own")
-    p.add_argument("--json", default="benchmarks/results/onednn_kernels.json")
+    add_json_argument(p)
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.torch_worker:
@@ -96,12 +96,9 @@ def main():
                      if theirs else None})
     totals = [sum(ms for ms, _ in side.values()) for side in (package, torch)]
     print(f"| all oneDNN primitives | | | | | {totals[0]:,.1f} | {totals[1]:,.1f} |")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"model": args.model, "batch": args.batch, "steps": STEPS,
-                       "rows": rows, "total_ms_per_step": {"package": totals[0],
-                                                           "torch": totals[1]}}, f, indent=1)
+    write_json(args.json, {"model": args.model, "batch": args.batch, "steps": STEPS,
+                           "rows": rows, "total_ms_per_step": {"package": totals[0],
+                                                               "torch": totals[1]}})
 
 
 if __name__ == "__main__":

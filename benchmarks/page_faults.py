@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+from results_file import add_json_argument, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -126,7 +128,7 @@ def main():
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--batch", type=int, default=64, help="the bare step's batch")
     p.add_argument("--repeats", type=int, default=1, help="run pairs per setting")
-    p.add_argument("--json", default="benchmarks/results/page_faults.json")
+    add_json_argument(p)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -174,10 +176,8 @@ def main():
     for row in rows:
         print(f"| {row['where']} | {row['memory']} | {row['faults']:,.0f} | "
               f"{row['kernel_ms']:.1f} | {row['wall_ms']:.1f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), "command": " ".join(sys.argv),
-                   "rows": rows}, f, indent=1)
+    write_json(args.json, {"cpu_count": os.cpu_count(), "command": " ".join(sys.argv),
+                           "rows": rows})
 
 
 if __name__ == "__main__":

@@ -16,12 +16,13 @@ PyTorch twin (`torch_twin.py --save` or `--checkpoint`; torch's cumulative BN av
 the same number of augmented batches), so that the two sides' stored statistics compare.
 """
 import argparse
-import json
 import os
 import sys
 
 import numpy as np
 import paddle
+
+from results_file import add_json_argument, write_json
 
 from paddle_resnet.checkpoint import load_trained_model
 from paddle_resnet.data import MEAN_STD, BatchLoader
@@ -104,7 +105,7 @@ def main():
     p.add_argument("--batches", type=int, default=200, help="training batches per estimate")
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per batch (64: one process's share of the recipe's 128)")
-    p.add_argument("--json", default=None)
+    add_json_argument(p)
     args = p.parse_args()
     model, cfg, _, _ = load_trained_model(args.weights, None, args.override)
     dataset, data_file = cfg["data.dataset"], cfg["data.data_file"]
@@ -128,12 +129,10 @@ def main():
     print("|---|---:|---:|---:|")
     for name, images, result in rows:
         print(f"| {name} | {images or '–'} | {result['top1']:.2f}% | {result['loss']:.4f} |")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"weights": args.weights, "twins": args.twin, "batches": args.batches,
-                       "batch_size": args.batch_size,
-                       "rows": [{"statistics": name, "images": images, "top1": r["top1"],
-                                 "loss": r["loss"]} for name, images, r in rows]}, f, indent=1)
+    write_json(args.json, {"weights": args.weights, "twins": args.twin, "batches": args.batches,
+                           "batch_size": args.batch_size,
+                           "rows": [{"statistics": name, "images": images, "top1": r["top1"],
+                                     "loss": r["loss"]} for name, images, r in rows]})
 
 
 if __name__ == "__main__":

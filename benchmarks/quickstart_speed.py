@@ -47,7 +47,6 @@ as it is: the package's fast path already points it at its AVX2 kernels on AMD C
 (`paddle_resnet/speed/mkl.py`), and PyTorch's ResNet-20 step barely calls it.
 """
 import argparse
-import json
 import os
 import signal
 import statistics
@@ -56,6 +55,7 @@ import sys
 import tempfile
 import time
 
+from results_file import add_json_argument, write_json
 from torch_python import require_torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,7 +158,7 @@ def main():
                    help="the variant every ratio is against")
     p.add_argument("--as-avx2-host", action="store_true",
                    help="every variant on AVX2 kernels, the package in float32 (see above)")
-    p.add_argument("--json", default="benchmarks/results/quickstart_speed.json")
+    add_json_argument(p)
     args = p.parse_args()
     if not os.path.isfile(args.data_file):
         p.error(f"--data-file {args.data_file} does not exist")
@@ -212,12 +212,10 @@ def main():
         print(f"| {variant} | {median:,.1f} | {', '.join(f'{v:.0f}' for v in values)} | "
               + (f"{ratio:.2f}x | {statistics.median(paired):.2f}x "
                  f"({min(paired):.2f}-{max(paired):.2f}) |" if ratio else "- | - |"))
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"cpu_count": os.cpu_count(), "small": args.small, "large": args.large,
-                   "repeats": args.repeats, "as_avx2_host": args.as_avx2_host,
-                   "environment": AVX2_HOST_ENV if args.as_avx2_host else {},
-                   "rows": rows}, f, indent=1)
+    write_json(args.json, {"cpu_count": os.cpu_count(), "small": args.small, "large": args.large,
+                           "repeats": args.repeats, "as_avx2_host": args.as_avx2_host,
+                           "environment": AVX2_HOST_ENV if args.as_avx2_host else {},
+                           "rows": rows})
 
 
 if __name__ == "__main__":

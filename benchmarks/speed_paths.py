@@ -11,11 +11,12 @@ share of the cores as threads, `--batch` its own batch. Prints a table of images
 over rounds) and each variant's ratio to the first; `--json PATH` also writes them.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
+
+from results_file import add_json_argument, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -58,7 +59,7 @@ def main():
     p.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS")
     p.add_argument("--steps", type=int, default=10, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--json", default=None, help="also write the table to this file")
+    add_json_argument(p)
     args = p.parse_args()
     for name in ("batch", "processes", "steps", "rounds"):
         if getattr(args, name) < 1:
@@ -85,8 +86,7 @@ def main():
             float(loss)  # wait for the last step
             rates[name].append(args.steps * args.batch / (time.perf_counter() - start))
     first = statistics.median(next(iter(rates.values())))
-    if args.json:
-        write_json(args, rates, first)
+    record(args, rates, first)
     print(f"| {args.model}, batch {args.batch}, 1 of {args.processes} processes | images/s "
           "(median) | rounds | vs first |")
     print("|---|---:|---|---:|")
@@ -96,13 +96,11 @@ def main():
               f"{median / first:.2f}x |")
 
 
-def write_json(args, rates, first):
+def record(args, rates, first):
     rows = [{"variant": name, "images_per_s": statistics.median(values), "runs": values,
              "vs_first": statistics.median(values) / first} for name, values in rates.items()]
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"model": args.model, "batch": args.batch, "processes": args.processes,
-                   "steps": args.steps, "rows": rows}, f, indent=1)
+    write_json(args.json, {"model": args.model, "batch": args.batch, "processes": args.processes,
+                           "steps": args.steps, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+from results_file import add_json_argument, write_json
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
@@ -138,7 +140,7 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/static_onednn.json")
+    add_json_argument(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,9 +171,7 @@ def main():
                   f"{median / base:.2f}x |", flush=True)
             rows.append({"model": name, "variant": variant, "images_per_s": median,
                          "runs": numbers, "vs_dygraph": median / base})
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"batch": args.batch, "steps": args.steps, "rows": rows}, f, indent=1)
+    write_json(args.json, {"batch": args.batch, "steps": args.steps, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ ETA, VisualDL), interleaved in one run, so the loop's overhead is visible.
     python benchmarks/train_loop.py --data-file cifar-10-python.tar.gz [--model resnet20]
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
+
+from results_file import add_json_argument, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -70,7 +71,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", default="benchmarks/results/train_loop.json")
+    add_json_argument(parser)
     args = parser.parse_args()
     bare, full = [], []
     for _ in range(args.repeats):
@@ -83,10 +84,8 @@ def main():
     print(f"| bare step (tensor batch, forward+backward+update) | {b:.1f} | 1.00 |")
     print(f"| paddle_resnet loop (data, augmentation, metrics, logging every step, VisualDL) "
           f"| {f:.1f} | {f / b:.2f} |")
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w", encoding="utf-8") as fp:
-        json.dump({"model": args.model, "batch": args.batch, "bare": bare, "loop": full,
-                   "ratio": f / b, "paddle": paddle.__version__}, fp, indent=1)
+    write_json(args.json, {"model": args.model, "batch": args.batch, "bare": bare, "loop": full,
+                           "ratio": f / b, "paddle": paddle.__version__})
 
 
 if __name__ == "__main__":

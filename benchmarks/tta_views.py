@@ -12,10 +12,11 @@ It prints each set's test top-1 and how many forward passes it costs. The set
 `eval.tta=flip_shift` names is checked against the package's own evaluation of it.
 """
 import argparse
-import json
 
 import numpy as np
 import paddle
+
+from results_file import add_json_argument, write_json
 
 from paddle_resnet.checkpoint import load_trained_model
 from paddle_resnet.data import MEAN_STD, BatchLoader
@@ -57,7 +58,7 @@ def main():
     p.add_argument("-w", "--weights", required=True)
     p.add_argument("-o", "--override", action="append", default=[],
                    help="config overrides, e.g. data.data_file=PATH")
-    p.add_argument("--json", default=None)
+    add_json_argument(p)
     args = p.parse_args()
     model, cfg, _, _ = load_trained_model(args.weights, None, args.override)
     dataset = cfg["data.dataset"]
@@ -78,12 +79,9 @@ def main():
     for name, passes, accuracy in rows:
         print(f"| {name} | {passes} | {accuracy:.2f}% |")
     print(f"\neval.tta=flip_shift through the package's evaluation: {top1(own, labels):.2f}%")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"weights": args.weights, "images": len(labels),
-                       "flip_shift_in_package": top1(own, labels),
-                       "rows": [{"views": n, "passes": k, "top1": a} for n, k, a in rows]},
-                      f, indent=1)
+    write_json(args.json, {"weights": args.weights, "images": len(labels),
+                           "flip_shift_in_package": top1(own, labels),
+                           "rows": [{"views": n, "passes": k, "top1": a} for n, k, a in rows]})
 
 
 if __name__ == "__main__":

@@ -84,3 +84,42 @@ def test_a_checkout_without_the_training_tool_is_refused(tmp_path):
         "--variants", "paddle_resnet (default)", "--baseline", "tensorflow"]).startswith(
         "quickstart_speed.py: error: --baseline 'tensorflow' is not a variant; choose from "
         "paddle_resnet (default), ")
+
+
+def test_results_are_written_only_to_the_file_named(monkeypatch, tmp_path):
+    """Running a benchmark to see its table must not replace a file the docs cite (each
+    script used to write benchmarks/results/<name>.json unless told otherwise)."""
+    import argparse
+    import json
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    from results_file import add_json_argument, write_json
+    parser = argparse.ArgumentParser()
+    add_json_argument(parser)
+    assert parser.parse_args([]).json is None
+    monkeypatch.chdir(tmp_path)
+    write_json(None, {"rows": [1]})
+    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "new" / "out.json"
+    write_json(str(path), {"rows": [1]})
+    assert json.loads(path.read_text()) == {"rows": [1]}
+    with pytest.raises(TypeError):  # a payload that cannot be written leaves the old file
+        write_json(str(path), {"rows": [object()]})
+    assert json.loads(path.read_text()) == {"rows": [1]}
+
+
+def test_every_benchmark_takes_its_json_path_from_the_shared_argument():
+    import ast
+    folder = os.path.join(ROOT, "benchmarks")
+    own = []
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".py") or name == "results_file.py":
+            continue
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "add_argument" and node.args
+                    and isinstance(node.args[0], ast.Constant) and node.args[0].value == "--json"):
+                own.append(name)
+    # torch_twin.py runs in PyTorch's Python as its callers' worker; they name its file
+    assert own == ["torch_twin.py"]
