@@ -7,7 +7,9 @@ training in PyTorch, timed from outside the package.
 Each variant is a whole command, run twice per repeat with the same settings except the
 number of training images (one epoch of `--small`, then of `--large` images). The
 difference of the two wall times is the time of the extra training iterations only:
-start-up, data loading and evaluation cancel out. Variants, interleaved over repeats:
+start-up, data loading and evaluation cancel out. One run of each variant before the
+repeats is not timed (compiling and caching happen once). Variants, interleaved over
+repeats:
 
 - `paddle_resnet (default)`: `tools/train.py -c configs/quickstart.yaml`, nothing else
   changed (on a CPU: one process per core, oneDNN convolutions in NHWC, MKL's fast path
@@ -184,12 +186,22 @@ def main():
         require_torch(p, args.torch_python)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, exit_on_signal)
+    # Once each, untimed: a checkout's first run compiles the package's operators and
+    # caches the decoded archive (on 2026-12-05 a first 1,280-image run took 65.9 s, the
+    # next ones 9-11 s), which would make that repeat's difference meaningless.
+    for variant in args.variants:
+        wall_time(variant, args.data_file, args.small, args.test_images, args.torch_python,
+                  args.as_avx2_host, roots[variant])
     rates = {v: [] for v in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
             small, large = (wall_time(variant, args.data_file, images, args.test_images,
                                       args.torch_python, args.as_avx2_host, roots[variant])
                             for images in (args.small, args.large))
+            if large <= small:
+                sys.exit(f"error: {variant}: {args.large} images took {large:.1f} s, "
+                         f"{args.small} took {small:.1f} s; the host's speed moved too much "
+                         "to time the difference (run it again with the machine to itself)")
             rates[variant].append((args.large - args.small) / (large - small))
             print(f"repeat {repeat + 1}: {variant}: {small:.1f} s / {large:.1f} s -> "
                   f"{rates[variant][-1]:.1f} img/s", file=sys.stderr, flush=True)

@@ -68,7 +68,7 @@ def _vs(d, variant, against):
 # the ratio it reads there.
 PERF_SOURCES = {
     "quickstart training vs PyTorch 2.13 channels_last + bf16 autocast": (
-        "quickstart_speed_shared_memory_again.json",
+        "quickstart_speed_two_passes.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "the same vs PyTorch 2.13 default (float32)": (
         "quickstart_speed_shared_memory_again.json",
@@ -425,6 +425,26 @@ def test_the_two_pass_exchange_tables_are_their_benchmark_files():
         # the summary row quotes the same run
         assert (f"**{default / fast:.2f}x** ({default:.1f} against {fast:.1f} images/s; "
                 f"{min(per_repeat):.2f}x-{max(per_repeat):.2f}x per repeat") in page
+
+
+def test_the_quickstart_after_the_two_pass_exchange_is_its_benchmark_file():
+    """performance.md's quickstart table of 2026-12-05 late morning and its summary row:
+    medians, repeats and ratios as quickstart_speed.py wrote them."""
+    import json
+    page = read("docs/performance.md")
+    package, torch = json.loads(read("benchmarks/results/quickstart_speed_two_passes.json"))[
+        "rows"]
+    table = page.split("| ResNet-20 quickstart training, 29,440 images timed from outside, "
+                       "x 4 |")[1].split("\n\n")[0]
+    per_repeat = package["vs_baseline_per_repeat"]
+    spread = f"{min(per_repeat):.2f}x-{max(per_repeat):.2f}x"
+    for row, bold in ((package, "**"), (torch, "")):
+        runs = ", ".join(f"{x:.0f}" for x in row["runs"])
+        assert f"| {bold}{row['images_per_s']:,.1f}{bold} | {runs} | " in table
+    assert f"| **{package['vs_baseline']:.2f}x** | {spread} |" in table
+    assert (f"**{package['vs_baseline']:.2f}x** ({package['images_per_s']:,.1f} against "
+            f"{torch['images_per_s']:,.1f} images/s; {spread} per repeat, "
+            f"{len(per_repeat)} repeats)") in page
 
 
 def test_the_fused_densenet_step_table_is_its_benchmark_files():
