@@ -129,6 +129,12 @@ SCHEMA: Dict[str, Option] = {
                        choices=("none", "flip", "flip_shift")),
     "eval.threads": Option(0, int, "CPU threads for eval.engine=inference (0 = the cores "
                            "shared among the processes)", low=0),
+    "eval.batch_size": Option(0, int, "test images per evaluation batch, over all processes "
+                              "(0 = chosen per model: on a CPU the largest power of two per "
+                              "process, up to its share of max(train.batch_size, 256), whose "
+                              "widest activation stays clear of glibc's mmap threshold; "
+                              "tools/eval.py evaluated DenseNet-40 1.95x as fast so as at "
+                              "256, docs/performance.md)", low=0),
     # --- speed switches (each off where it did not help on this project's CPU) ---------
     "speed.to_static": Option(False, bool, "run the model's forward pass as a static graph "
                               "(`paddle.jit.to_static`) in training; same numbers, no gain "

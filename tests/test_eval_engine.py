@@ -184,7 +184,7 @@ def test_eval_tool_names_its_engine(tiny_cifar10, tmp_path):
     result = run_tool("eval", "-w", str(tmp_path / "run" / "latest.pdckpt"),
                       "-o", "eval.tta=flip", "--out", str(tmp_path / "flip"))
     assert result.returncode == 0, result.stderr
-    assert "eval.engine=auto, float32, eval.tta=flip)" in result.stdout
+    assert "eval.engine=auto, float32, eval.tta=flip, batches of 256)" in result.stdout
     flipped = json.loads((tmp_path / "flip" / "eval_latest_test.json").read_text())
     assert flipped["samples"] == reports["inference"]["samples"]
     assert flipped["loss"] != pytest.approx(reports["inference"]["loss"], rel=1e-6)

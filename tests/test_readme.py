@@ -447,6 +447,25 @@ def test_the_quickstart_after_the_two_pass_exchange_is_its_benchmark_file():
             f"{len(per_repeat)} repeats)") in page
 
 
+def test_the_eval_batch_table_is_its_benchmark_file():
+    """performance.md's eval-batch table, its summary row and the schema's description:
+    medians, repeats and ratios as benchmarks/eval_batch.py wrote them."""
+    import json
+    page = read("docs/performance.md")
+    rows = json.loads(read("benchmarks/results/eval_batch.json"))["rows"]
+    table = page.split("| `tools/eval.py`, 1,800 test images timed from outside, x 3 |")[1]
+    table = table.split("\n\n")[0]
+    for model, label in (("densenet40_k12", "DenseNet-40"), ("resnet18", "ResNet-18")):
+        chosen, before = (_row(rows, model=model, eval_batch_size=b) for b in (0, 256))
+        ratio = chosen["images_per_s"] / before["images_per_s"]
+        runs = [", ".join(f"{x:.0f}" for x in r["runs"]) for r in (chosen, before)]
+        assert (f"| {label} | {chosen['images_per_s']:,.1f} ({runs[0]}) | "
+                f"{before['images_per_s']:,.1f} ({runs[1]}) | **{ratio:.2f}x** |") in table
+        assert f"{label} **{ratio:.2f}x**" in page  # the summary row
+        if model == "densenet40_k12":
+            assert f"DenseNet-40 {ratio:.2f}x as fast" in read("paddle_resnet/schema.py")
+
+
 def test_the_fused_densenet_step_table_is_its_benchmark_files():
     """performance.md's fused-vs-per-layer DenseNet table and summary row: speed_paths.py's
     JSON, and the ratio quoted for the default in the schema's description."""

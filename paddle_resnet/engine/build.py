@@ -11,6 +11,7 @@ from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel,
                       channel_capacity, open_host_channel, to_device, use_device)
 from ..errors import ConfigError
 from ..speed import SpeedPlan, plan_speed
+from .eval_batch import eval_batch_size, widest_activation_bytes
 from .eval_engine import resolve_engine
 from ..optim import build_optimizer, build_schedule
 from .preflight import check_batch
@@ -65,10 +66,13 @@ def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) ->
                                shuffle=True, drop_last=True, seed=cfg["seed"],
                                flip=cfg["data.flip"],
                                augment_on=cfg["data.augment_on"], layout=layout, **shard)
-    eval_loader = BatchLoader(evaluation, max(batch, 256), mean, std,
-                              layout="NCHW" if eval_inference else layout, **shard)
     model = training_model(cfg["model.name"], speed, layout, **cfg.model_kwargs())
     speed = speed.as_applied(model.speed_paths)
+    eval_batch = eval_batch_size(
+        cfg["eval.batch_size"], procs.world, place, batch,
+        widest_activation_bytes(model) if place == "cpu" else None)
+    eval_loader = BatchLoader(evaluation, eval_batch, mean, std,
+                              layout="NCHW" if eval_inference else layout, **shard)
     if cfg["speed.to_static"]:
         model = paddle.jit.to_static(model)
     model = convert_sync_bn(model, procs, cfg["dist.sync_bn"], place)

@@ -9,6 +9,7 @@ from ..checkpoint import load_trained_model
 from ..data import MEAN_STD, BatchLoader, class_names
 from ..data.cifar import load_split, subset
 from ..inference import cpu_threads
+from .eval_batch import eval_batch_size, widest_activation_bytes
 from .eval_engine import eval_forward
 from .evaluator import evaluate
 
@@ -57,7 +58,9 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
     data = load_split(cfg["data.dataset"], split, cfg["data.data_file"])
     if split == "test":
         data = subset(data, cfg["data.test_samples"], salt=1)
-    loader = BatchLoader(data, 256, *MEAN_STD[cfg["data.dataset"]])
+    batch = eval_batch_size(cfg["eval.batch_size"], 1, place, widest_bytes=(
+        widest_activation_bytes(model) if place == "cpu" else None))
+    loader = BatchLoader(data, batch, *MEAN_STD[cfg["data.dataset"]])
     num_classes = cfg["model.num_classes"]
     engine = cfg["eval.engine"]
     with eval_forward(model, engine, place, cpu_threads(cfg["eval.threads"]),
@@ -72,7 +75,8 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
                  if best is not None else "")
               + f"; evaluated on {split} ({place}, eval.engine={engine}, "
                  f"{cfg['eval.precision']}"
-              + (f", eval.tta={cfg['eval.tta']}" if cfg["eval.tta"] != "none" else "") + ")")
+              + (f", eval.tta={cfg['eval.tta']}" if cfg["eval.tta"] != "none" else "")
+              + f", batches of {batch})")
     print(format_report(result, names, header))
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(weights))[0]
