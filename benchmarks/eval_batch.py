@@ -78,7 +78,11 @@ def main():
                 for batch in args.batches:
                     small, large = (eval_seconds(weights, data_file, n, batch)
                                     for n in (args.small, args.large))
-                    rates[batch].append((args.large - args.small) / max(large - small, 1e-9))
+                    if large <= small:
+                        sys.exit(f"error: {model} at eval.batch_size={batch}: {args.large} "
+                                 f"images took {large:.1f} s, {args.small} took {small:.1f} s; "
+                                 "the host's speed moved too much to time the difference")
+                    rates[batch].append((args.large - args.small) / (large - small))
                     print(f"{model} eval.batch_size={batch}: {small:.1f} s / {large:.1f} s -> "
                           f"{rates[batch][-1]:.1f} img/s", file=sys.stderr, flush=True)
             base = statistics.median(rates[args.batches[0]])

@@ -133,7 +133,7 @@ SCHEMA: Dict[str, Option] = {
                               "(0 = chosen per model: on a CPU the largest power of two per "
                               "process, up to its share of max(train.batch_size, 256), whose "
                               "widest activation stays clear of glibc's mmap threshold; "
-                              "tools/eval.py evaluated DenseNet-40 1.95x as fast so as at "
+                              "with it tools/eval.py ran DenseNet-40 1.95x as fast as at "
                               "256, docs/performance.md)", low=0),
     # --- speed switches (each off where it did not help on this project's CPU) ---------
     "speed.to_static": Option(False, bool, "run the model's forward pass as a static graph "
