@@ -7,8 +7,8 @@ For each model a checkpoint is trained first (one epoch of 256 images: its weigh
 change the time). Then for each eval batch (`eval.batch_size`; 0 = the package's choice,
 paddle_resnet/engine/eval_batch.py) tools/eval.py runs twice, on `--small` and on
 `--large` test images; the difference of the wall times is the time of the extra images
-only (start-up, loading and the export to Paddle Inference cancel out). Batches are
-interleaved over repeats; each run is a fresh process.
+only (start-up, loading and the export to Paddle Inference cancel out; from_outside.py).
+Batches are interleaved over repeats; each run is a fresh process.
 """
 import argparse
 import os
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from from_outside import rate_of_difference
 from results_file import add_json_argument, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,15 +77,9 @@ def main():
             rates = {batch: [] for batch in args.batches}
             for _ in range(args.repeats):
                 for batch in args.batches:
-                    small, large = (eval_seconds(weights, data_file, n, batch)
-                                    for n in (args.small, args.large))
-                    if large <= small:
-                        sys.exit(f"error: {model} at eval.batch_size={batch}: {args.large} "
-                                 f"images took {large:.1f} s, {args.small} took {small:.1f} s; "
-                                 "the host's speed moved too much to time the difference")
-                    rates[batch].append((args.large - args.small) / (large - small))
-                    print(f"{model} eval.batch_size={batch}: {small:.1f} s / {large:.1f} s -> "
-                          f"{rates[batch][-1]:.1f} img/s", file=sys.stderr, flush=True)
+                    rates[batch].append(rate_of_difference(
+                        f"{model} eval.batch_size={batch}", args.small, args.large,
+                        lambda n: eval_seconds(weights, data_file, n, batch)))
             base = statistics.median(rates[args.batches[0]])
             for batch, values in rates.items():
                 rows.append({"model": model, "eval_batch_size": batch,

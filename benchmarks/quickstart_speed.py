@@ -57,6 +57,7 @@ import sys
 import tempfile
 import time
 
+from from_outside import rate_of_difference
 from results_file import add_json_argument, write_json
 from torch_python import require_torch
 
@@ -195,16 +196,11 @@ def main():
     rates = {v: [] for v in args.variants}
     for repeat in range(args.repeats):
         for variant in args.variants:  # interleaved: drift hits every variant alike
-            small, large = (wall_time(variant, args.data_file, images, args.test_images,
-                                      args.torch_python, args.as_avx2_host, roots[variant])
-                            for images in (args.small, args.large))
-            if large <= small:
-                sys.exit(f"error: {variant}: {args.large} images took {large:.1f} s, "
-                         f"{args.small} took {small:.1f} s; the host's speed moved too much "
-                         "to time the difference (run it again with the machine to itself)")
-            rates[variant].append((args.large - args.small) / (large - small))
-            print(f"repeat {repeat + 1}: {variant}: {small:.1f} s / {large:.1f} s -> "
-                  f"{rates[variant][-1]:.1f} img/s", file=sys.stderr, flush=True)
+            rates[variant].append(rate_of_difference(
+                f"repeat {repeat + 1}: {variant}", args.small, args.large,
+                lambda images: wall_time(variant, args.data_file, images, args.test_images,
+                                         args.torch_python, args.as_avx2_host,
+                                         roots[variant])))
     base = args.baseline
     base_rate = statistics.median(rates[base]) if base in rates else None
     host = " as on an AVX2 host" if args.as_avx2_host else ""
