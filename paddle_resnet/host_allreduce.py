@@ -140,9 +140,9 @@ class HostAllReduce:
             raise ValueError(f"{flat.nbytes} bytes do not fit this channel's "
                              f"{self.capacity}")
         if out is not None:  # checked before this rank publishes the round
-            if sum(target.size for target in out) != flat.size:
-                raise ValueError(f"out holds {sum(t.size for t in out)} elements, the "
-                                 f"array {flat.size}")
+            held = sum(target.size for target in out)
+            if held != flat.size:
+                raise ValueError(f"out holds {held} elements, the array {flat.size}")
             if not all(target.flags.c_contiguous for target in out):
                 raise ValueError("out's arrays must be contiguous (a reshaped copy would "
                                  "receive the result)")
