@@ -125,7 +125,7 @@ def train_main(argv=None) -> int:
             place = preflight(cfg, _resume_path(cfg, args), args.overwrite)
             if nproc is None:
                 nproc = default_processes(place, cfg["train.batch_size"])
-            check_batch(cfg["train.batch_size"], nproc)
+            check_batch(cfg["train.batch_size"], nproc, cfg["eval.batch_size"])
             if nproc > 1:
                 # The workers would each compile a missing operator; the parent does it once.
                 from .speed import plan_speed

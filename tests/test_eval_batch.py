@@ -1,8 +1,15 @@
 """The evaluation batch: what the user asks for, else per model the largest power of two
 whose widest activation stays clear of glibc's mmap threshold (engine/eval_batch.py)."""
+import os
+import subprocess
+import sys
+
 import pytest
 
-from paddle_resnet.engine.eval_batch import eval_batch_size, widest_activation_bytes
+from conftest import ROOT
+from paddle_resnet.engine.eval_batch import (eval_batch_size, per_process_batch,
+                                             widest_activation_bytes)
+from paddle_resnet.engine.preflight import check_batch
 from paddle_resnet.errors import ConfigError
 from paddle_resnet.models import build_model
 from paddle_resnet.speed.malloc import MMAP_THRESHOLD
@@ -33,29 +40,52 @@ def test_nhwc_models_measure_the_same(input_format):
 
 
 def test_the_cpu_batch_keeps_activations_under_half_the_threshold():
+    densenet, resnet18, resnet20 = (build_model(name) for name in
+                                    ("densenet40_k12", "resnet18", "resnet20"))
     # DenseNet-40: 640 KiB an image -> 16 per process (25 would fit, 32 would not)
-    assert eval_batch_size(0, 1, "cpu", widest_bytes=640 * KIB) == 16
-    assert eval_batch_size(0, 2, "cpu", 64, widest_bytes=640 * KIB) == 32
+    assert eval_batch_size(0, 1, "cpu", densenet) == 16
+    assert eval_batch_size(0, 2, "cpu", densenet, 64) == 32
     # ResNet-18 at batch 150 over 2 processes: 256 KiB an image -> 64 each
-    assert eval_batch_size(0, 2, "cpu", 150, widest_bytes=256 * KIB) == 128
+    assert eval_batch_size(0, 2, "cpu", resnet18, 150) == 128
     # ResNet-20: 64 KiB an image, 256 fits; never above the share of max(batch, 256)
-    assert eval_batch_size(0, 1, "cpu", widest_bytes=64 * KIB) == 256
-    assert eval_batch_size(0, 2, "cpu", 128, widest_bytes=64 * KIB) == 256
-    assert eval_batch_size(0, 1, "cpu", 512, widest_bytes=16 * KIB) == 512
+    assert eval_batch_size(0, 1, "cpu", resnet20) == 256
+    assert eval_batch_size(0, 2, "cpu", resnet20, 128) == 256
+    assert per_process_batch(16 * KIB, 512) == 512
     for world, bytes_ in ((1, 640 * KIB), (2, 256 * KIB), (4, 1000 * KIB)):
-        per_process = eval_batch_size(0, world, "cpu", widest_bytes=bytes_) // world
+        per_process = per_process_batch(bytes_, 256 // world)
         assert per_process * bytes_ <= MMAP_THRESHOLD // 2 < 2 * per_process * bytes_
     # an image wider than half the threshold still evaluates, one at a time
-    assert eval_batch_size(0, 1, "cpu", widest_bytes=MMAP_THRESHOLD) == 1
+    assert per_process_batch(MMAP_THRESHOLD, 256) == 1
 
 
-def test_a_gpu_keeps_the_batch_evaluation_always_had():
-    assert eval_batch_size(0, 2, "gpu:0", 64) == 256
-    assert eval_batch_size(0, 1, "gpu:0", 512) == 512
+def test_a_gpu_keeps_the_batch_evaluation_always_had(monkeypatch):
+    import paddle_resnet.engine.eval_batch as eval_batch
+    monkeypatch.setattr(eval_batch, "widest_activation_bytes", None)  # never measured
+    assert eval_batch_size(0, 2, "gpu:0", None, 64) == 256
+    assert eval_batch_size(0, 1, "gpu:0", None, 512) == 512
 
 
-def test_a_requested_batch_is_taken_as_given_or_refused():
-    assert eval_batch_size(100, 2, "cpu", widest_bytes=640 * KIB) == 100
+def test_a_requested_batch_is_taken_as_given_or_refused(monkeypatch):
+    import paddle_resnet.engine.eval_batch as eval_batch
+    monkeypatch.setattr(eval_batch, "widest_activation_bytes", None)  # never measured
+    assert eval_batch_size(100, 2, "cpu", None) == 100
+    check_batch(128, 2, 2)
     with pytest.raises(ConfigError, match=r"^eval.batch_size = 1 gives some of the 2 "
                                           r"processes no image; set it to at least 2, or 0"):
-        eval_batch_size(1, 2, "cpu")
+        check_batch(128, 2, 1)
+
+
+def test_a_refused_eval_batch_stops_train_py_before_it_launches(tiny_cifar10, tmp_path):
+    """The check runs in tools/train.py's own process, with train.batch_size's: one line,
+    exit 2, no worker started (no launch_logs) and no data read."""
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c",
+                           os.path.join(ROOT, "configs", "quickstart.yaml"),
+                           "-o", "eval.batch_size=1", "-o", f"output_dir={out}",
+                           "-o", f"data.data_file={tiny_cifar10}",
+                           "--nproc", "2"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: eval.batch_size = 1 gives some of the 2 processes no image; set it to at "
+        "least 2, or 0 to let the package choose")
+    assert not (out / "launch_logs").exists()

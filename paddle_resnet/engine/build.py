@@ -11,7 +11,7 @@ from ..device import (MixedPrecision, Processes, convert_sync_bn, data_parallel,
                       channel_capacity, open_host_channel, to_device, use_device)
 from ..errors import ConfigError
 from ..speed import SpeedPlan, plan_speed
-from .eval_batch import eval_batch_size, widest_activation_bytes
+from .eval_batch import eval_batch_size
 from .eval_engine import resolve_engine
 from ..optim import build_optimizer, build_schedule
 from .preflight import check_batch
@@ -39,7 +39,7 @@ class TrainingParts:
 def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) -> TrainingParts:
     """Checks that can fail do so before any data is read or model built."""
     batch = cfg["train.batch_size"]
-    check_batch(batch, procs.world)
+    check_batch(batch, procs.world, cfg["eval.batch_size"])
     place = use_device(cfg["device"])
     eval_inference = resolve_engine(cfg["eval.engine"], place,
                                     cfg["eval.precision"]) == "inference"
@@ -68,9 +68,7 @@ def build_training(cfg: Config, procs: Processes, say: Callable[[str], None]) ->
                                augment_on=cfg["data.augment_on"], layout=layout, **shard)
     model = training_model(cfg["model.name"], speed, layout, **cfg.model_kwargs())
     speed = speed.as_applied(model.speed_paths)
-    eval_batch = eval_batch_size(
-        cfg["eval.batch_size"], procs.world, place, batch,
-        widest_activation_bytes(model) if place == "cpu" else None)
+    eval_batch = eval_batch_size(cfg["eval.batch_size"], procs.world, place, model, batch)
     eval_loader = BatchLoader(evaluation, eval_batch, mean, std,
                               layout="NCHW" if eval_inference else layout, **shard)
     if cfg["speed.to_static"]:

@@ -13,11 +13,8 @@ stays under half the threshold (the other half is room for oneDNN's channel-padd
 and the temporaries beside them), at most its share of `max(train.batch_size, 256)`, the
 batch evaluation always had. On a GPU that share is kept as it was.
 """
-from typing import Optional
-
 import paddle
 
-from ..errors import ConfigError
 from ..models.layers import batch_shape
 from ..speed.malloc import MMAP_THRESHOLD
 
@@ -50,22 +47,24 @@ def widest_activation_bytes(model: paddle.nn.Layer) -> int:
     return widest[0]
 
 
-def eval_batch_size(requested: int, world: int, place: str, train_batch: int = 0,
-                    widest_bytes: Optional[int] = None) -> int:
+def per_process_batch(widest_bytes: int, share: int) -> int:
+    """The largest power of two, at most `share`, whose images' widest activation
+    (`widest_bytes` each) stays under half of glibc's mmap threshold; at least 1."""
+    fits = max(1, (MMAP_THRESHOLD // 2) // max(1, widest_bytes))
+    per_process = 1
+    while per_process * 2 <= min(share, fits):
+        per_process *= 2
+    return per_process
+
+
+def eval_batch_size(requested: int, world: int, place: str, model: paddle.nn.Layer,
+                    train_batch: int = 0) -> int:
     """The global evaluation batch (each of `world` processes takes its share):
-    `requested` if it is not 0, else the module docstring's choice; `widest_bytes` is
-    `widest_activation_bytes` of the model (needed on a CPU)."""
+    `requested` if it is not 0 (preflight.check_batch has checked it), else the module
+    docstring's choice, for which a CPU measures `model` once."""
     if requested:
-        if requested < world:
-            raise ConfigError(f"eval.batch_size = {requested} gives some of the {world} "
-                              f"processes no image; set it to at least {world}, or 0 to let "
-                              "the package choose")
         return requested
     share = max(train_batch, DEFAULT_CEILING) // world
     if place != "cpu":
         return share * world
-    fits = max(1, (MMAP_THRESHOLD // 2) // max(1, widest_bytes or 1))
-    per_process = 1
-    while per_process * 2 <= min(share, fits):
-        per_process *= 2
-    return per_process * world
+    return per_process_batch(widest_activation_bytes(model), share) * world

@@ -9,7 +9,7 @@ from ..checkpoint import load_trained_model
 from ..data import MEAN_STD, BatchLoader, class_names
 from ..data.cifar import load_split, subset
 from ..inference import cpu_threads
-from .eval_batch import eval_batch_size, widest_activation_bytes
+from .eval_batch import eval_batch_size
 from .eval_engine import eval_forward
 from .evaluator import evaluate
 
@@ -58,8 +58,7 @@ def evaluate_checkpoint(config_path: Optional[str], overrides: Sequence[str], we
     data = load_split(cfg["data.dataset"], split, cfg["data.data_file"])
     if split == "test":
         data = subset(data, cfg["data.test_samples"], salt=1)
-    batch = eval_batch_size(cfg["eval.batch_size"], 1, place, widest_bytes=(
-        widest_activation_bytes(model) if place == "cpu" else None))
+    batch = eval_batch_size(cfg["eval.batch_size"], 1, place, model)
     loader = BatchLoader(data, batch, *MEAN_STD[cfg["data.dataset"]])
     num_classes = cfg["model.num_classes"]
     engine = cfg["eval.engine"]

@@ -10,10 +10,15 @@ from .eval_engine import resolve_engine
 from .rundir import check_output_dir
 
 
-def check_batch(batch: int, processes: int) -> None:
+def check_batch(batch: int, processes: int, eval_batch: int = 0) -> None:
+    """`batch`: train.batch_size; `eval_batch`: eval.batch_size (0: chosen, eval_batch.py)."""
     if batch % processes:
         raise ConfigError(f"train.batch_size = {batch} (the global batch) must be divisible "
                           f"by the {processes} processes")
+    if 0 < eval_batch < processes:
+        raise ConfigError(f"eval.batch_size = {eval_batch} gives some of the {processes} "
+                          f"processes no image; set it to at least {processes}, or 0 to let "
+                          "the package choose")
 
 
 def preflight(cfg: Config, resume: Optional[str], overwrite: bool) -> str:
