@@ -464,6 +464,19 @@ def test_the_eval_batch_table_is_its_benchmark_file():
         assert f"{label} **{ratio:.2f}x**" in page  # the summary row
         if model == "densenet40_k12":
             assert f"DenseNet-40 {ratio:.2f}x as fast" in read("paddle_resnet/schema.py")
+    # the runs inside training: seconds and page faults as eval_batch_in_training.md shows
+    # them, 256 first in each pair
+    record = read("benchmarks/results/eval_batch_in_training.md")
+    runs = re.findall(r'eval.batch_size=(\d+) repeat \d: "eval_seconds": ([\d.]+) .* page '
+                      r"faults (\d+)", record)
+    before = [(float(t), int(f)) for b, t, f in runs if b == "256"]
+    chosen = [(float(t), int(f)) for b, t, f in runs if b == "0"]
+    text = " ".join(page.split())
+    assert (f"from {before[0][0]:.1f} s and {before[1][0]:.1f} s to {chosen[0][0]:.1f} s and "
+            f"{chosen[1][0]:.1f} s ({before[0][0] / chosen[0][0]:.2f}x and "
+            f"{before[1][0] / chosen[1][0]:.2f}x") in text
+    assert (f"from {before[0][1] / 1e6:.1f} and {before[1][1] / 1e6:.1f} million to "
+            f"{chosen[0][1] / 1e6:.2f} million") in text
 
 
 def test_the_fused_densenet_step_table_is_its_benchmark_files():
