@@ -19,7 +19,7 @@ from .data.augment import normalize
 from .errors import CheckpointError, UserError
 from .models import build_model
 from .models import list_models as _registered_models
-from .prediction import in_batches, model_classifier, read_image
+from .prediction import in_batches, model_batch, model_classifier, read_image
 from .paths import PRETRAINED_DIR
 from .runtime import prepare_process
 
@@ -87,10 +87,22 @@ def train(config: Union[Config, str], overrides: Sequence[str] = (),
     return Trainer(cfg, resume=resume).fit()
 
 
+def _batch_size(requested: Optional[int], model) -> int:
+    if requested is None:
+        return model_batch(model)
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise UserError(f"batch_size={requested!r}: pass a positive integer, or None to let "
+                        "the package choose one for the model")
+    return requested
+
+
 def evaluate(model, data_file: Optional[str] = None, dataset: str = "cifar10",
-             split: str = "test", batch_size: int = 256, tta: str = "none") -> Dict[str, float]:
+             split: str = "test", batch_size: Optional[int] = None,
+             tta: str = "none") -> Dict[str, float]:
     """Loss, top-1 and top-5 (percent) of `model` on a whole split of the dataset;
-    `tta="flip"` averages each image's logits with its mirror's (config key eval.tta)."""
+    `tta="flip"` averages each image's logits with its mirror's (config key eval.tta).
+    `batch_size=None` takes eval.batch_size's choice for the model (smaller for DenseNet
+    on a CPU, where batches of 256 fault their activations in page by page)."""
     prepare_process()
     from .engine.eval_engine import views_of
     from .engine.evaluator import evaluate as _evaluate
@@ -98,7 +110,7 @@ def evaluate(model, data_file: Optional[str] = None, dataset: str = "cifar10",
     forward = views_of(tta)(model, "NCHW")  # BatchLoader's layout
     archive, _ = resolve_archive(dataset, data_file)
     data = load_split(dataset, split, archive)
-    loader = BatchLoader(data, batch_size, *MEAN_STD[dataset])
+    loader = BatchLoader(data, _batch_size(batch_size, model), *MEAN_STD[dataset])
     result = _evaluate(model, loader, NUM_CLASSES[dataset], forward=forward)
     return {key: result[key] for key in ("loss", "top1", "top5", "samples")}
 
@@ -121,17 +133,20 @@ def _as_batch(images: Images) -> np.ndarray:
     return np.stack(batch)
 
 
-def predict(model, images: Images, dataset: str = "cifar10", tta: str = "none") -> Prediction:
+def predict(model, images: Images, dataset: str = "cifar10", tta: str = "none",
+            batch_size: Optional[int] = None) -> Prediction:
     """Classes and probabilities of `images`: image files (any size, resized to 32x32) or
     uint8 RGB arrays, normalised as the model was trained on `dataset`; `tta="flip"`
-    averages each image's logits with its mirror's (config key eval.tta)."""
+    averages each image's logits with its mirror's (config key eval.tta). Images go
+    through the model `batch_size` at a time (None: as `evaluate`)."""
     prepare_process()
     classify = model_classifier(model, tta)
     batch = normalize(_as_batch(images), *MEAN_STD[dataset])
     was_training = model.training
     model.eval()
     try:
-        probabilities = in_batches(classify, batch).astype(np.float32)
+        size = _batch_size(batch_size, model)
+        probabilities = in_batches(classify, batch, size).astype(np.float32)
     finally:
         model.train() if was_training else model.eval()  # Paddle < 3.3: train() takes no mode
     indices = probabilities.argmax(axis=1)

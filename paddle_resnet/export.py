@@ -14,6 +14,7 @@ from .errors import UserError
 
 from .checkpoint import load_trained_model
 from .data import MEAN_STD, class_names
+from .engine.eval_batch import DEFAULT_CEILING, per_process_batch, widest_activation_bytes
 from .inference import META_FILE, PREFIX, save_program
 
 
@@ -34,6 +35,9 @@ def export_model(weights: str, out_dir: str, config_path: Optional[str] = None,
     # same): it is the layout every Paddle Inference backend, oneDNN included, handles.
     model, cfg, progress, _ = load_trained_model(weights, config_path,
                                                  [*overrides, "speed.channels_last=false"])
+    # tools/predict.py's images per forward on a CPU, chosen here where the layers are
+    # still there to measure (engine/eval_batch.py); the exported program has none.
+    cpu_batch = per_process_batch(widest_activation_bytes(model), DEFAULT_CEILING)
     if softmax:
         model = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=1))
     save_program(model, out_dir)
@@ -42,7 +46,8 @@ def export_model(weights: str, out_dir: str, config_path: Optional[str] = None,
             "classes": class_names(cfg["data.dataset"], cfg["model.num_classes"]),
             "input": "float32 N x 3 x 32 x 32, RGB scaled to [0, 1], minus mean, over std",
             "mean": list(mean), "std": list(std), "output": "softmax" if softmax else "logits",
-            "checkpoint": os.path.abspath(weights), "epoch": progress.get("epoch")}
+            "checkpoint": os.path.abspath(weights), "epoch": progress.get("epoch"),
+            "cpu_batch": cpu_batch}
     if converter is not None:
         to_onnx(converter, out_dir)
         meta["onnx"] = ONNX_FILE

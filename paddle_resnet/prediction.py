@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import weakref
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from .checkpoint import load_trained_model
 from .data import MEAN_STD, class_names
 from .data.augment import normalize
+from .engine.eval_batch import eval_batch_size
 from .errors import ConfigError, UserError
 from .inference import InferenceModel
 
@@ -41,8 +43,9 @@ def read_image(path: str) -> np.ndarray:
         raise UserError(f"not a readable image ({type(e).__name__})") from None
 
 
-# Images per forward: a folder of any size classifies in bounded memory.
-PREDICT_BATCH = 256
+# Images per forward where nothing chose a number (an export written before export.json
+# held its own): a folder of any size classifies in bounded memory.
+DEFAULT_PREDICT_BATCH = 256
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,9 +53,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def in_batches(classify: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
-    return np.concatenate([classify(batch[start:start + PREDICT_BATCH])
-                           for start in range(0, len(batch), PREDICT_BATCH)])
+def in_batches(classify: Callable[[np.ndarray], np.ndarray], batch: np.ndarray,
+               size: int) -> np.ndarray:
+    return np.concatenate([classify(batch[start:start + size])
+                           for start in range(0, len(batch), size)])
+
+
+# Each model's chosen batch by place: the choice costs a forward pass, and a caller that
+# predicts one image at a time should not pay it per image.
+_chosen_batches: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def model_batch(model) -> int:
+    """Images per forward for a dygraph `model` in this process, by eval.batch_size's rule
+    (engine/eval_batch.py): DenseNet's wide activations take smaller batches on a CPU."""
+    import paddle
+    place = "cpu" if paddle.device.get_device() == "cpu" else "gpu"
+    by_place = _chosen_batches.setdefault(model, {})
+    if place not in by_place:
+        by_place[place] = eval_batch_size(0, 1, place, model)
+    return by_place[place]
 
 
 def model_classifier(model, tta: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -73,9 +93,10 @@ def checkpoint_classifier(weights: str, overrides: Sequence[str]):
     """(probabilities of a normalised batch, class names, mean, std) from a checkpoint, on
     the views its config's eval.tta names (`-o eval.tta=flip`), as tools/eval.py."""
     from .engine.eval_engine import VIEWS
-    model, cfg, _, _ = load_trained_model(weights, None, overrides)
+    model, cfg, _, place = load_trained_model(weights, None, overrides)
     print(f"eval.tta={cfg['eval.tta']}: {VIEWS[cfg['eval.tta']][1]}", file=sys.stderr)
     return (model_classifier(model, cfg["eval.tta"]),
+            eval_batch_size(cfg["eval.batch_size"], 1, place, model),
             class_names(cfg["data.dataset"], cfg["model.num_classes"]),
             *MEAN_STD[cfg["data.dataset"]])
 
@@ -88,7 +109,8 @@ def exported_classifier(model_dir: str):
         out = model(batch)
         return out if meta["output"] == "softmax" else softmax(out)
 
-    return classify, meta["classes"], meta["mean"], meta["std"]
+    return (classify, meta.get("cpu_batch", DEFAULT_PREDICT_BATCH), meta["classes"],
+            meta["mean"], meta["std"])
 
 
 def predict(paths: Sequence[str], weights: Optional[str] = None,
@@ -98,9 +120,9 @@ def predict(paths: Sequence[str], weights: Optional[str] = None,
         if overrides:
             raise ConfigError(f"-o {overrides[0]}: -o overrides a checkpoint's config (-w); "
                               "an exported model (-m) has none")
-        classify, names, mean, std = exported_classifier(model_dir)
+        classify, size, names, mean, std = exported_classifier(model_dir)
     else:
-        classify, names, mean, std = checkpoint_classifier(weights, overrides)
+        classify, size, names, mean, std = checkpoint_classifier(weights, overrides)
     files = collect_files(paths)
     if not files:
         raise UserError(f"no image files found in {', '.join(paths)}; pass image files or "
@@ -117,7 +139,7 @@ def predict(paths: Sequence[str], weights: Optional[str] = None,
             results.append({"file": path, "error": str(e)})
     if images:
         batch = normalize(np.stack(images), mean, std)
-        probabilities = in_batches(classify, batch)
+        probabilities = in_batches(classify, batch, size)
         k = min(topk, len(names))
         for path, p in zip(good, probabilities):
             best = np.argsort(-p)[:k]

@@ -89,3 +89,34 @@ def test_a_refused_eval_batch_stops_train_py_before_it_launches(tiny_cifar10, tm
         "error: eval.batch_size = 1 gives some of the 2 processes no image; set it to at "
         "least 2, or 0 to let the package choose")
     assert not (out / "launch_logs").exists()
+
+
+def forward_batches(model):
+    """The batch sizes `model` is called with, in order, as a list that fills as it runs."""
+    seen = []
+    model.register_forward_pre_hook(lambda layer, inputs: seen.append(inputs[0].shape[0]))
+    return seen
+
+
+def test_the_librarys_predict_and_evaluate_take_the_models_batch(tiny_cifar10):
+    """paddle_resnet.predict/evaluate batch as tools/eval.py does: DenseNet-40 by 16 on a
+    CPU, measured once per model (a caller predicting image by image pays it once)."""
+    import numpy as np
+    import paddle_resnet as pr
+    from paddle_resnet.errors import UserError
+    model = pr.create_model("densenet40_k12")
+    seen = forward_batches(model)
+    images = np.zeros((40, 32, 32, 3), np.uint8)
+    pr.predict(model, images)
+    assert seen == [1, 16, 16, 8]  # the one-image measurement, then the images
+    seen.clear()
+    pr.predict(model, images[:3])
+    pr.evaluate(model, data_file=tiny_cifar10)  # its 100 test images
+    assert seen == [3] + [16] * 6 + [4]
+    seen.clear()
+    pr.predict(model, images, batch_size=25)
+    assert seen == [25, 15]
+    for bad in (0, -4, 2.5, True):
+        with pytest.raises(UserError, match=rf"^batch_size={bad!r}: pass a positive integer, "
+                                            "or None to let the package choose one"):
+            pr.predict(model, images, batch_size=bad)

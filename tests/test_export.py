@@ -15,6 +15,7 @@ from paddle_resnet.errors import UserError
 from paddle_resnet.checkpoint import load_trained_model
 from paddle_resnet.export import export_model
 from paddle_resnet.inference import InferenceModel
+from paddle_resnet.prediction import exported_classifier
 
 SHIPPED = os.path.join(ROOT, "pretrained", "resnet20_cifar10.pdckpt")
 
@@ -67,6 +68,29 @@ def test_export_and_predict_tools(checkpoint, tmp_path):
     a, b = json.loads(by_model.stdout)[0]["top"], json.loads(by_checkpoint.stdout)[0]["top"]
     assert [t["class"] for t in a] == [t["class"] for t in b]
     assert abs(a[0]["probability"] - b[0]["probability"]) < 1e-4
+    # tools/predict.py's batch: eval.batch_size's choice measured at export (ResNet-20: 256),
+    # and 256 for an export written before export.json held it
+    meta_path = out / "export.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["cpu_batch"] == 256
+    meta["cpu_batch"] = 7
+    meta_path.write_text(json.dumps(meta))
+    assert exported_classifier(str(out))[1] == 7
+    del meta["cpu_batch"]
+    meta_path.write_text(json.dumps(meta))
+    assert exported_classifier(str(out))[1] == 256
+
+
+@pytest.mark.slow
+def test_a_densenet_export_records_its_smaller_cpu_batch(tmp_path):
+    from paddle_resnet.checkpoint import save_checkpoint
+    from paddle_resnet.models import build_model
+    cfg = load_config(None, ["model.name=densenet40_k12"])
+    weights = str(tmp_path / "densenet.pdckpt")
+    save_checkpoint(weights, {"model": build_model("densenet40_k12").state_dict(),
+                              "config": cfg.to_dict(), "progress": {"epoch": 0}})
+    meta = export_model(weights, str(tmp_path / "exported"))
+    assert meta["cpu_batch"] == 16
 
 
 def test_not_an_exported_model(tmp_path):
