@@ -13,6 +13,7 @@ dispatch are `cpu.py`'s and `speed/`'s.
 import contextlib
 import io
 import os
+import platform
 import re
 import sys
 from dataclasses import dataclass, field, replace
@@ -384,6 +385,14 @@ def restore_running_statistics(model: paddle.nn.Layer, flat) -> None:
         size = int(tensor.numel())
         tensor.set_value(paddle.to_tensor(flat[offset:offset + size]).reshape(tensor.shape))
         offset += size
+
+
+def kernel_hardware(place: str) -> str:
+    """What decides which code the kernels run, and so how they round: on a CPU its widest
+    vector extension (oneDNN and MKL dispatch on it, not on the model name), else the GPU."""
+    if place == "cpu":
+        return f"cpu ({cpu.vector_extension() or platform.machine()})"
+    return f"{place} ({paddle.device.cuda.get_device_name(int(place.split(':')[1]))})"
 
 
 def describe(place: str, processes: int) -> str:

@@ -96,6 +96,50 @@ def test_resume_from_epoch_checkpoint_with_sgd(tiny_cifar10, tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.slow
+def test_a_resume_on_other_kernels_says_it_cannot_be_exact(tiny_cifar10, tmp_path):
+    """A checkpoint records the kernels' hardware and paths (the run header's words); a
+    resume that computes differently (here Paddle's convolution in NCHW instead of the
+    default's) says in one line that it cannot equal the uninterrupted run."""
+    from paddle_resnet.cpu import vector_extension
+    first = tmp_path / "first"
+    Trainer(tiny_config(tiny_cifar10, first, "train.checkpoint_every=1")).fit()
+    path = str(first / "epoch_001.pdckpt")
+    recorded = ckpt.load_checkpoint(path)["arithmetic"]
+    assert recorded["hardware"] == f"cpu ({vector_extension()})"
+    assert recorded["kernels"].startswith("convolution: oneDNN")
+    assert "glibc" not in recorded["kernels"]  # the allocator changes no result
+
+    def resumed_header(name, *extra):
+        out = tmp_path / name
+        Trainer(tiny_config(tiny_cifar10, out, *extra), resume=path,
+                stream=io.StringIO()).fit()
+        return (out / "train.log").read_text()
+
+    assert "bit for bit" not in resumed_header("same")
+    header = resumed_header("paddle_conv", "speed.conv=paddle")
+    notes = [line for line in header.splitlines() if "bit for bit" in line]
+    assert len(notes) == 1
+    assert f"note: {path} was trained with \"{recorded['kernels']}\", this run is with " \
+           "\"convolution: Paddle's" in notes[0] and "layout NCHW" in notes[0]
+    assert notes[0].endswith(": it goes on from the checkpoint, but will not equal an "
+                             "uninterrupted run bit for bit")
+
+
+def test_the_arithmetic_note_names_only_what_changed():
+    from paddle_resnet.engine.resume import arithmetic_note
+    bf16 = {"hardware": "cpu (AVX-512 BF16)", "kernels": "convolution: oneDNN (bf16 inputs)"}
+    avx2 = {"hardware": "cpu (AVX2)", "kernels": "convolution: oneDNN"}
+    assert arithmetic_note("a.pdckpt", bf16, dict(bf16)) is None
+    assert arithmetic_note("a.pdckpt", None, bf16) is None  # written before it was recorded
+    assert arithmetic_note("a.pdckpt", bf16, avx2) == (
+        "a.pdckpt was trained on cpu (AVX-512 BF16) with \"convolution: oneDNN (bf16 "
+        "inputs)\", this run is on cpu (AVX2) with \"convolution: oneDNN\": it goes on from "
+        "the checkpoint, but will not equal an uninterrupted run bit for bit")
+    assert arithmetic_note("a.pdckpt", bf16, {**bf16, "hardware": "cpu (AVX2)"}).startswith(
+        "a.pdckpt was trained on cpu (AVX-512 BF16), this run is on cpu (AVX2): it goes on")
+
+
 def test_output_dir_with_a_run_is_refused(tiny_cifar10, tmp_path):
     out = tmp_path / "run"
     Trainer(tiny_config(tiny_cifar10, out, "train.epochs=1")).fit()

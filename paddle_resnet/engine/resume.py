@@ -6,7 +6,8 @@ import paddle
 
 from .. import checkpoint as ckpt
 from ..config import Config
-from ..device import Processes, gather_running_statistics, restore_running_statistics
+from ..device import (Processes, gather_running_statistics, kernel_hardware,
+                      restore_running_statistics)
 from ..errors import CheckpointError
 from .build import TrainingParts
 from .meters import TrainMeter
@@ -31,7 +32,30 @@ def checkpoint_state(parts: TrainingParts, procs: Processes, progress: Progress,
             "optimizer": ckpt.optimizer_state_for_saving(parts.optimizer, parts.model),
             "schedule": parts.schedule.state_dict(), "rng": paddle.get_rng_state(),
             "amp": parts.amp.state_dict(), "progress": progress.stored(meter.sums),
-            "config": cfg.to_dict()}
+            "config": cfg.to_dict(), "arithmetic": arithmetic(parts)}
+
+
+def arithmetic(parts: TrainingParts) -> Dict[str, str]:
+    """What sets the run's rounding beyond its config and process count, as the run header
+    words it: a checkpoint moved to a host without bf16 kernels trains on in float32, and
+    its resumed run can no longer equal an uninterrupted one bit for bit."""
+    return {"hardware": kernel_hardware(parts.place), "kernels": parts.speed.arithmetic()}
+
+
+def arithmetic_note(path: str, stored: Optional[Dict[str, str]],
+                    now: Dict[str, str]) -> Optional[str]:
+    """One line naming what differs between the run that wrote `path` and this one, or
+    None (also for checkpoints written before they recorded it)."""
+    if not stored:
+        return None
+    wording = {"hardware": "on {}", "kernels": "with \"{}\""}
+    changed = [key for key in wording if stored.get(key) != now[key]]
+    if not changed:
+        return None
+    then = " ".join(wording[key].format(stored.get(key)) for key in changed)
+    here = " ".join(wording[key].format(now[key]) for key in changed)
+    return (f"{path} was trained {then}, this run is {here}: it goes on from the checkpoint, "
+            "but will not equal an uninterrupted run bit for bit")
 
 
 def restore(state: Dict[str, Any], path: str, parts: TrainingParts, procs: Processes
@@ -48,6 +72,8 @@ def restore(state: Dict[str, Any], path: str, parts: TrainingParts, procs: Proce
         note = (f"{path} was written by {written_by} process(es), this run has {procs.world}: "
                 "every process starts from rank 0's BN running statistics, so the run will "
                 "not equal an uninterrupted one bit for bit")
+    other_arithmetic = arithmetic_note(path, state.get("arithmetic"), arithmetic(parts))
+    note = " ".join(filter(None, [note, other_arithmetic])) or None
     ckpt.load_optimizer_state(parts.optimizer, parts.model, state["optimizer"])
     parts.schedule.set_state_dict(state["schedule"])
     if state.get("rng") is not None:

@@ -61,6 +61,14 @@ class SpeedPlan:
 
     def describe(self) -> str:
         """The run header's line on speed paths."""
+        line = self.arithmetic()
+        if self.threads:
+            line += f"; glibc memory reuse {ensure_freed_memory_kept()}"
+        return line
+
+    def arithmetic(self) -> str:
+        """`describe()` without what cannot change a result (glibc's allocator): the kernels,
+        their input precision, layout and threads, each of which rounds differently."""
         if self.conv == "onednn":
             conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
             if self.fused_block:
@@ -74,8 +82,7 @@ class SpeedPlan:
         line = f"convolution: {conv}; layout {self.data_format}"
         if self.threads:
             line += (f"; {self.threads} thread{'s' if self.threads > 1 else ''} per process;"
-                     f" MKL fast path {ensure_mkl_fast_path()};"
-                     f" glibc memory reuse {ensure_freed_memory_kept()}")
+                     f" MKL fast path {ensure_mkl_fast_path()}")
         return line
 
 
