@@ -41,10 +41,12 @@ DIR`, so that a change is timed against what it changes in the same run.
 
 `--as-avx2-host` runs every variant as on a CPU whose widest vector extension is AVX2
 (the project's Zen 3 host): oneDNN's kernels, in Paddle and in PyTorch, are limited to
-AVX2 through their documented `ONEDNN_MAX_CPU_ISA`, PyTorch's own ones through
-`ATEN_CPU_CAPABILITY`, and the package convolves in float32 (`speed.conv_bf16=false`,
-the plan its default makes where the CPU has no bf16 kernels). Wider cores running AVX2
-code are not a Zen 3, so this gives the ratio, not an AVX2 host's images/s. MKL is left
+AVX2 through their documented `ONEDNN_MAX_CPU_ISA`, which also has the package compile its
+own passes for AVX2 (a build of its own, `onednn_build.vector_target`), PyTorch's own
+kernels through `ATEN_CPU_CAPABILITY`, and the package convolves in float32
+(`speed.conv_bf16=false`, the plan its default makes where the CPU has no bf16 kernels).
+Wider cores running AVX2 code are not a Zen 3, so this gives the ratio, not an AVX2 host's
+images/s. MKL is left
 as it is: the package's fast path already points it at its AVX2 kernels on AMD CPUs
 (`paddle_resnet/speed/mkl.py`), and PyTorch's ResNet-20 step barely calls it.
 """

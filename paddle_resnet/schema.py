@@ -166,12 +166,14 @@ SCHEMA: Dict[str, Option] = {
                                 "one operator, forward and backward; same parameters, "
                                 "statistics and checkpoints; bottleneck ResNet blocks keep the "
                                 "per-layer path; `false` = per-layer throughout", nullable=True,
-                                null_means="on where it was measured: the oneDNN "
-                                "convolution with bf16 inputs, one thread per process (the "
-                                "default on a multi-core CPU): 1.23x ResNet-20's step, the "
-                                "same test accuracy over seeds, 1.42x DenseNet-40's "
-                                "(docs/performance.md); per-layer in float32 or with several "
-                                "threads per process, not measured there yet"),
+                                null_means="on where it was measured to pay, with one "
+                                "thread per process (the default on a multi-core CPU): with "
+                                "bf16 inputs every fused operator (1.23x ResNet-20's step, the "
+                                "same test accuracy over seeds, 1.42x DenseNet-40's); in "
+                                "float32 DenseNet's layers and transitions only (1.31x "
+                                "DenseNet-40's step in AVX2 code, ResNet-20's blocks 0.95x; "
+                                "docs/performance.md); per-layer with several threads per "
+                                "process"),
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "

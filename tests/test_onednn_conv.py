@@ -318,3 +318,78 @@ def test_a_strided_view_input_gets_its_gradient(library):
         layer(paddle.transpose(x, [0, 2, 3, 1])).sum().backward()
         grads.append(x.grad.numpy())
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cap, target, bf16", [
+    ("", "clones", True), ("AVX512_CORE_BF16", "clones", True), ("avx512_core_amx", "clones", True),
+    ("AVX512_CORE", "clones", False), ("AVX2", "avx2", False), ("AVX2_VNNI", "avx2", False),
+    ("AVX", "baseline", False), ("SSE41", "baseline", False)])
+def test_onednns_isa_cap_caps_the_operators_passes_and_bf16(monkeypatch, cap, target, bf16):
+    """ONEDNN_MAX_CPU_ISA (oneDNN's documented cap) also picks the vector code the package's
+    own passes are compiled for, in a build of its own, and whether bf16 is native."""
+    assert onednn_build.vector_target(cap) == target
+    assert onednn_build.cap_allows_bf16(cap) is bf16
+    monkeypatch.delenv(onednn_build.ISA_VARIABLE, raising=False)
+    uncapped = onednn_build.cache_key()
+    monkeypatch.setenv(onednn_build.ISA_VARIABLE, cap)
+    assert (onednn_build.cache_key() == uncapped) is (target == "clones")
+    if not bf16:
+        assert not native_bf16()
+
+
+def test_the_bf16_note_names_the_cap_that_leaves_no_bf16_kernels(monkeypatch):
+    from paddle_resnet.speed import bf16_unavailable
+    monkeypatch.setenv(onednn_build.ISA_VARIABLE, "AVX2")
+    assert bf16_unavailable("AVX-512 BF16") == (
+        "speed.conv_bf16 needs a CPU with AVX-512 BF16 or AMX (this one has AVX-512 BF16, and "
+        "ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below those kernels; emulated bf16 is slower "
+        "than float32); convolving in float32")
+
+
+# One float32 training step of the fused ResNet-20 and DenseNet-40 on a fixed batch, the
+# weights after it saved to argv[1]; with argv[2] the operators are the build for that
+# ISA cap, while oneDNN itself runs uncapped (the variable is gone before its first
+# primitive), so only the operators' own passes differ.
+FUSED_STEP = """
+import os, sys
+import numpy as np
+import paddle
+if len(sys.argv) > 2:
+    os.environ["ONEDNN_MAX_CPU_ISA"] = sys.argv[2]
+from paddle_resnet.engine.step import speed_options, train_step, training_model
+from paddle_resnet.speed import plan_speed
+plan = plan_speed(speed_options(["fused_block=true", "conv_bf16=false"]), "cpu", 2)
+os.environ.pop("ONEDNN_MAX_CPU_ISA", None)
+weights = {}
+for name in ("resnet20", "densenet40_k12"):
+    paddle.seed(0)
+    model = training_model(name, plan)
+    rng = np.random.default_rng(0)
+    images = paddle.to_tensor(rng.standard_normal((8, 32, 32, 3)).astype("float32"))
+    labels = paddle.to_tensor(rng.integers(0, 10, 8))
+    optimizer = paddle.optimizer.Momentum(0.1, momentum=0.9, parameters=model.parameters())
+    train_step(model, images, labels, optimizer)
+    weights.update({f"{name}.{k}": v.numpy() for k, v in model.state_dict().items()})
+np.savez(sys.argv[1], **weights)
+"""
+
+
+@pytest.mark.slow
+def test_the_passes_compute_the_same_bits_in_an_avx2_build(tmp_path):
+    """The passes' AVX-512, AVX2 and baseline code make the same operations in the same
+    order (-ffp-contract=off), so a run capped to AVX2 trains as an AVX2 host does."""
+    env = dict(os.environ, **{CACHE_VARIABLE: str(tmp_path / "cache")})
+    env.pop(onednn_build.ISA_VARIABLE, None)
+    shared = dict(os.environ)  # the session's cache: its uncapped build is there already
+    shared.pop(onednn_build.ISA_VARIABLE, None)
+    for out, run_env, cap in ((tmp_path / "clones.npz", shared, []),
+                              (tmp_path / "avx2.npz", env, ["AVX2"])):
+        done = subprocess.run([sys.executable, "-c", FUSED_STEP, str(out), *cap], cwd=ROOT,
+                              env=run_env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+    log = next((tmp_path / "cache").glob("onednn/*/build.log")).read_text()
+    assert "-DPADDLE_RESNET_VECTORS_AVX2" in log
+    clones, avx2 = np.load(tmp_path / "clones.npz"), np.load(tmp_path / "avx2.npz")
+    assert sorted(clones.files) == sorted(avx2.files)
+    for key in clones.files:
+        np.testing.assert_array_equal(avx2[key], clones[key], err_msg=key)

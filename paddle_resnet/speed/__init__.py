@@ -23,6 +23,7 @@ The contract every path keeps:
 - where a path cannot run, the run takes the next one and says why in one line
   (`SpeedPlan.note`); `speed.conv=onednn` asks for oneDNN and fails instead.
 """
+import os
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Optional, Tuple
 
@@ -129,28 +130,34 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
         # and says so, since it trains slower than the README's numbers.
         note = "; ".join(filter(None, [note, bf16_unavailable(vector_extension())]))
-    fused_block = _fused_block(options["speed.fused_block"], conv, bf16, threads)
+    fused_paths = _fused_paths(options["speed.fused_block"], conv, bf16, threads)
     if options["speed.fused_block"] and conv != "onednn":
         note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
-                     fused_block=fused_block,
+                     fused_block=bool(fused_paths), fused_paths=fused_paths,
                      library=library, note=note)
 
 
 def native_bf16() -> bool:
     """Whether this CPU has bfloat16 dot products (AVX-512 BF16 or AMX), oneDNN's fast
-    bf16 kernels; elsewhere oneDNN emulates bf16, slower than float32."""
+    bf16 kernels, and ONEDNN_MAX_CPU_ISA leaves them; elsewhere oneDNN emulates bf16,
+    slower than float32."""
     from paddle.base import core
-    return bool(core.supports_bfloat16_fast_performance())
+    from .onednn_build import cap_allows_bf16
+    return cap_allows_bf16() and bool(core.supports_bfloat16_fast_performance())
 
 
 def bf16_unavailable(extension: str) -> str:
     """The note of a run that asked for bf16 convolutions (or took the default) on a CPU
     without bf16 dot products."""
-    if extension in BF16_EXTENSIONS:
+    from .onednn_build import ISA_VARIABLE, cap_allows_bf16
+    if extension in BF16_EXTENSIONS and not cap_allows_bf16():
+        has = (f"this one has {extension}, and {ISA_VARIABLE}="
+               f"{os.environ[ISA_VARIABLE]} caps oneDNN below those kernels; ")
+    elif extension in BF16_EXTENSIONS:
         has = f"this one has {extension}, which this Paddle build does not use; "
     else:
         has = f"this one has {extension}; " if extension else ""
@@ -172,16 +179,23 @@ def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
     return threads > 1 if choice is None else bool(choice)
 
 
-def _fused_block(choice: Optional[bool], conv: str, bf16: bool, threads: int) -> bool:
-    if conv != "onednn":
-        return False
+def _fused_paths(choice: Optional[bool], conv: str, bf16: bool, threads: int
+                 ) -> Tuple[str, ...]:
+    """The fused operators (FUSED_PATHS' keys) a plan takes."""
+    if conv != "onednn" or choice is False:
+        return ()
+    if choice:
+        return tuple(FUSED_PATHS)
     # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
     # 1.17x ResNet-18's, the same test accuracy over seeds; 1.42x DenseNet-40's and 1.56x
-    # DenseNet-BC-100's, the per-layer path's results to float32 rounding
-    # (docs/performance.md). The operators' own passes are single-threaded, so a process
-    # with several threads, and float32 hosts, keep the per-layer path until the fused one
-    # is measured there.
-    return bf16 and threads == 1 if choice is None else bool(choice)
+    # DenseNet-BC-100's, the per-layer path's results to float32 rounding. In float32 with
+    # AVX2 code throughout (ONEDNN_MAX_CPU_ISA=AVX2, which caps the operators' passes too):
+    # DenseNet-40 1.31x and DenseNet-BC-100 1.45x, but ResNet-20's blocks 0.92x, so a CPU
+    # without bf16 kernels fuses DenseNet's layers only (docs/performance.md). The passes
+    # are single-threaded, so a process with several threads keeps the per-layer path.
+    if threads != 1:
+        return ()
+    return tuple(FUSED_PATHS) if bf16 else ("fused_norm_conv",)
 
 
 def _no_fused_block(options: Mapping, place: str) -> str:
@@ -210,10 +224,12 @@ def apply_speed(model, plan: SpeedPlan) -> dict:
     if plan.conv == "onednn":
         from .onednn_conv import use_onednn_conv
         switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
-        if plan.fused_block:  # before onednn_norm, which leaves fused layers alone
+        # the fused operators before onednn_norm, which leaves fused layers alone
+        if plan.fused_block and "fused_block" in plan.fused_paths:
             from .fused_block import use_fused_blocks
-            from .fused_norm_conv import use_fused_norm_conv
             switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
+        if plan.fused_block and "fused_norm_conv" in plan.fused_paths:
+            from .fused_norm_conv import use_fused_norm_conv
             switched["fused_norm_conv"] = use_fused_norm_conv(model, plan.library, plan.bf16)
         if plan.onednn_norm:
             from .onednn_norm import use_onednn_norm

@@ -136,10 +136,47 @@ def unavailable_reason(place: str) -> Optional[str]:
     return None
 
 
+# oneDNN's documented cap on the instruction set its kernels use (`ONEDNN_MAX_CPU_ISA`),
+# by prefix, and the vector code the package's own passes are then compiled for
+# (vector_rows.h): a run capped to AVX2 on a wider CPU (benchmarks' --as-avx2-host) then
+# runs AVX2 code throughout, as an AVX2 host does.
+ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
+VECTOR_TARGETS = (("AVX512", "clones"), ("AVX10", "clones"), ("AMX", "clones"),
+                  ("ALL", "clones"), ("DEFAULT", "clones"), ("AVX2", "avx2"),
+                  ("AVX", "baseline"), ("SSE", "baseline"))
+
+
+def vector_target(cap: Optional[str] = None) -> str:
+    """`clones` (AVX-512, AVX2 and baseline, picked at load), `avx2` (AVX2 and baseline)
+    or `baseline`, for oneDNN's ISA cap `cap` (default: $ONEDNN_MAX_CPU_ISA)."""
+    cap = (os.environ.get(ISA_VARIABLE, "") if cap is None else cap).strip().upper()
+    return next((target for prefix, target in VECTOR_TARGETS if cap.startswith(prefix)),
+                "clones")
+
+
+# The caps under which oneDNN keeps its bf16 dot-product kernels (its ISA order:
+# avx512_core_bf16 < avx512_core_fp16 < avx512_core_amx < avx10_1_512...).
+BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL",
+             "DEFAULT")
+
+
+def cap_allows_bf16(cap: Optional[str] = None) -> bool:
+    """Whether oneDNN's ISA cap `cap` (default: $ONEDNN_MAX_CPU_ISA; none set: no cap)
+    leaves its bf16 kernels; below them oneDNN would emulate bf16, slower than float32."""
+    cap = (os.environ.get(ISA_VARIABLE, "") if cap is None else cap).strip().upper()
+    return not cap or cap.startswith(BF16_CAPS)
+
+
+def _vector_flags() -> list:
+    target = vector_target()
+    return [] if target == "clones" else [f"-DPADDLE_RESNET_VECTORS_{target.upper()}"]
+
+
 def cache_key() -> str:
     import paddle
     digest = hashlib.sha256()
     digest.update(_BUILD_SCRIPT.encode())
+    digest.update(" ".join(_vector_flags()).encode())
     for name in SOURCES:
         with open(os.path.join(SOURCE_DIR, name), "rb") as f:
             digest.update(f.read())
@@ -164,6 +201,7 @@ _BUILD_SCRIPT = """
 import sys
 from paddle.utils.cpp_extension import load
 sources, include, source_dir, libs, build_dir, name = sys.argv[1:7]
+vector_flags = sys.argv[7:]
 # -O3: at -O2 GCC 12 compiles the add-and-ReLU loop with a branch per element, 20x slower
 # on the random signs of activations (measured). -ffp-contract=off: every a * b + c rounds
 # twice, as written, in every clone and however a loop is vectorized. GCC's default fuses
@@ -171,7 +209,8 @@ sources, include, source_dir, libs, build_dir, name = sys.argv[1:7]
 # (the AVX-512 clone against the baseline one, a loop unrolled or not) and the ReLU mask
 # recomputed in the backward could disagree with the forward's.
 load(name, sources.split(","), build_directory=build_dir, verbose=True,
-     extra_cxx_cflags=["-O3", "-ffp-contract=off", "-I" + source_dir, "-I" + include],
+     extra_cxx_cflags=["-O3", "-ffp-contract=off", "-I" + source_dir, "-I" + include,
+                       *vector_flags],
      extra_ldflags=["-L" + libs, "-l:libdnnl.so.3", "-Wl,-rpath," + libs])
 """
 
@@ -185,7 +224,8 @@ def _compile(target: str) -> None:
         with open(log_path, "w", encoding="utf-8") as log:
             result = subprocess.run(
                 [sys.executable, "-c", _BUILD_SCRIPT, sources, include_dir(), SOURCE_DIR,
-                 _paddle_libs(), work, NAME], stdout=log, stderr=subprocess.STDOUT,
+                 _paddle_libs(), work, NAME, *_vector_flags()], stdout=log,
+                stderr=subprocess.STDOUT,
                 env=dict(os.environ, PYTHONWARNINGS="ignore"))
         built = os.path.join(work, NAME, NAME + ".so")
         if result.returncode != 0 or not os.path.isfile(built):

@@ -7,8 +7,16 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// With oneDNN's ISA capped (ONEDNN_MAX_CPU_ISA, onednn_build.vector_target), the passes
+// are capped alike: PADDLE_RESNET_VECTORS_AVX2 leaves out the AVX-512 clone,
+// PADDLE_RESNET_VECTORS_BASELINE every clone, so a capped run computes as on such a CPU.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(PADDLE_RESNET_VECTORS_BASELINE)
+#if defined(PADDLE_RESNET_VECTORS_AVX2)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
 #define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #else
 #define VECTOR_CLONES
 #endif
