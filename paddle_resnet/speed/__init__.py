@@ -130,7 +130,7 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
         # and says so, since it trains slower than the README's numbers.
         note = "; ".join(filter(None, [note, bf16_unavailable(vector_extension())]))
-    fused_paths = _fused_paths(options["speed.fused_block"], conv, bf16, threads)
+    fused_paths = _fused_paths(options["speed.fused_block"], conv, threads)
     if options["speed.fused_block"] and conv != "onednn":
         note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
@@ -179,23 +179,20 @@ def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
     return threads > 1 if choice is None else bool(choice)
 
 
-def _fused_paths(choice: Optional[bool], conv: str, bf16: bool, threads: int
-                 ) -> Tuple[str, ...]:
+def _fused_paths(choice: Optional[bool], conv: str, threads: int) -> Tuple[str, ...]:
     """The fused operators (FUSED_PATHS' keys) a plan takes."""
     if conv != "onednn" or choice is False:
         return ()
-    if choice:
-        return tuple(FUSED_PATHS)
     # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
     # 1.17x ResNet-18's, the same test accuracy over seeds; 1.42x DenseNet-40's and 1.56x
     # DenseNet-BC-100's, the per-layer path's results to float32 rounding. In float32 with
     # AVX2 code throughout (ONEDNN_MAX_CPU_ISA=AVX2, which caps the operators' passes too):
-    # DenseNet-40 1.31x and DenseNet-BC-100 1.45x, but ResNet-20's blocks 0.92x, so a CPU
-    # without bf16 kernels fuses DenseNet's layers only (docs/performance.md). The passes
-    # are single-threaded, so a process with several threads keeps the per-layer path.
-    if threads != 1:
+    # 1.08x ResNet-20's, 1.02x ResNet-18's, 1.32x DenseNet-40's (docs/performance.md).
+    # The passes are single-threaded, so a process with several threads keeps the
+    # per-layer path unless asked.
+    if choice is None and threads != 1:
         return ()
-    return tuple(FUSED_PATHS) if bf16 else ("fused_norm_conv",)
+    return tuple(FUSED_PATHS)
 
 
 def _no_fused_block(options: Mapping, place: str) -> str:

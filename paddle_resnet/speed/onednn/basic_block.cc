@@ -54,14 +54,14 @@ struct ShortcutMap {
 // y = max(0, t * a + b + shortcut(x)) per channel: bn2, the residual add and the ReLU;
 // a projection shortcut is bn3's t3 * a3 + b3 (t3 null otherwise). Option A's shortcut
 // adds to channels that need not start on a vector, so it takes the loop over any count.
-template <int kVectors>
+template <int kLanes, int kVectors>
 ALWAYS_INLINE void block_tail_of(const float* t, int64_t rows, int64_t channels,
                                  const float* a, const float* b, const float* x,
                                  const ShortcutMap& map, const float* t3, const float* a3,
                                  const float* b3, float* y) {
   if constexpr (kVectors > 0) {
     if (map.kind != kOptionA) {
-      using R = Row<kVectors>;
+      using R = Row<kLanes, kVectors>;
       const R va = R::of(a), vb = R::of(b);
       R va3{}, vb3{};
       if (t3 != nullptr) va3 = R::of(a3), vb3 = R::of(b3);
@@ -77,7 +77,7 @@ ALWAYS_INLINE void block_tail_of(const float* t, int64_t rows, int64_t channels,
           const R shortcut = R::of(x + r * channels);
           for (int i = 0; i < kVectors; ++i) out.v[i] += shortcut.v[i];
         }
-        for (int i = 0; i < kVectors; ++i) out.v[i] = relu(out.v[i]);
+        for (int i = 0; i < kVectors; ++i) out.v[i] = relu<kLanes>(out.v[i]);
         out.store_to(y + r * channels);
       }
       return;
@@ -104,7 +104,8 @@ ALWAYS_INLINE void block_tail_of(const float* t, int64_t rows, int64_t channels,
 VECTOR_CLONES void block_tail(const float* t, int64_t rows, int64_t channels, const float* a,
                               const float* b, const float* x, const ShortcutMap& map,
                               const float* t3, const float* a3, const float* b3, float* y) {
-  BY_CHANNELS(channels, block_tail_of<kVectors>(t, rows, channels, a, b, x, map, t3, a3, b3, y))
+  BY_CHANNELS(channels,
+              block_tail_of<kLanes, kVectors>(t, rows, channels, a, b, x, map, t3, a3, b3, y))
 }
 
 // grad_x += shortcut's backward of g (the masked gradient of the block's output).

@@ -24,13 +24,13 @@ constexpr int64_t kRowBlock = 64;
 // block's sums s and q: a Row of registers per sum in the body over whole vectors, float
 // arrays of `channels` (in `partial`) in the loop over any count. Both bodies add the same
 // terms in the same order (vector_rows.h).
-template <int kVectors, typename AddRow>
+template <int kLanes, int kVectors, typename AddRow>
 ALWAYS_INLINE void block_sums(int64_t rows, int64_t channels, float* partial, double* total_s,
                               double* total_q, AddRow add_row) {
   for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
     const int64_t r1 = std::min(rows, r0 + kRowBlock);
     if constexpr (kVectors > 0) {
-      Row<kVectors> s{}, q{};
+      Row<kLanes, kVectors> s{}, q{};
       for (int64_t r = r0; r < r1; ++r) add_row(r, s, q);
       s.store_to(partial);
       q.store_to(partial + channels);
@@ -47,23 +47,25 @@ ALWAYS_INLINE void block_sums(int64_t rows, int64_t channels, float* partial, do
 
 // Per channel of `rows` x `channels`: sum of (t - pivot) and of its square, pivot the
 // first row (shifting keeps E[d^2] - E[d]^2 from cancelling where |mean| >> std).
-template <int kVectors>
+template <int kLanes, int kVectors>
 ALWAYS_INLINE void moments_of(const float* t, int64_t rows, int64_t channels, double* sum,
                               double* square, float* partial) {
   if constexpr (kVectors > 0) {
-    using R = Row<kVectors>;
+    using R = Row<kLanes, kVectors>;
     const R pivot = R::of(t);
-    block_sums<kVectors>(rows, channels, partial, sum, square, [&](int64_t r, R& s, R& q) {
+    block_sums<kLanes, kVectors>(rows, channels, partial, sum, square,
+                                 [&](int64_t r, R& s, R& q) {
       const R row = R::of(t + r * channels);
       for (int i = 0; i < kVectors; ++i) {
-        const Floats d = row.v[i] - pivot.v[i];
+        const Floats<kLanes> d = row.v[i] - pivot.v[i];
         s.v[i] += d;
         q.v[i] += d * d;
       }
     });
   } else {
     const float* pivot = t;
-    block_sums<0>(rows, channels, partial, sum, square, [&](int64_t r, float* s, float* q) {
+    block_sums<kLanes, 0>(rows, channels, partial, sum, square,
+                          [&](int64_t r, float* s, float* q) {
       const float* row = t + r * channels;
       for (int64_t c = 0; c < channels; ++c) {
         const float d = row[c] - pivot[c];
@@ -76,23 +78,24 @@ ALWAYS_INLINE void moments_of(const float* t, int64_t rows, int64_t channels, do
 
 VECTOR_CLONES void moments(const float* t, int64_t rows, int64_t channels, double* sum,
                            double* square, float* partial) {
-  BY_CHANNELS(channels, moments_of<kVectors>(t, rows, channels, sum, square, partial))
+  BY_CHANNELS(channels, moments_of<kLanes, kVectors>(t, rows, channels, sum, square, partial))
 }
 
 // A BN's backward, first pass: g_in through the mask into g (the same memory, or not),
 // and per channel the sums of g and of g * (t - mean).
-template <int kVectors>
+template <int kLanes, int kVectors>
 ALWAYS_INLINE void masked_sums_of(const float* g_in, float* g, const float* t, Mask kind,
                                   const float* output, const float* a, const float* b,
                                   const float* mean, int64_t rows, int64_t channels,
                                   double* sum_g, double* sum_gd, float* partial) {
   if constexpr (kVectors > 0) {
-    using R = Row<kVectors>;
-    const Floats zero = {};
+    using R = Row<kLanes, kVectors>;
+    const Floats<kLanes> zero = {};
     const R vm = R::of(mean);
     R va{}, vb{};
     if (kind == Mask::kRecompute) va = R::of(a), vb = R::of(b);
-    block_sums<kVectors>(rows, channels, partial, sum_g, sum_gd, [&](int64_t r, R& s, R& q) {
+    block_sums<kLanes, kVectors>(rows, channels, partial, sum_g, sum_gd,
+                                 [&](int64_t r, R& s, R& q) {
       R gr = R::of(g_in + r * channels);  // all loaded before g's row is written
       const R tr = R::of(t + r * channels);
       if (kind == Mask::kOutput) {
@@ -110,7 +113,8 @@ ALWAYS_INLINE void masked_sums_of(const float* g_in, float* g, const float* t, M
       }
     });
   } else {
-    block_sums<0>(rows, channels, partial, sum_g, sum_gd, [&](int64_t r, float* s, float* q) {
+    block_sums<kLanes, 0>(rows, channels, partial, sum_g, sum_gd,
+                          [&](int64_t r, float* s, float* q) {
       const float* gi = g_in + r * channels;
       float* gr = g + r * channels;
       const float* tr = t + r * channels;
@@ -134,26 +138,27 @@ VECTOR_CLONES void masked_sums(const float* g_in, float* g, const float* t, Mask
                                const float* output, const float* a, const float* b,
                                const float* mean, int64_t rows, int64_t channels,
                                double* sum_g, double* sum_gd, float* partial) {
-  BY_CHANNELS(channels, masked_sums_of<kVectors>(g_in, g, t, kind, output, a, b, mean, rows,
-                                                 channels, sum_g, sum_gd, partial))
+  BY_CHANNELS(channels, masked_sums_of<kLanes, kVectors>(g_in, g, t, kind, output, a, b, mean,
+                                                         rows, channels, sum_g, sum_gd,
+                                                         partial))
 }
 
 // Second pass: grad_t = k * g + slope * t + offset per channel (the BN input gradient,
 // bn_backward's comment), plus the addend's row if there is one, into float32 or bfloat16.
-template <int kVectors>
+template <int kLanes, int kVectors>
 ALWAYS_INLINE void bn_input_grad_of(const float* g, const float* t, int64_t rows,
                                     int64_t channels, const float* k, const float* slope,
                                     const float* offset, Addend add, float* out,
                                     uint16_t* out_bf16) {
   if constexpr (kVectors > 0) {
-    using R = Row<kVectors>;
+    using R = Row<kLanes, kVectors>;
     const R vk = R::of(k), vs = R::of(slope), vo = R::of(offset);
     for (int64_t r = 0; r < rows; ++r) {
       const R gr = R::of(g + r * channels), tr = R::of(t + r * channels);
       for (int i = 0; i < kVectors; ++i) {
-        Floats o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
-        if (add.data != nullptr) o += load(add.data + r * add.stride + i * kLanes);
-        store_either(out, out_bf16, r * channels + i * kLanes, o);
+        Floats<kLanes> o = vk.v[i] * gr.v[i] + vs.v[i] * tr.v[i] + vo.v[i];
+        if (add.data != nullptr) o += load<kLanes>(add.data + r * add.stride + i * kLanes);
+        store_either<kLanes>(out, out_bf16, r * channels + i * kLanes, o);
       }
     }
     return;
@@ -183,8 +188,8 @@ VECTOR_CLONES void bn_input_grad(const float* g, const float* t, int64_t rows,
                                  int64_t channels, const float* k, const float* slope,
                                  const float* offset, Addend add, float* out,
                                  uint16_t* out_bf16) {
-  BY_CHANNELS(channels, bn_input_grad_of<kVectors>(g, t, rows, channels, k, slope, offset,
-                                                   add, out, out_bf16))
+  BY_CHANNELS(channels, bn_input_grad_of<kLanes, kVectors>(g, t, rows, channels, k, slope,
+                                                           offset, add, out, out_bf16))
 }
 
 // The batch statistics of t: fills mean and inverse standard deviation, updates the
@@ -241,23 +246,34 @@ void bn_backward(const float* g, const float* t, Rows shape, const float* gamma,
 
 }  // namespace
 
-VECTOR_CLONES void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
+template <int kLanes>
+ALWAYS_INLINE void round_to_bf16_of(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) store_bf16(y + i, load(x + i));
+  for (; i + kLanes <= n; i += kLanes) store_bf16<kLanes>(y + i, load<kLanes>(x + i));
   for (; i < n; ++i) y[i] = to_bf16(x[i]);
 }
 
+VECTOR_CLONES void round_to_bf16(const float* x, uint16_t* y, int64_t n) {
+  if (wide_vectors()) {
+    round_to_bf16_of<16>(x, y, n);
+  } else {
+    round_to_bf16_of<8>(x, y, n);
+  }
+}
+
 // y = max(0, t * a + b) per channel, into float32 or (bf16 set) bfloat16.
-template <int kVectors>
+template <int kLanes, int kVectors>
 ALWAYS_INLINE void scale_shift_relu_of(const float* t, int64_t rows, int64_t channels,
                                        const float* a, const float* b, float* y,
                                        uint16_t* y_bf16) {
   if constexpr (kVectors > 0) {
-    const Row<kVectors> va = Row<kVectors>::of(a), vb = Row<kVectors>::of(b);
+    using R = Row<kLanes, kVectors>;
+    const R va = R::of(a), vb = R::of(b);
     for (int64_t r = 0; r < rows; ++r) {
-      const Row<kVectors> in = Row<kVectors>::of(t + r * channels);
+      const R in = R::of(t + r * channels);
       for (int i = 0; i < kVectors; ++i) {
-        store_either(y, y_bf16, r * channels + i * kLanes, relu(in.v[i] * va.v[i] + vb.v[i]));
+        store_either<kLanes>(y, y_bf16, r * channels + i * kLanes,
+                             relu<kLanes>(in.v[i] * va.v[i] + vb.v[i]));
       }
     }
     return;
@@ -277,7 +293,7 @@ ALWAYS_INLINE void scale_shift_relu_of(const float* t, int64_t rows, int64_t cha
 VECTOR_CLONES void scale_shift_relu(const float* t, int64_t rows, int64_t channels,
                                     const float* a, const float* b, float* y,
                                     uint16_t* y_bf16) {
-  BY_CHANNELS(channels, scale_shift_relu_of<kVectors>(t, rows, channels, a, b, y, y_bf16))
+  BY_CHANNELS(channels, scale_shift_relu_of<kLanes, kVectors>(t, rows, channels, a, b, y, y_bf16))
 }
 
 VECTOR_CLONES void scale_shift_relu_pool(const float* t, const std::vector<int64_t>& nhwc,
