@@ -85,7 +85,7 @@ PERF_SOURCES = {
         "quickstart_speed_avx2.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_torch"]),
     "quickstart training vs PyTorch 2.13 channels_last, both float32 on AVX2 kernels": (
-        "quickstart_speed_as_avx2_long.json",
+        "quickstart_speed_as_avx2_8lanes.json",
         lambda d: _row(d["rows"], variant="paddle_resnet (default)")["vs_baseline"]),
     "evaluation (Paddle Inference + oneDNN) vs dygraph, ResNet-20": (
         "frameworks.json", lambda d: _row(d["rows"], mode="eval", model="resnet20",
