@@ -120,6 +120,18 @@ def test_resnet20_trains_the_same_steps_as_the_per_layer_path(fused_library):
     assert_same_training(models, loss_rtol=1e-4, weight_atol=1e-3)
 
 
+@pytest.mark.parametrize("bf16", ["true", "false"], ids=["default", "float32"])
+def test_the_fused_resnet_steps_repeat_bit_for_bit(fused_library, bf16):
+    """What exact resume rests on, for the fused blocks with bf16 inputs (where the CPU has
+    them) and in float32 (the default where it has not)."""
+    models = {}
+    for key in ("first", "again"):
+        plan = plan_speed(speed_options(["fused_block=true", f"conv_bf16={bf16}"]), "cpu", 2)
+        paddle.seed(0)
+        models[key] = training_model("resnet20", plan)
+    assert_same_training(models, loss_rtol=0, weight_atol=0)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_the_default_fuses_with_one_thread_per_process_bf16_or_not(fused_library, monkeypatch,
                                                                     native):
