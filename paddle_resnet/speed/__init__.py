@@ -4,8 +4,9 @@
 exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; Paddle's
 elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
 fast kernels want; NCHW otherwise), residual basic blocks and DenseNet's layers and
-transitions as one operator each where oneDNN convolves with bf16 inputs in one thread per
-process (`fused_block.py`, `fused_norm_conv.py`), the
+transitions as one operator each where oneDNN convolves in one thread per process
+(`fused_block.py`, `fused_norm_conv.py`; their passes in the vector code the CPU has, or
+that `ONEDNN_MAX_CPU_ISA` caps it to, `onednn_build.py`), the
 faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
 threads, MKL's fast path on AMD CPUs (`mkl.py`) and glibc's allocator keeping freed memory
 (`malloc.py`), both set where a run starts.
