@@ -3,6 +3,7 @@ command ends every process of the run, one live run per output directory, progre
 the first iteration, and a stop said once."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,9 +39,14 @@ def test_ending_the_command_ends_every_process_of_the_run(signum, tiny_cifar10, 
     process.communicate(timeout=10)
     assert process.returncode == -signum if signum == signal.SIGKILL else 128 + signum
     # The workers were stopped with SIGTERM, so even a SIGKILL leaves the resumable
-    # checkpoint of where the run stopped, not only the one of the last epoch.
+    # checkpoint of where the run stopped, as its log says, not only the one of the last
+    # epoch. An epoch here is 3 steps: the stop lands mid-epoch or at an epoch's end.
     progress = load_checkpoint(str(out / "latest.pdckpt"))["progress"]
-    assert progress["epoch"] >= 1 and progress["batch_index"] > 0
+    stopped = re.search(r"interrupted at epoch (\d+), iteration (\d+); saved",
+                        (out / "train.log").read_text())
+    assert stopped is not None
+    assert (progress["epoch"] + 1, progress["batch_index"]) == tuple(map(int, stopped.groups()))
+    assert progress["global_step"] > 3  # past epoch 1, the last epoch saved when signalled
 
 
 @needs_two_cores
