@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import assert_same_passes, assert_same_training
+from conftest import assert_fused_steps_repeat, assert_same_passes, assert_same_training
 from paddle_resnet.cpu import usable_cores
 from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
@@ -124,12 +124,7 @@ def test_resnet20_trains_the_same_steps_as_the_per_layer_path(fused_library):
 def test_the_fused_resnet_steps_repeat_bit_for_bit(fused_library, bf16):
     """What exact resume rests on, for the fused blocks with bf16 inputs (where the CPU has
     them) and in float32 (the default where it has not)."""
-    models = {}
-    for key in ("first", "again"):
-        plan = plan_speed(speed_options(["fused_block=true", f"conv_bf16={bf16}"]), "cpu", 2)
-        paddle.seed(0)
-        models[key] = training_model("resnet20", plan)
-    assert_same_training(models, loss_rtol=0, weight_atol=0)
+    assert_fused_steps_repeat("resnet20", bf16)
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -5,7 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import assert_same_passes, assert_same_training
+from conftest import assert_fused_steps_repeat, assert_same_passes, assert_same_training
 from paddle_resnet.engine.step import speed_options, training_model
 from paddle_resnet.models import build_model
 from paddle_resnet.models.densenet import DenseLayer, Transition
@@ -152,10 +152,5 @@ def test_densenet_trains_the_same_steps_as_the_per_layer_path(fused_library, nam
 def test_the_fused_steps_repeat_bit_for_bit(fused_library, bf16):
     """What exact resume rests on: the same fused steps from the same state end on the same
     weights to the bit (bf16 inputs where the CPU has them, as the default trains; and in
-    float32, as a CPU without bf16 kernels trains DenseNet by default)."""
-    models = {}
-    for key in ("first", "again"):
-        plan = plan_speed(speed_options(["fused_block=true", f"conv_bf16={bf16}"]), "cpu", 2)
-        paddle.seed(0)
-        models[key] = training_model("densenet_bc_100_k12", plan)
-    assert_same_training(models, loss_rtol=0, weight_atol=0)
+    float32, as a CPU without bf16 kernels trains by default)."""
+    assert_fused_steps_repeat("densenet_bc_100_k12", bf16)
