@@ -14,7 +14,7 @@ from .errors import UserError
 
 from .checkpoint import load_trained_model
 from .data import MEAN_STD, class_names
-from .engine.eval_batch import DEFAULT_CEILING, per_process_batch, widest_activation_bytes
+from .engine.eval_batch import eval_batch_size
 from .inference import META_FILE, PREFIX, save_program
 
 
@@ -37,7 +37,7 @@ def export_model(weights: str, out_dir: str, config_path: Optional[str] = None,
                                                  [*overrides, "speed.channels_last=false"])
     # tools/predict.py's images per forward on a CPU, chosen here where the layers are
     # still there to measure (engine/eval_batch.py); the exported program has none.
-    cpu_batch = per_process_batch(widest_activation_bytes(model), DEFAULT_CEILING)
+    cpu_batch = eval_batch_size(0, 1, "cpu", model)
     if softmax:
         model = paddle.nn.Sequential(model, paddle.nn.Softmax(axis=1))
     save_program(model, out_dir)

@@ -131,14 +131,14 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
         # and says so, since it trains slower than the README's numbers.
         note = "; ".join(filter(None, [note, bf16_unavailable(vector_extension())]))
-    fused_paths = _fused_paths(options["speed.fused_block"], conv, threads)
+    fused_block = _fused_block(options["speed.fused_block"], conv, threads)
     if options["speed.fused_block"] and conv != "onednn":
         note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
-                     fused_block=bool(fused_paths), fused_paths=fused_paths,
+                     fused_block=fused_block,
                      library=library, note=note)
 
 
@@ -180,10 +180,9 @@ def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
     return threads > 1 if choice is None else bool(choice)
 
 
-def _fused_paths(choice: Optional[bool], conv: str, threads: int) -> Tuple[str, ...]:
-    """The fused operators (FUSED_PATHS' keys) a plan takes."""
-    if conv != "onednn" or choice is False:
-        return ()
+def _fused_block(choice: Optional[bool], conv: str, threads: int) -> bool:
+    if conv != "onednn":
+        return False
     # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
     # 1.17x ResNet-18's, the same test accuracy over seeds; 1.42x DenseNet-40's and 1.56x
     # DenseNet-BC-100's, the per-layer path's results to float32 rounding. In float32 with
@@ -191,9 +190,7 @@ def _fused_paths(choice: Optional[bool], conv: str, threads: int) -> Tuple[str, 
     # 1.08x ResNet-20's, 1.02x ResNet-18's, 1.32x DenseNet-40's (docs/performance.md).
     # The passes are single-threaded, so a process with several threads keeps the
     # per-layer path unless asked.
-    if choice is None and threads != 1:
-        return ()
-    return tuple(FUSED_PATHS)
+    return threads == 1 if choice is None else bool(choice)
 
 
 def _no_fused_block(options: Mapping, place: str) -> str:
@@ -222,12 +219,10 @@ def apply_speed(model, plan: SpeedPlan) -> dict:
     if plan.conv == "onednn":
         from .onednn_conv import use_onednn_conv
         switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
-        # the fused operators before onednn_norm, which leaves fused layers alone
-        if plan.fused_block and "fused_block" in plan.fused_paths:
+        if plan.fused_block:  # before onednn_norm, which leaves fused layers alone
             from .fused_block import use_fused_blocks
-            switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
-        if plan.fused_block and "fused_norm_conv" in plan.fused_paths:
             from .fused_norm_conv import use_fused_norm_conv
+            switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
             switched["fused_norm_conv"] = use_fused_norm_conv(model, plan.library, plan.bf16)
         if plan.onednn_norm:
             from .onednn_norm import use_onednn_norm

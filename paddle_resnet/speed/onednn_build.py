@@ -146,11 +146,15 @@ VECTOR_TARGETS = (("AVX512", "clones"), ("AVX10", "clones"), ("AMX", "clones"),
                   ("AVX", "baseline"), ("SSE", "baseline"))
 
 
+def _cap(cap: Optional[str]) -> str:
+    """`cap`, or $ONEDNN_MAX_CPU_ISA where it is None ('' if unset), as oneDNN reads it."""
+    return (os.environ.get(ISA_VARIABLE, "") if cap is None else cap).strip().upper()
+
+
 def vector_target(cap: Optional[str] = None) -> str:
     """`clones` (AVX-512, AVX2 and baseline, picked at load), `avx2` (AVX2 and baseline)
     or `baseline`, for oneDNN's ISA cap `cap` (default: $ONEDNN_MAX_CPU_ISA)."""
-    cap = (os.environ.get(ISA_VARIABLE, "") if cap is None else cap).strip().upper()
-    return next((target for prefix, target in VECTOR_TARGETS if cap.startswith(prefix)),
+    return next((target for prefix, target in VECTOR_TARGETS if _cap(cap).startswith(prefix)),
                 "clones")
 
 
@@ -163,7 +167,7 @@ BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10",
 def cap_allows_bf16(cap: Optional[str] = None) -> bool:
     """Whether oneDNN's ISA cap `cap` (default: $ONEDNN_MAX_CPU_ISA; none set: no cap)
     leaves its bf16 kernels; below them oneDNN would emulate bf16, slower than float32."""
-    cap = (os.environ.get(ISA_VARIABLE, "") if cap is None else cap).strip().upper()
+    cap = _cap(cap)
     return not cap or cap.startswith(BF16_CAPS)
 
 
