@@ -513,3 +513,56 @@ def test_the_24_epoch_runs_are_their_comparison_and_views_file():
               "all eight moves (18)": 6, "two-pixel diagonal moves": 7}
     for words, row in quoted.items():
         assert f"{words} {views['rows'][row]['top1']:.2f}%" in results, words
+
+
+# docs/performance.md's "Without bf16 kernels" tables -> the speed_paths.py and
+# quickstart_speed.py files they were read from.
+AVX2_STEP_TABLES = {
+    "float32, AVX2 code, 16-float vectors": {
+        "ResNet-20, batch 64": ("speed_paths_avx2_resnet20.json", "fused"),
+        "DenseNet-40, batch 32": ("speed_paths_avx2_densenet40.json", "default"),
+        "DenseNet-BC-100, batch 32": ("speed_paths_avx2_densenet_bc_100.json", "default")},
+    "float32, AVX2 code, 8-float vectors": {
+        "ResNet-20, batch 64": ("speed_paths_avx2_8lanes_resnet20.json", "fused"),
+        "ResNet-18, batch 64": ("speed_paths_avx2_8lanes_resnet18.json", "fused"),
+        "DenseNet-40, batch 32": ("speed_paths_avx2_8lanes_densenet40.json", "fused")}}
+
+def rate_and_runs(row) -> str:
+    return f"{row['images_per_s']:.1f} ({', '.join(f'{r:.0f}' for r in row['runs'])})"
+
+
+def table_rows(header):
+    """The last table of performance.md whose header starts so (an older one may share it)."""
+    table = read("docs/performance.md").split(f"| {header} |")[-1].split("\n\n")[0]
+    return {cells[0]: cells[1:] for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:])}
+
+
+def test_the_avx2_tables_are_their_benchmark_files():
+    import json
+    for header, sources in AVX2_STEP_TABLES.items():
+        rows = table_rows(header)
+        assert sorted(rows) == sorted(sources), header
+        for label, (file, fused) in sources.items():
+            measured = {r["variant"]: r for r in json.loads(
+                read(f"benchmarks/results/{file}"))["rows"]}
+            per_layer, fused_cell, ratio = rows[label]
+            assert per_layer == rate_and_runs(measured["per_layer"]), (header, label)
+            assert fused_cell == rate_and_runs(measured[fused]), (header, label)
+            assert ratio.strip("*") == f"{measured[fused]['vs_first']:.2f}x", (header, label)
+    def ratio(file):
+        return f"{json.loads(read(f'benchmarks/results/{file}'))['rows'][1]['vs_first']:.2f}x"
+    # the summary row and the schema's description quote the 8-float table
+    eight = [ratio(file) for file, _ in AVX2_STEP_TABLES[
+        "float32, AVX2 code, 8-float vectors"].values()]
+    assert (f"**{eight[0]}** ResNet-20, {eight[1]} ResNet-18, **{eight[2]}** DenseNet-40 with "
+            "the passes in 8-float vectors") in read("docs/performance.md")
+    assert f"in float32 (AVX2 code) {eight[0]} and {eight[2]}" in " ".join(
+        read("docs/config.md").split())
+    quickstart = json.loads(read("benchmarks/results/quickstart_speed_as_avx2_8lanes.json"))
+    rows = table_rows("ResNet-20 quickstart training as on an AVX2 host, 19,200 images timed, x 3")
+    assert len(rows) == len(quickstart["rows"]) == 3
+    for row, cells in zip(quickstart["rows"], rows.values()):
+        assert cells[0] == f"{row['images_per_s']:.1f}"
+        assert cells[1] == ", ".join(f"{r:.0f}" for r in row["runs"])
+        assert cells[2].strip("*").startswith(f"{row['vs_baseline']:.2f}x")
