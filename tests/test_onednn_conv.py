@@ -323,13 +323,16 @@ def test_a_strided_view_input_gets_its_gradient(library):
 @pytest.mark.parametrize("cap, target, bf16", [
     ("", "clones", True), ("AVX512_CORE_BF16", "clones", True), ("avx512_core_amx", "clones", True),
     ("AVX512_CORE", "clones", False), ("AVX2", "avx2", False), ("AVX2_VNNI", "avx2", False),
-    ("AVX", "baseline", False), ("SSE41", "baseline", False)])
+    ("AVX", "baseline", False), ("SSE41", "baseline", False), ("avx2", "avx2", False),
+    ("DEFAULT", "clones", True), (" AVX2", "clones", True), ("AVX2X", "clones", True)])
 def test_onednns_isa_cap_caps_the_operators_passes_and_bf16(monkeypatch, cap, target, bf16):
     """ONEDNN_MAX_CPU_ISA (oneDNN's documented cap) also picks the vector code the package's
-    own passes are compiled for, in a build of its own, and whether bf16 is native."""
+    own passes are compiled for, in a build of its own, and whether bf16 is native; a
+    value oneDNN does not know caps nothing, as in oneDNN."""
     assert onednn_build.vector_target(cap) == target
     assert onednn_build.cap_allows_bf16(cap) is bf16
-    monkeypatch.delenv(onednn_build.ISA_VARIABLE, raising=False)
+    for variable in onednn_build.ISA_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
     uncapped = onednn_build.cache_key()
     monkeypatch.setenv(onednn_build.ISA_VARIABLE, cap)
     assert (onednn_build.cache_key() == uncapped) is (target == "clones")
@@ -344,6 +347,50 @@ def test_the_bf16_note_names_the_cap_that_leaves_no_bf16_kernels(monkeypatch):
         "speed.conv_bf16 needs a CPU with AVX-512 BF16 or AMX (this one has AVX-512 BF16, and "
         "ONEDNN_MAX_CPU_ISA=AVX2 caps oneDNN below those kernels; emulated bf16 is slower "
         "than float32); convolving in float32")
+
+
+# The instruction set Paddle's own libdnnl settles on under the environment it runs in.
+EFFECTIVE_ISA = """
+import ctypes, glob, importlib.util, os
+libs = os.path.join(importlib.util.find_spec("paddle").submodule_search_locations[0], "libs")
+print(ctypes.CDLL(glob.glob(os.path.join(libs, "libdnnl.so*"))[0]).dnnl_get_effective_cpu_isa())
+"""
+
+
+def effective_isa(caps: dict) -> int:
+    env = {k: v for k, v in os.environ.items() if k not in onednn_build.ISA_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", EFFECTIVE_ISA], env=dict(env, **caps),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize("caps", [
+    {}, {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "avx512_core"},
+    {"ONEDNN_MAX_CPU_ISA": " AVX2"}, {"ONEDNN_MAX_CPU_ISA": "AVX2X"},
+    {"DNNL_MAX_CPU_ISA": "AVX2"}, {"ONEDNN_MAX_CPU_ISA": "", "DNNL_MAX_CPU_ISA": "SSE41"},
+    {"ONEDNN_MAX_CPU_ISA": "AVX2X", "DNNL_MAX_CPU_ISA": "AVX2"},
+    {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI", "DNNL_MAX_CPU_ISA": "AVX"}])
+def test_the_package_reads_the_isa_cap_as_paddles_onednn_does(monkeypatch, caps):
+    """The cap the package compiles its passes and picks bf16 for is the one oneDNN itself
+    takes from the same environment: its two variables, its names, any other value none."""
+    for variable in onednn_build.ISA_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in caps.items():
+        monkeypatch.setenv(variable, value)
+    read = onednn_build.isa_cap()
+    assert effective_isa(caps) == effective_isa({"ONEDNN_MAX_CPU_ISA": read[1]} if read else {})
+    if read:
+        assert read == next((k, v) for k, v in caps.items() if v)
+
+
+def test_the_bf16_note_names_dnnl_max_cpu_isa_where_that_is_the_cap(monkeypatch):
+    from paddle_resnet.speed import bf16_unavailable
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "")
+    monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx2")
+    assert onednn_build.vector_target() == "avx2" and not native_bf16()
+    assert "and DNNL_MAX_CPU_ISA=avx2 caps oneDNN below those kernels" in bf16_unavailable(
+        "AVX-512 BF16")
 
 
 # One float32 training step of the fused ResNet-20 and DenseNet-40 on a fixed batch, the

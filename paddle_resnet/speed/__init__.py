@@ -24,7 +24,6 @@ The contract every path keeps:
 - where a path cannot run, the run takes the next one and says why in one line
   (`SpeedPlan.note`); `speed.conv=onednn` asks for oneDNN and fails instead.
 """
-import os
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Optional, Tuple
 
@@ -144,7 +143,7 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
 
 def native_bf16() -> bool:
     """Whether this CPU has bfloat16 dot products (AVX-512 BF16 or AMX), oneDNN's fast
-    bf16 kernels, and ONEDNN_MAX_CPU_ISA leaves them; elsewhere oneDNN emulates bf16,
+    bf16 kernels, and oneDNN's ISA cap leaves them; elsewhere oneDNN emulates bf16,
     slower than float32."""
     from paddle.base import core
     from .onednn_build import cap_allows_bf16
@@ -154,10 +153,10 @@ def native_bf16() -> bool:
 def bf16_unavailable(extension: str) -> str:
     """The note of a run that asked for bf16 convolutions (or took the default) on a CPU
     without bf16 dot products."""
-    from .onednn_build import ISA_VARIABLE, cap_allows_bf16
-    if extension in BF16_EXTENSIONS and not cap_allows_bf16():
-        has = (f"this one has {extension}, and {ISA_VARIABLE}="
-               f"{os.environ[ISA_VARIABLE]} caps oneDNN below those kernels; ")
+    from .onednn_build import isa_cap
+    cap = isa_cap()
+    if extension in BF16_EXTENSIONS and cap:
+        has = f"this one has {extension}, and {'='.join(cap)} caps oneDNN below those kernels; "
     elif extension in BF16_EXTENSIONS:
         has = f"this one has {extension}, which this Paddle build does not use; "
     else:

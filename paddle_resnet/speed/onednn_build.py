@@ -136,39 +136,50 @@ def unavailable_reason(place: str) -> Optional[str]:
     return None
 
 
-# oneDNN's documented cap on the instruction set its kernels use (`ONEDNN_MAX_CPU_ISA`),
-# by prefix, and the vector code the package's own passes are then compiled for
-# (vector_rows.h): a run capped to AVX2 on a wider CPU (benchmarks' --as-avx2-host) then
-# runs AVX2 code throughout, as an AVX2 host does.
-ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
-VECTOR_TARGETS = (("AVX512", "clones"), ("AVX10", "clones"), ("AMX", "clones"),
-                  ("ALL", "clones"), ("DEFAULT", "clones"), ("AVX2", "avx2"),
-                  ("AVX", "baseline"), ("SSE", "baseline"))
+# oneDNN's documented cap on the instruction set its kernels use, and the vector code the
+# package's own passes are then compiled for (vector_rows.h): a run capped to AVX2 on a
+# wider CPU (benchmarks' --as-avx2-host) then runs AVX2 code throughout, as an AVX2 host
+# does. oneDNN reads ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA where that is unset or empty,
+# and matches the whole value to its ISA names in any case: a value it does not know (a
+# typo, a space) leaves it uncapped (checked against Paddle's libdnnl in test_onednn_conv).
+ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+ISA_VARIABLE = ISA_VARIABLES[0]
+# The caps below oneDNN's bf16 dot-product kernels (AVX512_CORE_BF16), where it would
+# emulate bf16, slower than float32, and the passes' vector code under each. Its names at
+# or above them, and DEFAULT, leave the CPU to decide, as no cap does.
+CAPS_BELOW_BF16 = {"AVX512_CORE_VNNI": "clones", "AVX512_CORE": "clones",
+                   "AVX2_VNNI_2": "avx2", "AVX2_VNNI": "avx2", "AVX2": "avx2",
+                   "AVX": "baseline", "SSE41": "baseline"}
+
+
+def isa_cap() -> Optional[Tuple[str, str]]:
+    """(the variable, its value) of the cap oneDNN reads from the environment, where the
+    value is one of CAPS_BELOW_BF16 (in any case); None where nothing caps it below bf16."""
+    variable = next((name for name in ISA_VARIABLES if os.environ.get(name)), None)
+    if variable is None or _cap(os.environ[variable]) not in CAPS_BELOW_BF16:
+        return None
+    return variable, os.environ[variable]
 
 
 def _cap(cap: Optional[str]) -> str:
-    """`cap`, or $ONEDNN_MAX_CPU_ISA where it is None ('' if unset), as oneDNN reads it."""
-    return (os.environ.get(ISA_VARIABLE, "") if cap is None else cap).strip().upper()
+    """The cap oneDNN makes of `cap` (default: the environment's), upper case: a name of
+    CAPS_BELOW_BF16, or '' where the CPU decides."""
+    if cap is None:
+        found = isa_cap()
+        cap = found[1] if found else ""
+    return cap.upper() if cap.upper() in CAPS_BELOW_BF16 else ""
 
 
 def vector_target(cap: Optional[str] = None) -> str:
     """`clones` (AVX-512, AVX2 and baseline, picked at load), `avx2` (AVX2 and baseline)
-    or `baseline`, for oneDNN's ISA cap `cap` (default: $ONEDNN_MAX_CPU_ISA)."""
-    return next((target for prefix, target in VECTOR_TARGETS if _cap(cap).startswith(prefix)),
-                "clones")
-
-
-# The caps under which oneDNN keeps its bf16 dot-product kernels (its ISA order:
-# avx512_core_bf16 < avx512_core_fp16 < avx512_core_amx < avx10_1_512...).
-BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL",
-             "DEFAULT")
+    or `baseline`, for oneDNN's ISA cap `cap` (default: the environment's, isa_cap)."""
+    return CAPS_BELOW_BF16.get(_cap(cap), "clones")
 
 
 def cap_allows_bf16(cap: Optional[str] = None) -> bool:
-    """Whether oneDNN's ISA cap `cap` (default: $ONEDNN_MAX_CPU_ISA; none set: no cap)
-    leaves its bf16 kernels; below them oneDNN would emulate bf16, slower than float32."""
-    cap = _cap(cap)
-    return not cap or cap.startswith(BF16_CAPS)
+    """Whether oneDNN's ISA cap `cap` (default: the environment's, isa_cap) leaves its
+    bf16 kernels to a CPU that has them."""
+    return not _cap(cap)
 
 
 def _vector_flags() -> list:
