@@ -94,8 +94,9 @@ def train_main(argv=None) -> int:
                    help="replace a finished or abandoned run in output_dir")
     p.add_argument("--nproc", default="auto", metavar="N",
                    help="processes to train in, data-parallel through paddle.distributed."
-                        "launch; auto (default) = one per CPU core on a CPU, 1 on a GPU; "
-                        "train.batch_size stays the global batch")
+                        "launch; auto (default) = one per CPU core on a CPU (the cores of its CPU "
+                        "quota in a container), with at least 32 images of the batch each, 1 on "
+                        "a GPU; train.batch_size stays the global batch")
 
     def main(args):
         from .config import load_config

@@ -1,4 +1,5 @@
 """The host CPU: its vendor, name, vector instructions and the cores this process may use."""
+import math
 import os
 import platform
 from typing import Dict, Optional
@@ -50,8 +51,70 @@ def vector_extension(flags: Optional[str] = None) -> str:
     return next((name for flag, name in VECTOR_EXTENSIONS if flag in present), "")
 
 
-def usable_cores() -> int:
-    """Cores this process may run on (its affinity mask, which containers restrict)."""
+def _cgroup_limit(folder: str) -> Optional[float]:
+    """The CPUs' worth of time one cgroup folder allows (its CFS quota over its period),
+    None where it sets none: cgroup v2's `cpu.max` ("max 100000", "200000 100000") or
+    v1's `cpu.cfs_quota_us` (-1 for none) and `cpu.cfs_period_us`."""
+    try:
+        with open(os.path.join(folder, "cpu.max")) as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        try:
+            with open(os.path.join(folder, "cpu.cfs_quota_us")) as f:
+                quota = f.read().strip()
+            with open(os.path.join(folder, "cpu.cfs_period_us")) as f:
+                period = f.read().strip()
+        except OSError:
+            return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def cpu_quota(root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup") -> Optional[float]:
+    """The CPUs' worth of time this process's cgroups allow it (the smallest CFS quota of
+    its cgroup and the ones above it), None where none is set. Docker's `--cpus` and
+    Kubernetes' CPU limits set a quota and leave the affinity mask alone, so a container
+    limited to 4 CPUs of a 64-core host still sees 64 in sched_getaffinity."""
+    folders = []
+    try:
+        with open(own) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
+        _, controllers, path = line.split(":", 2)
+        if controllers and "cpu" not in controllers.split(","):
+            continue
+        mounts = [root] if not controllers else [
+            os.path.join(root, name) for name in (controllers, "cpu", "cpu,cpuacct")]
+        for mount in filter(os.path.isdir, mounts):
+            # Inside a container the path may name the host's hierarchy while the mount
+            # shows the container's own cgroup as its root: then the mount is the folder.
+            folder = os.path.join(mount, path.lstrip("/"))
+            folder = folder if os.path.isdir(folder) else mount
+            while True:
+                folders.append(folder)
+                if os.path.samefile(folder, mount) or folder == os.path.dirname(folder):
+                    break
+                folder = os.path.dirname(folder)
+            break
+    limits = [limit for limit in map(_cgroup_limit, folders) if limit is not None]
+    return min(limits) if limits else None
+
+
+def affinity_cores() -> int:
+    """Cores this process may run on (its affinity mask, which `taskset` and
+    `docker --cpuset-cpus` restrict)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def usable_cores() -> int:
+    """Cores' worth of work this process may do: its affinity mask, or its CPU quota where
+    that is lower, rounded up (as the JVM counts a container's CPUs)."""
+    cores, quota = affinity_cores(), cpu_quota()
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))

@@ -73,13 +73,21 @@ def die_with_launcher() -> bool:
     return die_with_parent(int(os.environ[LAUNCHER_ENV]))
 
 
+# Each process normalises BatchNorm over its own share of the batch (docs/distributed.md),
+# and BN's statistics get noisy on few images: Goyal et al. 2017 keep 32 per worker, and
+# Wu & He 2018 (Group Normalization, Fig. 1) measure BN's error rising below that.
+MIN_IMAGES_PER_PROCESS = 32
+
+
 def default_processes(place: str, batch_size: int) -> int:
     """`--nproc auto`: on a CPU, one process per usable core (the fastest arrangement
-    measured here, docs/performance.md), as many as divide the global batch; on a GPU one
-    process (`--nproc N` uses N GPUs)."""
+    measured here, docs/performance.md), as many as divide the global batch and leave each
+    at least MIN_IMAGES_PER_PROCESS images (the cores left over become threads); on a GPU
+    one process (`--nproc N` uses N GPUs)."""
     if place != "cpu":
         return 1
-    return max(n for n in range(1, usable_cores() + 1) if batch_size % n == 0)
+    return max(n for n in range(1, usable_cores() + 1)
+               if batch_size % n == 0 and (n == 1 or batch_size // n >= MIN_IMAGES_PER_PROCESS))
 
 
 def parse_nproc(value: str) -> Optional[int]:

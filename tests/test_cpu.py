@@ -153,7 +153,65 @@ def test_the_widest_vector_extension_is_named(flags, extension):
 
 
 def test_the_hardware_line_names_the_vector_extension(monkeypatch):
+    monkeypatch.setattr(cpu, "cpu_quota", lambda: None)
     monkeypatch.setattr(cpu, "vector_extension", lambda: "AVX2")
     assert describe("cpu", 2).startswith(f"cpu: {cpu.cpu_name()} (AVX2), ")
     monkeypatch.setattr(cpu, "vector_extension", lambda: "")
     assert describe("cpu", 2) == f"cpu: {cpu.cpu_name()}, {cpu.usable_cores()} cores; 2 processes"
+
+
+def _cgroups(tmp_path, own: str, files: dict) -> str:
+    """A fake /sys/fs/cgroup under tmp_path with `files` ({relative path: text}) and a
+    /proc/self/cgroup reading `own`; returns that file's path."""
+    for relative, text in files.items():
+        path = tmp_path / "cg" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (tmp_path / "cg").mkdir(exist_ok=True)
+    (tmp_path / "self_cgroup").write_text(own)
+    return str(tmp_path / "self_cgroup")
+
+
+@pytest.mark.parametrize("own, files, quota", [
+    # cgroup v2, a Kubernetes pod's container limited to 4 CPUs, its pod to 6
+    ("0::/kubepods/pod1/c1\n", {"kubepods/pod1/c1/cpu.max": "400000 100000\n",
+                                "kubepods/pod1/cpu.max": "600000 100000\n",
+                                "kubepods/cpu.max": "max 100000\n"}, 4.0),
+    # a parent's quota below the container's own is the one that holds
+    ("0::/kubepods/pod1/c1\n", {"kubepods/pod1/c1/cpu.max": "max 100000\n",
+                                "kubepods/pod1/cpu.max": "150000 100000\n"}, 1.5),
+    # v2 in a container's own cgroup namespace: its cgroup is the mount's root
+    ("0::/\n", {"cpu.max": "200000 100000\n"}, 2.0),
+    # v1, Docker's --cpus=3
+    ("12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n",
+     {"cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "300000\n",
+      "cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}, 3.0),
+    # v1 seen from inside the container: the host's path, the container's cgroup mounted
+    ("4:cpu,cpuacct:/docker/abc\n", {"cpu,cpuacct/cpu.cfs_quota_us": "50000\n",
+                                     "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 0.5),
+    # no quota: v1's -1, v2's max, or no files at all (this host)
+    ("4:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+                           "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
+    ("0::/user.slice\n", {"user.slice/cpu.max": "max 100000\n"}, None),
+    ("0::/\n4:cpu:/\n", {}, None),
+])
+def test_the_cpu_quota_is_read_from_cgroups_v1_and_v2(tmp_path, own, files, quota):
+    own_file = _cgroups(tmp_path, own, files)
+    assert cpu.cpu_quota(str(tmp_path / "cg"), own_file) == quota
+
+
+@pytest.mark.parametrize("affinity, quota, usable", [
+    (64, 4.0, 4), (64, 1.5, 2), (64, 0.5, 1), (2, 8.0, 2), (2, None, 2)])
+def test_usable_cores_is_the_affinity_or_the_quota_below_it(monkeypatch, affinity, quota,
+                                                            usable):
+    monkeypatch.setattr(cpu, "affinity_cores", lambda: affinity)
+    monkeypatch.setattr(cpu, "cpu_quota", lambda: quota)
+    assert cpu.usable_cores() == usable
+
+
+def test_the_hardware_line_names_a_quota_below_the_cores(monkeypatch):
+    monkeypatch.setattr(cpu, "vector_extension", lambda: "AVX2")
+    monkeypatch.setattr(cpu, "affinity_cores", lambda: 64)
+    monkeypatch.setattr(cpu, "cpu_quota", lambda: 3.5)
+    assert describe("cpu", 4) == (f"cpu: {cpu.cpu_name()} (AVX2), 4 cores (a CPU quota of 3.5 "
+                                  "of the 64 it may run on); 4 processes")

@@ -17,8 +17,11 @@ def test_nproc_is_auto_or_a_positive_count():
             launch.parse_nproc(bad)
 
 
-@pytest.mark.parametrize("cores, batch, expected", [(2, 128, 2), (3, 128, 2), (4, 128, 4),
-                                                    (8, 150, 6), (1, 128, 1)])
+@pytest.mark.parametrize("cores, batch, expected", [
+    (2, 128, 2), (3, 128, 2), (4, 128, 4), (1, 128, 1), (2, 64, 2), (2, 150, 2),
+    # at least 32 images of the batch per process: 64 cores train batch 128 in 4 processes
+    # of 32, not 64 of 2; batch 150 in 3 of 50 (6 would leave 25 each)
+    (64, 128, 4), (8, 150, 3), (16, 64, 2), (4, 50, 1), (4, 16, 1)])
 def test_auto_is_one_process_per_core_that_divides_the_batch(cores, batch, expected,
                                                              monkeypatch):
     monkeypatch.setattr(launch, "usable_cores", lambda: cores)
