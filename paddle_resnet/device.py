@@ -401,10 +401,10 @@ def describe(place: str, processes: int) -> str:
     if place == "cpu":
         extension = cpu.vector_extension()
         name = cpu.cpu_name() + (f" ({extension})" if extension else "")
-        cores, quota = cpu.usable_cores(), cpu.cpu_quota()
+        usable, quota = cpu.usable_cores(), cpu.cpu_quota()
+        cores = f"{usable} core{'s' if usable > 1 else ''}"
         if quota is not None and quota < cpu.affinity_cores():
-            return (f"cpu: {name}, {cores} cores (a CPU quota of {quota:g} of the "
-                    f"{cpu.affinity_cores()} it may run on); {count}")
-        return f"cpu: {name}, {cores} cores; {count}"
+            cores += f" (a CPU quota of {quota:g} of the {cpu.affinity_cores()} it may run on)"
+        return f"cpu: {name}, {cores}; {count}"
     name = paddle.device.cuda.get_device_name(int(place.split(":")[1]))
     return f"{place}: {name}; {count}"

@@ -215,3 +215,6 @@ def test_the_hardware_line_names_a_quota_below_the_cores(monkeypatch):
     monkeypatch.setattr(cpu, "cpu_quota", lambda: 3.5)
     assert describe("cpu", 4) == (f"cpu: {cpu.cpu_name()} (AVX2), 4 cores (a CPU quota of 3.5 "
                                   "of the 64 it may run on); 4 processes")
+    monkeypatch.setattr(cpu, "cpu_quota", lambda: 1.0)
+    assert describe("cpu", 1) == (f"cpu: {cpu.cpu_name()} (AVX2), 1 core (a CPU quota of 1 "
+                                  "of the 64 it may run on); 1 process")
