@@ -99,3 +99,19 @@ def test_a_worker_that_died_on_a_python_exception_is_named_with_it(tmp_path):
         "error: training process 0 of 2 stopped on FileNotFoundError: [Errno 2] No such file "
         f"or directory: 'x.json'; its log is {worker_log}; the launcher stopped the others; "
         "the last checkpoint resumes with --resume")
+
+
+@pytest.mark.parametrize("world, batch, sync_bn, noted", [
+    (16, 128, False, True), (4, 128, False, False), (2, 32, False, True), (1, 8, False, False),
+    (16, 128, True, False)])
+def test_a_run_notes_batchnorm_over_a_small_share_of_the_batch(world, batch, sync_bn, noted):
+    from paddle_resnet.config import load_config
+    from paddle_resnet.device import Processes
+    from paddle_resnet.engine.header import small_share_note
+    cfg = load_config(None, [f"train.batch_size={batch}", f"dist.sync_bn={str(sync_bn).lower()}"])
+    note = small_share_note(cfg, Processes(rank=0, world=world))
+    assert (note is not None) is noted
+    if noted:
+        assert note == (f"each of the {world} processes normalises BatchNorm over its "
+                        f"{batch // world} images of the batch, whose statistics get noisy below "
+                        "32 (docs/distributed.md); --nproc auto keeps 32 or more")

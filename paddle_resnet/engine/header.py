@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from ..config import Config
 from ..device import Processes, describe
+from ..launch import MIN_IMAGES_PER_PROCESS
 from ..models import count_flops, count_parameters, model_info
 from .build import TrainingParts
 from .progress import Progress
@@ -47,7 +48,7 @@ def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: 
         first += ("; gradients averaged through shared memory" if procs.host is not None
                   else "; gradients averaged by DataParallel")
     lines = [first, parts.speed.describe()]
-    for note in (parts.speed.note, parts.exchange_note):
+    for note in (parts.speed.note, parts.exchange_note, small_share_note(cfg, procs)):
         if note:
             lines.append(f"note: {note}")
     if resumed_from:
@@ -65,6 +66,17 @@ def header_lines(cfg: Config, parts: TrainingParts, procs: Processes, progress: 
         + f"; {len(parts.eval_loader.split):,} {parts.eval_name} images")
     lines.append(f"recipe: {recipe(cfg)}; output and full config in {cfg['output_dir']}")
     return lines
+
+
+def small_share_note(cfg: Config, procs: Processes) -> Optional[str]:
+    """Where `--nproc N` left each process fewer images of the batch than `--nproc auto`
+    would: what that does to BatchNorm, which each process applies to its share alone."""
+    share = cfg["train.batch_size"] // procs.world
+    if not procs.distributed or cfg["dist.sync_bn"] or share >= MIN_IMAGES_PER_PROCESS:
+        return None
+    return (f"each of the {procs.world} processes normalises BatchNorm over its {share} "
+            f"images of the batch, whose statistics get noisy below {MIN_IMAGES_PER_PROCESS} "
+            f"(docs/distributed.md); --nproc auto keeps {MIN_IMAGES_PER_PROCESS} or more")
 
 
 def source_commit() -> Optional[str]:
