@@ -2,6 +2,7 @@
 equal Paddle's for every convolution the zoo uses, the same parameters and checkpoints,
 Paddle's path under static graphs, and one line for every reason it cannot run."""
 import os
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ from paddle_resnet.errors import ConfigError
 from paddle_resnet.models import build_model
 from paddle_resnet.models.resnet import ShortcutA
 from paddle_resnet.speed import native_bf16, onednn_build, plan_speed
-from paddle_resnet.speed.onednn_conv import OneDNNConv2D, OneDNNShortcutA, use_onednn_conv
+from paddle_resnet.speed.onednn_conv import (OneDNNConv2D, OneDNNShortcutA, register,
+                                             use_onednn_conv)
 from paddle_resnet.user_cache import CACHE_VARIABLE
 
 
@@ -382,6 +384,33 @@ def test_the_package_reads_the_isa_cap_as_paddles_onednn_does(monkeypatch, caps)
     assert effective_isa(caps) == effective_isa({"ONEDNN_MAX_CPU_ISA": read[1]} if read else {})
     if read:
         assert read == next((k, v) for k, v in caps.items() if v)
+
+
+def test_the_speed_line_and_so_a_checkpoint_name_oneDNNs_isa_cap(monkeypatch):
+    """A capped run's kernels round otherwise: the arithmetic a checkpoint records (and a
+    resume compares) says so."""
+    from paddle_resnet.speed import _isa_cap
+    for variable in onednn_build.ISA_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    plan = plan_speed(speed_options(["conv_bf16=false"]), "cpu", 2)
+    assert plan.isa_cap == "" and "capped" not in plan.arithmetic()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    assert _isa_cap("onednn") == "ONEDNN_MAX_CPU_ISA=avx2" and _isa_cap("paddle") == ""
+    capped = replace(plan, isa_cap=_isa_cap("onednn")).arithmetic()
+    assert capped == plan.arithmetic().replace(
+        "convolution: oneDNN", "convolution: oneDNN, capped by ONEDNN_MAX_CPU_ISA=avx2")
+
+
+def test_a_second_build_of_the_operators_is_refused_not_an_abort(monkeypatch):
+    """The cap changed within a process (a library user's in-process runs): Paddle aborts
+    on a second library with the same operator names, so the plan falls back instead."""
+    library = plan_speed(speed_options([]), "cpu", 2).library
+    assert library is not None
+    with pytest.raises(RuntimeError, match="built for another ISA cap"):
+        register(library + ".other")
+    monkeypatch.setattr(onednn_build, "ensure_built", lambda say: library + ".other")
+    plan = plan_speed(speed_options([]), "cpu", 2)
+    assert plan.conv == "paddle" and "start a new process for the new cap" in plan.note
 
 
 def test_the_bf16_note_names_dnnl_max_cpu_isa_where_that_is_the_cap(monkeypatch):

@@ -51,6 +51,9 @@ class SpeedPlan:
     fused_paths: Tuple[str, ...] = tuple(FUSED_PATHS)  # those a model took (as_applied)
     library: Optional[str] = None  # the built oneDNN operator
     note: str = ""  # why a path asked for is not taken
+    # oneDNN's ISA cap below bf16 ("ONEDNN_MAX_CPU_ISA=AVX2"), which changes its kernels
+    # and the operators' passes, and so how a step rounds: part of the arithmetic
+    isa_cap: str = ""
 
     def as_applied(self, switched: Mapping[str, int]) -> "SpeedPlan":
         """The plan as `apply_speed` carried it out on one model (`switched`, its counts): a
@@ -72,6 +75,8 @@ class SpeedPlan:
         their input precision, layout and threads, each of which rounds differently."""
         if self.conv == "onednn":
             conv = "oneDNN" + (" (bf16 inputs)" if self.bf16 else "")
+            if self.isa_cap:
+                conv += f", capped by {self.isa_cap}"
             if self.fused_block:
                 conv += "".join(f"; {FUSED_PATHS[path]}: one operator each"
                                 for path in self.fused_paths)
@@ -138,7 +143,15 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
                      threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
                      fused_block=fused_block,
-                     library=library, note=note)
+                     library=library, note=note, isa_cap=_isa_cap(conv))
+
+
+def _isa_cap(conv: str) -> str:
+    if conv != "onednn":
+        return ""
+    from .onednn_build import isa_cap
+    cap = isa_cap()
+    return "=".join(cap) if cap else ""
 
 
 def native_bf16() -> bool:

@@ -33,11 +33,22 @@ OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_
        "fused_dense_bottleneck")
 
 
+_REGISTERED = []  # the library whose operators this process registered
+
+
 @functools.lru_cache(maxsize=None)
 def register(library: str) -> str:
     """Register the operators of a built library with Paddle (once per process)."""
+    if _REGISTERED and _REGISTERED[0] != library:
+        # A second build registering the same operator names aborts the process (Paddle
+        # 3.3.1); it comes from an ISA cap changed after the first, which oneDNN, having
+        # read its cap once, would not follow either.
+        raise RuntimeError(f"this process runs the operators of {_REGISTERED[0]}, built "
+                           "for another ISA cap (ONEDNN_MAX_CPU_ISA) than now; start a new "
+                           "process for the new cap")
     from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
     registered = load_op_meta_info_and_register_op(library)
+    _REGISTERED[:] = [library]
     missing = [op for op in OPS if op not in registered]
     if missing:
         raise RuntimeError(f"{library} does not define {', '.join(missing)}")
