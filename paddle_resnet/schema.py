@@ -166,12 +166,11 @@ SCHEMA: Dict[str, Option] = {
                                 "one operator, forward and backward; same parameters, "
                                 "statistics and checkpoints; bottleneck ResNet blocks keep the "
                                 "per-layer path; `false` = per-layer throughout", nullable=True,
-                                null_means="on with one thread per process (the default "
-                                "on a multi-core CPU): with bf16 inputs 1.23x ResNet-20's "
-                                "step, the same test accuracy over seeds, 1.42x DenseNet-40's; "
-                                "in float32 (AVX2 code) 1.08x and 1.32x "
-                                "(docs/performance.md); per-layer with several threads per "
-                                "process"),
+                                null_means="on wherever oneDNN convolves: with bf16 inputs "
+                                "and one thread per process 1.23x ResNet-20's step, the same "
+                                "test accuracy over seeds, 1.42x DenseNet-40's; in float32 "
+                                "(AVX2 code) 1.08x and 1.32x; with two threads in one process "
+                                "1.42x and 1.62x (docs/performance.md)"),
     "speed.conv_bf16": Option(None, bool, "with the oneDNN convolution, run training's "
                               "convolutions on bfloat16 copies of their inputs (float32 "
                               "accumulation, outputs, gradients and weights; evaluation stays "

@@ -171,20 +171,24 @@ def as_pixels(batch: np.ndarray) -> np.ndarray:
     return np.rint(batch).astype(np.uint8).transpose(0, 2, 3, 1)
 
 
-def assert_fused_steps_repeat(name: str, conv_bf16: str) -> None:
+def assert_fused_steps_repeat(name: str, conv_bf16: str, processes: int = 2) -> None:
     """Two `name` models built from one seed with the fused operators
-    (`speed.conv_bf16=conv_bf16`) train the same three steps to the same bits: what exact
-    resume rests on."""
+    (`speed.conv_bf16=conv_bf16`), planned as one of `processes` processes, train the same
+    three steps to the same bits: what exact resume rests on."""
     import paddle
+    from paddle_resnet.cpu import usable_cores
     from paddle_resnet.engine.step import speed_options, training_model
     from paddle_resnet.speed import plan_speed
     models = {}
-    for key in ("first", "again"):
-        plan = plan_speed(speed_options(["fused_block=true", f"conv_bf16={conv_bf16}"]),
-                          "cpu", 2)
-        paddle.seed(0)
-        models[key] = training_model(name, plan)
-    assert_same_training(models, loss_rtol=0, weight_atol=0)
+    options = speed_options(["fused_block=true", f"conv_bf16={conv_bf16}"])
+    try:
+        for key in ("first", "again"):
+            plan = plan_speed(options, "cpu", processes)
+            paddle.seed(0)
+            models[key] = training_model(name, plan)
+        assert_same_training(models, loss_rtol=0, weight_atol=0)
+    finally:  # the threads of a process per core, as the other tests run
+        plan_speed(options, "cpu", usable_cores())
 
 
 def assert_same_training(models: dict, loss_rtol: float, weight_atol: float) -> None:

@@ -515,8 +515,8 @@ def test_the_24_epoch_runs_are_their_comparison_and_views_file():
         assert f"{words} {views['rows'][row]['top1']:.2f}%" in results, words
 
 
-# docs/performance.md's "Without bf16 kernels" tables -> the speed_paths.py and
-# quickstart_speed.py files they were read from.
+# docs/performance.md's "Without bf16 kernels" and "Several threads" tables -> the
+# speed_paths.py and quickstart_speed.py files they were read from.
 AVX2_STEP_TABLES = {
     "float32, AVX2 code, 16-float vectors": {
         "ResNet-20, batch 64": ("speed_paths_avx2_resnet20.json", "fused"),
@@ -525,7 +525,12 @@ AVX2_STEP_TABLES = {
     "float32, AVX2 code, 8-float vectors": {
         "ResNet-20, batch 64": ("speed_paths_avx2_8lanes_resnet20.json", "fused"),
         "ResNet-18, batch 64": ("speed_paths_avx2_8lanes_resnet18.json", "fused"),
-        "DenseNet-40, batch 32": ("speed_paths_avx2_8lanes_densenet40.json", "fused")}}
+        "DenseNet-40, batch 32": ("speed_paths_avx2_8lanes_densenet40.json", "fused")},
+    "bf16 inputs, two threads in one process": {
+        "ResNet-20, batch 128": ("speed_paths_two_threads_resnet20_b128.json", "fused"),
+        "ResNet-20, batch 32": ("speed_paths_two_threads_resnet20_b32.json", "fused"),
+        "ResNet-18, batch 64": ("speed_paths_two_threads_resnet18.json", "fused"),
+        "DenseNet-40, batch 32": ("speed_paths_two_threads_densenet40.json", "fused")}}
 
 def rate_and_runs(row) -> str:
     return f"{row['images_per_s']:.1f} ({', '.join(f'{r:.0f}' for r in row['runs'])})"
@@ -558,6 +563,12 @@ def test_the_avx2_tables_are_their_benchmark_files():
     assert (f"**{eight[0]}** ResNet-20, {eight[1]} ResNet-18, **{eight[2]}** DenseNet-40 with "
             "the passes in 8-float vectors") in read("docs/performance.md")
     assert f"in float32 (AVX2 code) {eight[0]} and {eight[2]}" in " ".join(
+        read("docs/config.md").split())
+    two = [ratio(file) for file, _ in AVX2_STEP_TABLES[
+        "bf16 inputs, two threads in one process"].values()]
+    assert (f"**{two[0]}** ResNet-20 ({two[1]} at batch 32), {two[2]} ResNet-18, **{two[3]}** "
+            "DenseNet-40: the default there since") in read("docs/performance.md")
+    assert f"with two threads in one process {two[0]} and {two[3]}" in " ".join(
         read("docs/config.md").split())
     quickstart = json.loads(read("benchmarks/results/quickstart_speed_as_avx2_8lanes.json"))
     rows = table_rows("ResNet-20 quickstart training as on an AVX2 host, 19,200 images timed, x 3")

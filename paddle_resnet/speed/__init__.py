@@ -4,7 +4,7 @@
 exists, what a run uses: the convolution (oneDNN's on a CPU, `onednn_conv.py`; Paddle's
 elsewhere or when it cannot be built), the layout (NHWC where oneDNN convolves, as its
 fast kernels want; NCHW otherwise), residual basic blocks and DenseNet's layers and
-transitions as one operator each where oneDNN convolves in one thread per process
+transitions as one operator each where oneDNN convolves
 (`fused_block.py`, `fused_norm_conv.py`; their passes in the vector code the CPU has, or
 that `ONEDNN_MAX_CPU_ISA` caps it to, `onednn_build.py`), the
 faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
@@ -135,7 +135,7 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
         # and says so, since it trains slower than the README's numbers.
         note = "; ".join(filter(None, [note, bf16_unavailable(vector_extension())]))
-    fused_block = _fused_block(options["speed.fused_block"], conv, threads)
+    fused_block = _fused_block(options["speed.fused_block"], conv)
     if options["speed.fused_block"] and conv != "onednn":
         note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
     return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
@@ -192,17 +192,18 @@ def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
     return threads > 1 if choice is None else bool(choice)
 
 
-def _fused_block(choice: Optional[bool], conv: str, threads: int) -> bool:
+def _fused_block(choice: Optional[bool], conv: str) -> bool:
     if conv != "onednn":
         return False
     # Measured with bf16 inputs and one thread per process: 1.23x ResNet-20's step and
     # 1.17x ResNet-18's, the same test accuracy over seeds; 1.42x DenseNet-40's and 1.56x
     # DenseNet-BC-100's, the per-layer path's results to float32 rounding. In float32 with
     # AVX2 code throughout (ONEDNN_MAX_CPU_ISA=AVX2, which caps the operators' passes too):
-    # 1.08x ResNet-20's, 1.02x ResNet-18's, 1.32x DenseNet-40's (docs/performance.md).
-    # The passes are single-threaded, so a process with several threads keeps the
-    # per-layer path unless asked.
-    return threads == 1 if choice is None else bool(choice)
+    # 1.08x ResNet-20's, 1.02x ResNet-18's, 1.32x DenseNet-40's. With two threads in one
+    # process (--nproc 1, the library's train, more cores than 32-image shares): 1.42x
+    # ResNet-20's, 1.13x ResNet-18's, 1.62x DenseNet-40's (docs/performance.md).
+    # More threads were not measured (2 cores here); the operators' own passes run in one.
+    return True if choice is None else bool(choice)
 
 
 def _no_fused_block(options: Mapping, place: str) -> str:
