@@ -85,9 +85,10 @@ def cpu_quota(root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup") -> O
     except OSError:
         return None
     for line in lines:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
-        _, controllers, path = line.split(":", 2)
-        if controllers and "cpu" not in controllers.split(","):
+        fields = line.split(":", 2)
+        if len(fields) != 3 or (fields[1] and "cpu" not in fields[1].split(",")):
             continue
+        controllers, path = fields[1], fields[2]
         mounts = [root] if not controllers else [
             os.path.join(root, name) for name in (controllers, "cpu", "cpu,cpuacct")]
         for mount in filter(os.path.isdir, mounts):

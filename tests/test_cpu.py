@@ -194,6 +194,7 @@ def _cgroups(tmp_path, own: str, files: dict) -> str:
                            "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
     ("0::/user.slice\n", {"user.slice/cpu.max": "max 100000\n"}, None),
     ("0::/\n4:cpu:/\n", {}, None),
+    ("garbage\n0::/\n", {"cpu.max": "300000 100000\n"}, 3.0),  # a line it cannot read
 ])
 def test_the_cpu_quota_is_read_from_cgroups_v1_and_v2(tmp_path, own, files, quota):
     own_file = _cgroups(tmp_path, own, files)

@@ -144,8 +144,9 @@ def unavailable_reason(place: str) -> Optional[str]:
 # typo, a space) leaves it uncapped (checked against Paddle's libdnnl in test_onednn_conv).
 ISA_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 ISA_VARIABLE = ISA_VARIABLES[0]
-# The caps below oneDNN's bf16 dot-product kernels (AVX512_CORE_BF16), where it would
-# emulate bf16, slower than float32, and the passes' vector code under each. Its names at
+# The caps below oneDNN's bf16 dot-product kernels (AVX512_CORE_BF16), under which it
+# emulates bf16 convolutions, slower than float32 (AVX-512), or refuses them (AVX2 and
+# below), and the passes' vector code under each. Its names at
 # or above them, and DEFAULT, leave the CPU to decide, as no cap does.
 CAPS_BELOW_BF16 = {"AVX512_CORE_VNNI": "clones", "AVX512_CORE": "clones",
                    "AVX2_VNNI_2": "avx2", "AVX2_VNNI": "avx2", "AVX2": "avx2",
