@@ -95,7 +95,8 @@ def test_train_tool_with_two_processes_reports_global_metrics(tiny_cifar10, tmp_
 
 
 # --- the default path: one process per core, as a user runs tools/train.py -------------
-DEFAULT_RUN = ("train.batch_size=32", "train.epochs=3", "train.log_every=1",
+# (batch 64: --nproc auto keeps at least 32 images per process)
+DEFAULT_RUN = ("train.batch_size=64", "train.epochs=3", "train.log_every=1",
                "data.test_samples=50")
 
 
@@ -176,7 +177,7 @@ def test_the_default_run_has_mkl_fast_path_and_keeps_no_copy_of_the_environment(
     secret = "s3cr3t-token-" + os.urandom(4).hex()
     env = dict(os.environ, PADDLE_RESNET_TEST_TOKEN=secret)
     result = run_tool("train", *quickstart_args(tiny_cifar10, out, "train.epochs=1",
-                                                "train.batch_size=32"), env=env)
+                                                "train.batch_size=64"), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = sorted(p.name for p in (out / "launch_logs").iterdir())
     assert "launcher.log" in logs and f"workerlog.{usable_cores() - 1}" in logs
@@ -196,7 +197,7 @@ def test_errors_in_the_workers_are_one_line(tiny_cifar10, tmp_path):
 
 @needs_two_cores
 def test_a_killed_worker_stops_the_run_without_hanging(tiny_cifar10, tmp_path):
-    args = quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=32",
+    args = quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=64",
                            "train.epochs=50", "train.log_every=1")
     process, seen = start_tool(*args), []
     read_until(process, "epoch 2/50  iter 1/", seen)

@@ -21,7 +21,8 @@ from paddle_resnet.speed.onednn_build import unavailable_reason
 pytestmark = [pytest.mark.slow, pytest.mark.launcher]
 
 needs_two_cores = pytest.mark.skipif(usable_cores() < 2, reason="the default is 1 process")
-LONG_RUN = ("train.batch_size=32", "train.epochs=40", "train.log_every=1",
+# batch 64: --nproc auto keeps at least 32 images per process
+LONG_RUN = ("train.batch_size=64", "train.epochs=40", "train.log_every=1",
             "data.test_samples=50")
 
 
@@ -56,7 +57,7 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
     # Long enough to outlive the three refused attempts on a loaded machine: with 3 epochs
     # the first run could finish before the last attempt, which then trained.
     epochs = 40
-    args = quickstart_args(tiny_cifar10, out, "train.batch_size=32", f"train.epochs={epochs}",
+    args = quickstart_args(tiny_cifar10, out, "train.batch_size=64", f"train.epochs={epochs}",
                            "train.log_every=1", "data.test_samples=50")
     first = start_tool(*args)
     wait_for(first, f"epoch 1/{epochs}  iter 1/")
@@ -74,7 +75,7 @@ def test_a_second_run_into_a_live_directory_is_refused_and_the_first_finishes_in
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in records].count("run") == 1
     steps = [r["global_step"] for r in records if r["kind"] == "train_iter"]
-    assert steps == list(range(1, epochs * 6 + 1))  # 200 images / 32 = 6 steps per epoch
+    assert steps == list(range(1, epochs * 3 + 1))  # 200 images / 64 = 3 steps per epoch
 
 
 @needs_two_cores
@@ -84,7 +85,7 @@ def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_
     # launcher's polls, and the epoch's log line rightly supersedes the step-1 status.
     process = start_tool(*quickstart_args(tiny_cifar10, tmp_path / "run", "train.batch_size=2",
                                      "train.epochs=4", "train.log_every=1000",
-                                     "data.test_samples=50"))
+                                     "data.test_samples=50"), "--nproc", str(usable_cores()))
     seen = wait_for(process, "epoch 1/4  iter 1/100  loss ")
     assert seen[-1].endswith("(timing the first steps)\n")
     header = [line for line in seen[:-1] if not line.startswith("compiling ")]
@@ -94,8 +95,12 @@ def test_progress_from_the_first_iteration_and_a_short_header(tiny_cifar10, tmp_
     # One note line, and only where this CPU cannot take the default path in full
     # (no bf16 kernels, or no oneDNN operator): it names why the run is slower.
     speed_note = ["note:"] if not native_bf16() or unavailable_reason("cpu") else []
+    # and one more here: --nproc gives each process one image of the batch, which BN
+    # normalises alone (--nproc auto would keep 32 or more)
     assert [line.split(" ", 1)[0] for line in header] == \
-        ["loading", "cpu:", "convolution:", *speed_note, "model", "recipe:"]
+        ["loading", "cpu:", "convolution:", *speed_note, "note:", "model", "recipe:"]
+    assert f"note: each of the {usable_cores()} processes normalises BatchNorm over its 1 " \
+        "image of the batch" in header[-3]
     assert "full config in" in header[-1]
     process.communicate(timeout=300)
     assert process.returncode == 0

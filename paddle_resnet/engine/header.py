@@ -75,7 +75,8 @@ def small_share_note(cfg: Config, procs: Processes) -> Optional[str]:
     if not procs.distributed or cfg["dist.sync_bn"] or share >= MIN_IMAGES_PER_PROCESS:
         return None
     return (f"each of the {procs.world} processes normalises BatchNorm over its {share} "
-            f"images of the batch, whose statistics get noisy below {MIN_IMAGES_PER_PROCESS} "
+            f"image{'s' if share > 1 else ''} of the batch, whose statistics get noisy below "
+            f"{MIN_IMAGES_PER_PROCESS} "
             f"(docs/distributed.md); --nproc auto keeps {MIN_IMAGES_PER_PROCESS} or more")
 
 
