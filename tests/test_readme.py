@@ -555,21 +555,21 @@ def test_the_avx2_tables_are_their_benchmark_files():
             assert per_layer == rate_and_runs(measured["per_layer"]), (header, label)
             assert fused_cell == rate_and_runs(measured[fused]), (header, label)
             assert ratio.strip("*") == f"{measured[fused]['vs_first']:.2f}x", (header, label)
-    def ratio(file):
-        return f"{json.loads(read(f'benchmarks/results/{file}'))['rows'][1]['vs_first']:.2f}x"
-    # the summary row and the schema's description quote the 8-float table
-    eight = [ratio(file) for file, _ in AVX2_STEP_TABLES[
-        "float32, AVX2 code, 8-float vectors"].values()]
-    assert (f"**{eight[0]}** ResNet-20, {eight[1]} ResNet-18, **{eight[2]}** DenseNet-40 with "
-            "the passes in 8-float vectors") in read("docs/performance.md")
-    assert f"in float32 (AVX2 code) {eight[0]} and {eight[2]}" in " ".join(
-        read("docs/config.md").split())
-    two = [ratio(file) for file, _ in AVX2_STEP_TABLES[
-        "bf16 inputs, two threads in one process"].values()]
-    assert (f"**{two[0]}** ResNet-20 ({two[1]} at batch 32), {two[2]} ResNet-18, **{two[3]}** "
-            "DenseNet-40: the default there since") in read("docs/performance.md")
-    assert f"with two threads in one process {two[0]} and {two[3]}" in " ".join(
-        read("docs/config.md").split())
+    def ratios(header):
+        return [f"{json.loads(read(f'benchmarks/results/{file}'))['rows'][1]['vs_first']:.2f}x"
+                for file, _ in AVX2_STEP_TABLES[header].values()]
+    # the summary rows and the schema's description quote the tables
+    performance, config = read("docs/performance.md"), " ".join(read("docs/config.md").split())
+    eight = ratios("float32, AVX2 code, 8-float vectors")
+    two = ratios("bf16 inputs, two threads in one process")
+    for quoted, where in (
+            (f"**{eight[0]}** ResNet-20, {eight[1]} ResNet-18, **{eight[2]}** DenseNet-40 with "
+             "the passes in 8-float vectors", performance),
+            (f"in float32 (AVX2 code) {eight[0]} and {eight[2]}", config),
+            (f"**{two[0]}** ResNet-20 ({two[1]} at batch 32), {two[2]} ResNet-18, **{two[3]}** "
+             "DenseNet-40: the default there since", performance),
+            (f"with two threads in one process {two[0]} and {two[3]}", config)):
+        assert quoted in where, quoted
     quickstart = json.loads(read("benchmarks/results/quickstart_speed_as_avx2_8lanes.json"))
     rows = table_rows("ResNet-20 quickstart training as on an AVX2 host, 19,200 images timed, x 3")
     assert len(rows) == len(quickstart["rows"]) == 3
