@@ -130,6 +130,18 @@ def final_top1_and_train_error(comparison):
     return measured
 
 
+def test_the_batchnorm_share_table_is_the_runs_comparison():
+    """docs/distributed.md's images-per-process table: each cell from the runs' comparison
+    (run nN is --nproc N, seed 0; nN_s1 seed 1; – where a seed was not run)."""
+    runs = final_top1_and_train_error("docs/results/bn_share/comparison.md")
+    table = read("docs/distributed.md").split("| final train error, seed 0 | seed 1 |")[1]
+    for processes in (2, 4, 16, 32):
+        seed0 = runs.get(f"n{processes}") or runs[f"n{processes}_s0"]
+        seed1 = runs.get(f"n{processes}_s1", ("–", "–"))
+        assert (f"| {processes} | {128 // processes} | {seed0[0]} | {seed1[0]} | {seed0[1]} | "
+                f"{seed1[1]} |") in table, processes
+
+
 def test_the_fig6_table_is_the_runs_comparison():
     section = results_section("He et al. Fig. 6 on the official images")
     shown = {m["run"].lower().replace("-", ""): (m["top1"], m["train_error"])
