@@ -19,7 +19,7 @@ repeats:
 - `paddle_resnet conv_bf16`: the default with `-o speed.conv_bf16=true` (the oneDNN
   convolutions on bfloat16 copies of their inputs);
 - `paddle_resnet fused_block`: the default with `-o speed.fused_block=true` (each basic
-  block's training pass as one operator; the default with one thread per process);
+  block's training pass as one operator; the default);
 - `paddle_resnet per_layer`: the default with `-o speed.fused_block=false` (the blocks
   layer by layer, the default before 2026-12-03);
 - `paddle_resnet --nproc 1`: the default in one process with a thread per core;
