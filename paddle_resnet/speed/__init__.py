@@ -10,7 +10,8 @@ that `ONEDNN_MAX_CPU_ISA` caps it to, `onednn_build.py`), the
 faster input gradient of narrow convolutions on Paddle's kernels (`conv_grad.py`), the CPU
 threads, MKL's fast path on AMD CPUs (`mkl.py`) and glibc's allocator keeping freed memory
 (`malloc.py`), both set where a run starts.
-`apply_speed(model, plan)` then applies it to a model built in `plan.data_format`.
+`apply_speed(model, plan)` (apply.py) then applies it to a model built in
+`plan.data_format`.
 
 The contract every path keeps:
 - training only, in dygraph: a static graph (`to_static`, export, Paddle Inference), a GPU
@@ -21,7 +22,8 @@ The contract every path keeps:
   tests/test_conv_grad.py), except bf16 convolutions (`speed.conv_bf16`), which round
   training's convolution inputs to bfloat16 where the CPU has bf16 kernels: adopted for
   their speed at the same accuracy over seeds (docs/performance.md), `false` turns them off;
-- where a path cannot run, the run takes the next one and says why in one line
+- where a path cannot run (it cannot be built, or its operators fail a trial run on a tiny
+  network, trial.py), the run takes the next one and says why in one line
   (`SpeedPlan.note`); `speed.conv=onednn` asks for oneDNN and fails instead.
 """
 from dataclasses import dataclass, replace
@@ -29,6 +31,7 @@ from typing import Callable, Mapping, Optional, Tuple
 
 from ..cpu import BF16_EXTENSIONS, usable_cores, vector_extension
 from ..errors import ConfigError
+from .apply import apply_speed  # noqa: F401  (the package's API: plan, then apply)
 from .malloc import ensure_freed_memory_kept
 from .mkl import ensure_mkl_fast_path
 
@@ -134,16 +137,45 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     if options["speed.conv_bf16"] is not False and conv == "onednn" and not bf16:
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
         # and says so, since it trains slower than the README's numbers.
-        note = "; ".join(filter(None, [note, bf16_unavailable(vector_extension())]))
+        note = _joined(note, bf16_unavailable(vector_extension()))
     fused_block = _fused_block(options["speed.fused_block"], conv)
     if options["speed.fused_block"] and conv != "onednn":
-        note = "; ".join(filter(None, [note, _no_fused_block(options, place)]))
-    return SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
+        note = _joined(note, _no_fused_block(options, place))
+    plan = SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
                      onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
                      fused_block=fused_block,
                      library=library, note=note, isa_cap=_isa_cap(conv))
+    if conv != "onednn":
+        return plan
+    return _first_that_runs(plan, choice, options["speed.channels_last"])
+
+
+def _first_that_runs(plan: SpeedPlan, choice: str, channels_last: Optional[bool]) -> SpeedPlan:
+    """`plan`, or the first of its slower forms whose operators pass a trial run here
+    (trial.py): float32 convolutions, then also the per-layer path, then Paddle's
+    convolution (which `speed.conv=onednn` refuses)."""
+    from .trial import failure
+    reason = failure(plan)
+    if reason is None:
+        return plan
+    failed = f"the oneDNN operators failed a trial run ({reason})"
+    float32 = replace(plan, bf16=False)
+    per_layer = replace(float32, fused_block=False, onednn_norm=False)
+    for fallback, how in ((float32, "convolving in float32"),
+                          (per_layer, "convolving in float32, layer by layer")):
+        if fallback != plan and failure(fallback) is None:
+            return replace(fallback, note=_joined(plan.note, f"{failed}; {how}"))
+    if choice == "onednn":
+        raise ConfigError(f"speed.conv = onednn, but {failed}; set speed.conv=auto or paddle")
+    return replace(plan, conv="paddle", data_format="NHWC" if channels_last else "NCHW",
+                   bf16=False, onednn_norm=False, fused_block=False, library=None,
+                   isa_cap="", note=_joined(plan.note, f"{failed}; using Paddle's convolution"))
+
+
+def _joined(*notes: str) -> str:
+    return "; ".join(filter(None, notes))
 
 
 def _isa_cap(conv: str) -> str:
@@ -223,24 +255,3 @@ def _use_threads(threads: int) -> None:
     # before the first convolution. Paddle has no public API for it in 3.x.
     import paddle
     paddle.base.core.set_num_threads(threads)
-
-
-def apply_speed(model, plan: SpeedPlan) -> dict:
-    """Apply `plan` to `model` (built in `plan.data_format`) in place; returns how many
-    layers each path took."""
-    switched = {}
-    if plan.conv == "onednn":
-        from .onednn_conv import use_onednn_conv
-        switched["onednn"] = use_onednn_conv(model, plan.library, plan.bf16)
-        if plan.fused_block:  # before onednn_norm, which leaves fused layers alone
-            from .fused_block import use_fused_blocks
-            from .fused_norm_conv import use_fused_norm_conv
-            switched["fused_block"] = use_fused_blocks(model, plan.library, plan.bf16)
-            switched["fused_norm_conv"] = use_fused_norm_conv(model, plan.library, plan.bf16)
-        if plan.onednn_norm:
-            from .onednn_norm import use_onednn_norm
-            switched["onednn_norm"] = use_onednn_norm(model)
-    if plan.conv_input_grad:
-        from .conv_grad import use_conv_for_input_grad
-        switched["conv_input_grad"] = use_conv_for_input_grad(model)
-    return switched
