@@ -157,8 +157,10 @@ SCHEMA: Dict[str, Option] = {
                                 "and residual blocks' add + ReLU in one pass; same statistics, "
                                 "running averages and checkpoints", nullable=True,
                                 null_means="on where it measured faster: a process with "
-                                "several threads (1.10x ResNet-20's step in one process on 2 "
-                                "cores; 0.97x with one thread, docs/performance.md)"),
+                                "several threads on the per-layer path (speed.fused_block="
+                                "false: 1.13x ResNet-20's step in one process on 2 cores); off "
+                                "with the fused operators (0.97x ResNet-50's step there), and "
+                                "with one thread (0.97x, docs/performance.md)"),
     "speed.fused_block": Option(None, bool, "with the oneDNN convolution, run each residual "
                                 "basic block's training pass (conv-BN-ReLU-conv-BN-add-ReLU, "
                                 "any shortcut) and each DenseNet layer and transition "

@@ -544,6 +544,16 @@ AVX2_STEP_TABLES = {
         "ResNet-18, batch 64": ("speed_paths_two_threads_resnet18.json", "fused"),
         "DenseNet-40, batch 32": ("speed_paths_two_threads_densenet40.json", "fused")}}
 
+# performance.md's table of training's BN on oneDNN against Paddle's: row -> its file
+NORM_TABLE = {
+    "ResNet-50, batch 32": "speed_paths_two_threads_resnet50_norm.json",
+    "ResNet-50, batch 128": "speed_paths_two_threads_resnet50_b128_norm.json",
+    "ResNet-20, batch 128, the per-layer path (`speed.fused_block=false`)":
+        "speed_paths_two_threads_resnet20_per_layer_norm.json",
+    "ResNet-20, batch 128, the fused blocks (the default; only the stem's BN changes)":
+        "speed_paths_two_threads_resnet20_fused_norm.json"}
+
+
 def rate_and_runs(row) -> str:
     return f"{row['images_per_s']:.1f} ({', '.join(f'{r:.0f}' for r in row['runs'])})"
 
@@ -589,3 +599,24 @@ def test_the_avx2_tables_are_their_benchmark_files():
         assert cells[0] == f"{row['images_per_s']:.1f}"
         assert cells[1] == ", ".join(f"{r:.0f}" for r in row["runs"])
         assert cells[2].strip("*").startswith(f"{row['vs_baseline']:.2f}x")
+
+
+def test_the_onednn_norm_table_is_its_benchmark_files():
+    import json
+    rows = table_rows("two threads in one process, bf16 inputs")
+    assert sorted(rows) == sorted(NORM_TABLE)
+    ratios = {}
+    for label, file in NORM_TABLE.items():
+        measured = {r["variant"]: r for r in json.loads(
+            read(f"benchmarks/results/{file}"))["rows"]}
+        paddles, onednns, ratio = rows[label]
+        assert paddles == rate_and_runs(measured["paddle_norm"]), label
+        assert onednns == rate_and_runs(measured["onednn_norm"]), label
+        ratios[file] = f"{measured['onednn_norm']['vs_first']:.2f}x"
+        assert ratio.strip("*") == ratios[file], label
+    # the schema's description of the default quotes them
+    config = " ".join(read("docs/config.md").split())
+    per_layer = ratios["speed_paths_two_threads_resnet20_per_layer_norm.json"]
+    bottlenecks = ratios["speed_paths_two_threads_resnet50_norm.json"]
+    assert f"false: {per_layer} ResNet-20's step in one process on 2 cores" in config
+    assert f"off with the fused operators ({bottlenecks} ResNet-50's step there)" in config

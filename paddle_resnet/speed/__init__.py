@@ -144,7 +144,8 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     plan = SpeedPlan(conv=conv, data_format="NHWC" if channels_last else "NCHW",
                      conv_input_grad=bool(options["speed.conv_input_grad"]) and on_cpu,
                      threads=threads, bf16=bf16,
-                     onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads),
+                     onednn_norm=_onednn_norm(options["speed.onednn_norm"], conv, threads,
+                                              fused_block),
                      fused_block=fused_block,
                      library=library, note=note, isa_cap=_isa_cap(conv))
     if conv != "onednn":
@@ -179,6 +180,7 @@ def _joined(*notes: str) -> str:
 
 
 def _isa_cap(conv: str) -> str:
+    """`VARIABLE=value` of oneDNN's ISA cap below bf16 where oneDNN convolves, else ''."""
     if conv != "onednn":
         return ""
     from .onednn_build import isa_cap
@@ -198,10 +200,9 @@ def native_bf16() -> bool:
 def bf16_unavailable(extension: str) -> str:
     """The note of a run that asked for bf16 convolutions (or took the default) on a CPU
     without bf16 dot products."""
-    from .onednn_build import isa_cap
-    cap = isa_cap()
+    cap = _isa_cap("onednn")
     if extension in BF16_EXTENSIONS and cap:
-        has = f"this one has {extension}, and {'='.join(cap)} caps oneDNN below those kernels; "
+        has = f"this one has {extension}, and {cap} caps oneDNN below those kernels; "
     elif extension in BF16_EXTENSIONS:
         has = f"this one has {extension}, which this Paddle build does not use; "
     else:
@@ -216,12 +217,14 @@ def _conv_bf16(choice: Optional[bool], conv: str) -> bool:
     return conv == "onednn" and choice is not False and native_bf16()
 
 
-def _onednn_norm(choice: Optional[bool], conv: str, threads: int) -> bool:
+def _onednn_norm(choice: Optional[bool], conv: str, threads: int, fused_block: bool) -> bool:
     if conv != "onednn":
         return False
-    # oneDNN's normalization parallelises over threads, Paddle's does not; with one
-    # thread per process it measured 0.97x of Paddle's BN + ReLU + add (performance.md).
-    return threads > 1 if choice is None else bool(choice)
+    # oneDNN's normalization parallelises over threads, Paddle's does not. With two threads
+    # in one process it measured 1.13x ResNet-20's per-layer step, but 0.97x ResNet-50's
+    # (its bottlenecks, which no fused operator takes) and a wash beside the fused blocks,
+    # which normalise in their own passes; with one thread 0.97x ResNet-20's (performance.md).
+    return threads > 1 and not fused_block if choice is None else bool(choice)
 
 
 def _fused_block(choice: Optional[bool], conv: str) -> bool:

@@ -17,7 +17,6 @@ class is swapped on the instance, as conv_grad.py does). Eligible: NHWC, float32
 stride. A layer switched this way takes Paddle's own kernel when it is traced for a
 static graph (export, Paddle Inference, `to_static`), for other dtypes or on a GPU.
 """
-import functools
 from typing import List, Optional
 
 import paddle
@@ -33,25 +32,28 @@ OPS = ("onednn_conv2d", "onednn_conv2d_backward_input", "onednn_conv2d_backward_
        "fused_dense_bottleneck")
 
 
-_REGISTERED = []  # the library whose operators this process registered
+# The library whose operators this process registered, and what is wrong with it (None:
+# nothing). Paddle registers a library's operators once per process: a second call for the
+# same library, or another library defining the same names, aborts the process (3.3.1).
+_REGISTERED = {}
 
 
-@functools.lru_cache(maxsize=None)
 def register(library: str) -> str:
     """Register the operators of a built library with Paddle (once per process)."""
-    if _REGISTERED and _REGISTERED[0] != library:
-        # A second build registering the same operator names aborts the process (Paddle
-        # 3.3.1); it comes from an ISA cap changed after the first, which oneDNN, having
-        # read its cap once, would not follow either.
-        raise RuntimeError(f"this process runs the operators of {_REGISTERED[0]}, built "
-                           "for another ISA cap (ONEDNN_MAX_CPU_ISA) than now; start a new "
-                           "process for the new cap")
-    from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
-    registered = load_op_meta_info_and_register_op(library)
-    _REGISTERED[:] = [library]
-    missing = [op for op in OPS if op not in registered]
-    if missing:
-        raise RuntimeError(f"{library} does not define {', '.join(missing)}")
+    if library not in _REGISTERED:
+        if _REGISTERED:
+            # Another build comes from an ISA cap changed after the first, which oneDNN,
+            # having read its cap once, would not follow either.
+            raise RuntimeError(f"this process runs the operators of {next(iter(_REGISTERED))}, "
+                               "built for another ISA cap (ONEDNN_MAX_CPU_ISA) than now; start "
+                               "a new process for the new cap")
+        from paddle.utils.cpp_extension import load_op_meta_info_and_register_op
+        registered = load_op_meta_info_and_register_op(library)
+        missing = [op for op in OPS if op not in registered]
+        _REGISTERED[library] = (f"{library} does not define {', '.join(missing)}"
+                                if missing else None)
+    if _REGISTERED[library]:
+        raise RuntimeError(_REGISTERED[library])
     return library
 
 
