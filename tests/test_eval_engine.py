@@ -210,3 +210,31 @@ def test_bfloat16_is_refused_where_it_cannot_run():
     with pytest.raises(ConfigError, match="eval.precision = bfloat16 is for eval.engine=infer"):
         resolve_engine("dygraph", "cpu", "bfloat16")
     assert resolve_engine("auto", "cpu", "bfloat16") == "inference"
+
+
+def openmp_threads():
+    """The OpenMP thread count Paddle's kernels and oneDNN's run with: Intel's runtime in
+    Paddle's CPU wheels (LD_DEBUG=bindings shows oneDNN bound to it)."""
+    import ctypes
+    import glob
+    import os
+    found = glob.glob(os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so"))
+    if not found:
+        pytest.skip("this Paddle build ships no Intel OpenMP runtime to ask")
+    return ctypes.CDLL(found[0]).omp_get_max_threads()
+
+
+def test_a_process_with_several_threads_trains_on_them_after_an_evaluation(tiny_cifar10,
+                                                                          tmp_path):
+    """Paddle Inference leaves the process at one thread after its predictor ran; a
+    one-process run (--nproc 1, the library's train) trained its later epochs on one."""
+    if cpu_threads(0) < 2:
+        pytest.skip("needs two cores for a process with several threads")
+    cfg = load_config(None, [f"data.data_file={tiny_cifar10}", "model.name=resnet20",
+                             "train.epochs=2", "train.batch_size=32", "data.test_samples=64",
+                             "eval.engine=inference", f"output_dir={tmp_path}/run"])
+    trainer = Trainer(cfg)
+    threads = []
+    trainer._step_hook = lambda t: threads.append(openmp_threads())
+    trainer.fit()
+    assert set(threads) == {cpu_threads(0)}, threads

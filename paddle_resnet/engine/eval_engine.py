@@ -11,6 +11,7 @@ import paddle
 from ..errors import ConfigError
 from ..inference import Predictor, cpu_threads, save_program
 from ..schema import SCHEMA
+from ..speed import use_threads
 from .evaluator import evaluate
 
 TTA = SCHEMA["eval.tta"].choices
@@ -130,5 +131,11 @@ def evaluate_epoch(parts, cfg, procs, reduce, progress=None) -> dict:
             parts.amp.autocast():
         result = evaluate(parts.model, parts.eval_loader, cfg["model.num_classes"],
                           reduce=reduce, forward=forward, progress=progress)
+    if parts.speed.threads:
+        # Paddle Inference leaves the process at one OpenMP thread after its predictor ran,
+        # whatever it was given (Paddle 3.3.1, measured): a process with several threads
+        # would train on after its first evaluation with one for Paddle's kernels, and
+        # oneDNN would make its next primitives for one.
+        use_threads(parts.speed.threads)
     return {f"{name}_loss": result["loss"], f"{name}_top1": result["top1"],
             f"{name}_top5": result["top5"], "eval_seconds": time.perf_counter() - start}

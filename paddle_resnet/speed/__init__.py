@@ -132,7 +132,7 @@ def plan_speed(options: Mapping, place: str, processes: int = 1,
     threads = 0
     if on_cpu:
         threads = max(1, usable_cores() // max(1, processes))
-        _use_threads(threads)
+        use_threads(threads)
     bf16 = _conv_bf16(options["speed.conv_bf16"], conv)
     if options["speed.conv_bf16"] is not False and conv == "onednn" and not bf16:
         # The default asks for bf16 too: a CPU without its kernels gets the float32 path,
@@ -252,7 +252,8 @@ def _no_fused_block(options: Mapping, place: str) -> str:
     return f"speed.fused_block needs the oneDNN convolution ({why}); using the per-layer path"
 
 
-def _use_threads(threads: int) -> None:
+def use_threads(threads: int) -> None:
+    """Set the process's CPU threads for Paddle's kernels and oneDNN's."""
     # Paddle fixes OpenMP's and MKL's thread count at import (OMP_NUM_THREADS=1 unless
     # set), and oneDNN's kernels read it when their primitives are made, so this must run
     # before the first convolution. Paddle has no public API for it in 3.x.
