@@ -1,11 +1,10 @@
 """The trial run of the oneDNN operators (paddle_resnet/speed/trial.py): a primitive oneDNN
 refuses becomes the plan's fallback and one note, not a failed first step; the trial
-covers every operator a plan switches and leaves a run's random state alone."""
+covers every operator a plan switches; its verdict is kept per machine and plan."""
 from dataclasses import replace
 import subprocess
 import sys
 
-import paddle
 import pytest
 
 from paddle_resnet.engine.step import speed_options
@@ -35,12 +34,23 @@ def test_the_trial_network_takes_every_path_a_plan_switches(onednn_plan):
         assert trial.failure(plan) is None
 
 
-def test_the_trial_leaves_the_random_state_a_run_starts_from(onednn_plan):
-    paddle.seed(7)
-    expected = paddle.rand([5]).numpy()
-    paddle.seed(7)
-    assert trial.failure.__wrapped__(onednn_plan) is None
-    assert (paddle.rand([5]).numpy() == expected).all()
+def test_a_verdict_is_kept_per_machine_and_plan_and_a_crash_is_tried_again(
+        onednn_plan, tmp_path, monkeypatch):
+    """The child's own verdict is kept beside the library and read by the next run; a child
+    that crashed (oneDNN, or anything else) fails this run's trial and leaves no verdict."""
+    plan = replace(onednn_plan, library=str(tmp_path / "build" / "ops.so"))
+    monkeypatch.setattr(trial, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    assert trial.failure(plan) == "the trial process was killed by SIGSEGV"
+    assert not (tmp_path / "build" / trial.VERDICTS).exists()
+    monkeypatch.setattr(trial, "_CHILD", "print('{\"failure\": \"oneDNN refused it\"}')")
+    assert trial.failure(plan) == "oneDNN refused it"
+    monkeypatch.setattr(trial, "_CHILD", "raise SystemExit('no child should run')")
+    assert trial.failure(plan) == "oneDNN refused it"  # the kept verdict
+    assert trial.failure(replace(plan, threads=plan.threads + 1)) == (
+        "the trial process exited with status 1: no child should run")  # another plan
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # another environment for oneDNN
+    assert trial.failure(plan).startswith("the trial process exited with status 1")
+    assert len(list((tmp_path / "build" / trial.VERDICTS).iterdir())) == 1
 
 
 def fail_where(monkeypatch, refused):

@@ -11,7 +11,7 @@ import paddle
 from ..errors import ConfigError
 from ..inference import Predictor, cpu_threads, save_program
 from ..schema import SCHEMA
-from ..speed import use_threads
+from ..speed.threads import use_threads
 from .evaluator import evaluate
 
 TTA = SCHEMA["eval.tta"].choices

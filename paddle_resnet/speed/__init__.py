@@ -34,6 +34,7 @@ from ..errors import ConfigError
 from .apply import apply_speed  # noqa: F401  (the package's API: plan, then apply)
 from .malloc import ensure_freed_memory_kept
 from .mkl import ensure_mkl_fast_path
+from .threads import use_threads
 
 
 # apply_speed's count of each fused operator -> what the run header calls its layers
@@ -250,12 +251,3 @@ def _no_fused_block(options: Mapping, place: str) -> str:
     else:
         why = "it is unavailable"
     return f"speed.fused_block needs the oneDNN convolution ({why}); using the per-layer path"
-
-
-def use_threads(threads: int) -> None:
-    """Set the process's CPU threads for Paddle's kernels and oneDNN's."""
-    # Paddle fixes OpenMP's and MKL's thread count at import (OMP_NUM_THREADS=1 unless
-    # set), and oneDNN's kernels read it when their primitives are made, so this must run
-    # before the first convolution. Paddle has no public API for it in 3.x.
-    import paddle
-    paddle.base.core.set_num_threads(threads)
