@@ -12,7 +12,7 @@ The trial runs in a child process: a crash of oneDNN there is a verdict too, and
 own process keeps nothing of it (primitives, memory, random state; in-process, its frees
 moved glibc's allocation thresholds and so a run's page faults). The verdict is kept beside
 the built library, keyed by the plan, the CPU and the environment oneDNN and OpenMP read,
-so each machine pays the child's ~3 s once per plan, like the build.
+so each machine pays the child's ~1 s once per plan, like the build.
 """
 import dataclasses
 import hashlib
@@ -28,6 +28,7 @@ from typing import Optional, Tuple
 # math mode) and the OpenMP runtimes'.
 ENVIRONMENT_PREFIXES = ("ONEDNN_", "DNNL_", "OMP_", "KMP_", "GOMP_")
 VERDICTS = "trials"  # the folder beside the built library
+TRIAL_TIMEOUT = 300  # seconds; the child takes ~1 s here, most of it importing Paddle
 
 
 def trial_network():
@@ -97,9 +98,6 @@ def _verdict_path(plan, fields: dict) -> str:
                         hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
 
 
-TRIAL_TIMEOUT = 300  # seconds; the trial takes ~3 s, most of it importing Paddle
-
-
 def _in_child(fields: dict) -> Tuple[Optional[str], bool]:
     """(the verdict, whether it is the trial's own and may be kept): a crash or a timeout
     is a failure for this run, and is tried again by the next."""
@@ -116,7 +114,11 @@ def _in_child(fields: dict) -> Tuple[Optional[str], bool]:
     except (IndexError, ValueError, KeyError, TypeError):
         pass
     if done.returncode < 0:
-        return f"the trial process was killed by {signal.Signals(-done.returncode).name}", False
+        try:
+            name = signal.Signals(-done.returncode).name
+        except ValueError:
+            name = f"signal {-done.returncode}"
+        return f"the trial process was killed by {name}", False
     last = (done.stderr.strip().splitlines() or ["no message"])[-1]
     return f"the trial process exited with status {done.returncode}: {last}", False
 
