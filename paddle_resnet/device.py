@@ -11,6 +11,7 @@ Starting the launcher for `tools/train.py` is `launch.py`'s job; the host CPU an
 dispatch are `cpu.py`'s and `speed/`'s.
 """
 import contextlib
+import ctypes
 import io
 import os
 import platform
@@ -261,6 +262,27 @@ def channel_capacity(model: paddle.nn.Layer) -> int:
     return max(4 * sum(int(np.prod(p.shape)) for p in _trainable_parameters(model)), 1 << 16)
 
 
+def writable_view(tensor: paddle.Tensor) -> np.ndarray:
+    """A flat numpy view of a dense float32 CPU tensor's memory that numpy may write into.
+    Paddle 3.3's DLPack capsule says its memory is writable; Paddle 3.0's older capsule
+    says nothing, and numpy then makes its view read-only: there the view is built on the
+    tensor's data pointer instead (`pointer_view`)."""
+    view = np.from_dlpack(tensor)
+    return view.reshape(-1) if view.flags.writeable else pointer_view(tensor)
+
+
+def pointer_view(tensor: paddle.Tensor) -> np.ndarray:
+    """`writable_view` through `Tensor.data_ptr()`: the view does not keep the memory
+    alive, so the tensor that owns it must outlive the view (a gradient, held by its
+    parameter, does)."""
+    if tensor.dtype != paddle.float32 or not tensor.place.is_cpu_place():
+        raise TypeError(f"pointer_view takes float32 CPU tensors, not {tensor.dtype} on "
+                        f"{tensor.place}")
+    size = int(np.prod(tensor.shape))
+    pointer = ctypes.cast(tensor.data_ptr(), ctypes.POINTER(ctypes.c_float))
+    return np.ctypeslib.as_array(pointer, shape=(size,))
+
+
 class GradientAverage:
     """Between backward and the optimizer's step: every parameter's gradient replaced by
     the average over processes, through the shared-memory channel. As DataParallel does,
@@ -291,7 +313,7 @@ class GradientAverage:
                 outgoing[part] = 0.0
                 targets.append(np.empty(part.stop - part.start, np.float32))
                 continue
-            view = np.from_dlpack(grad.detach()).reshape(-1)
+            view = writable_view(grad.detach())
             np.multiply(view, self.scale, out=outgoing[part])
             targets.append(view)
         self.host.reduce(outgoing, out=targets)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -67,3 +68,20 @@ def test_asking_for_shared_memory_on_a_gpu_is_a_config_error():
 def test_one_process_or_a_gpu_keeps_what_it_had():
     for processes, place in ((Processes(), "cpu"), (Processes(0, 2), "gpu:0")):
         assert open_host_channel(processes, None, place, 1024) == (processes, "")
+
+
+@pytest.mark.parametrize("view_of", ["writable_view", "pointer_view"])
+def test_the_gradient_views_write_into_the_tensor(view_of):
+    """GradientAverage sums the slots straight into the gradients through these views:
+    DLPack's where Paddle marks it writable (3.3), the data pointer where numpy makes it
+    read-only (Paddle 3.0's capsule: 'output array is read-only' at the first step)."""
+    import paddle
+    from paddle_resnet import device
+    tensor = paddle.arange(6, dtype="float32").reshape([2, 3])
+    view = getattr(device, view_of)(tensor)
+    assert view.shape == (6,) and view.flags.writeable
+    np.add(view, 1.0, out=view)
+    assert tensor.numpy().tolist() == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    if view_of == "pointer_view":
+        with pytest.raises(TypeError, match="float32 CPU tensors"):
+            device.pointer_view(paddle.arange(3, dtype="int64"))
