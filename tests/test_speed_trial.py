@@ -86,6 +86,11 @@ def test_operators_that_fail_every_trial_leave_paddles_convolution(monkeypatch, 
         "paddle", "NCHW", False, False, None)
     assert plan.note.endswith("could not create a primitive descriptor); using Paddle's "
                               "convolution")
+    # a per-layer bf16 plan has one slower oneDNN form, float32: tried once, not twice
+    monkeypatch.setattr("paddle_resnet.speed.native_bf16", lambda: True)
+    calls = fail_where(monkeypatch, lambda plan: True)
+    plan_speed(speed_options(["fused_block=false"]), "cpu", 2)
+    assert [(p.bf16, p.fused_block) for p in calls] == [(True, False), (False, False)]
     with pytest.raises(ConfigError, match=r"^speed.conv = onednn, but the oneDNN operators "
                                           r"failed a trial run \(.*\); set speed.conv=auto"):
         plan_speed(speed_options(["conv=onednn"]), "cpu", 2)

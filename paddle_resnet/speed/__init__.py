@@ -165,9 +165,13 @@ def _first_that_runs(plan: SpeedPlan, choice: str, channels_last: Optional[bool]
     failed = f"the oneDNN operators failed a trial run ({reason})"
     float32 = replace(plan, bf16=False)
     per_layer = replace(float32, fused_block=False, onednn_norm=False)
+    tried = {plan}  # a form equal to one before (a plan already in float32) is not retried
     for fallback, how in ((float32, "convolving in float32"),
                           (per_layer, "convolving in float32, layer by layer")):
-        if fallback != plan and failure(fallback) is None:
+        if fallback in tried:
+            continue
+        tried.add(fallback)
+        if failure(fallback) is None:
             return replace(fallback, note=_joined(plan.note, f"{failed}; {how}"))
     if choice == "onednn":
         raise ConfigError(f"speed.conv = onednn, but {failed}; set speed.conv=auto or paddle")
